@@ -1,0 +1,6 @@
+//! Listeners: TLS (with certificate reload), plain HTTP, the http→https redirect
+//! listener, connection limits and graceful shutdown.
+
+pub mod redirect;
+pub mod server;
+pub mod tls;

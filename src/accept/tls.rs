@@ -1,0 +1,121 @@
+//! rustls server configuration (TLS 1.2 and 1.3 only, h2 and http/1.1 by ALPN) with a
+//! certificate that can be replaced while running: clinics renew certificates and
+//! cannot drop everyone's session to do it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// Why a certificate could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("server.tls_cert {0}: {1}")]
+    Cert(String, String),
+    #[error("server.tls_key {0}: {1}")]
+    Key(String, String),
+    #[error("TLS setup: {0}")]
+    Setup(String),
+}
+
+/// Serves whichever certificate was loaded last.
+#[derive(Debug)]
+pub struct ReloadingResolver {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for ReloadingResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| c.clone())
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Loads and checks a certificate chain and its key (the key must match).
+pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let cname = cert.display().to_string();
+    let kname = key.display().to_string();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| TlsError::Cert(cname.clone(), e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Cert(cname.clone(), e.to_string()))?;
+    if chain.is_empty() {
+        return Err(TlsError::Cert(cname, "no certificate found in the file".into()));
+    }
+    let pk = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key(kname.clone(), e.to_string()))?;
+    CertifiedKey::from_der(chain, pk, &provider()).map_err(|e| TlsError::Key(kname, format!("does not fit the certificate: {e}")))
+}
+
+/// The TLS acceptor plus the handle used to reload its certificate.
+pub struct Tls {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    resolver: Arc<ReloadingResolver>,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Tls {
+    pub fn new(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let resolver = Arc::new(ReloadingResolver { current: RwLock::new(Arc::new(load_pair(cert, key)?)) });
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| TlsError::Setup(e.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Self {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(cfg)),
+            resolver,
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+        })
+    }
+
+    /// Loads the files again; on failure the old certificate stays in use.
+    pub fn reload(&self) {
+        match load_pair(&self.cert, &self.key) {
+            Ok(ck) => {
+                if let Ok(mut cur) = self.resolver.current.write() {
+                    *cur = Arc::new(ck);
+                }
+                tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
+            }
+            Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded; the previous one stays in use"),
+        }
+    }
+
+    fn stamp(&self) -> Option<(SystemTime, SystemTime)> {
+        let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        Some((m(&self.cert)?, m(&self.key)?))
+    }
+
+    /// Reloads when the files change (polled) or on SIGHUP.
+    pub async fn watch(self: Arc<Self>) {
+        let mut last = self.stamp();
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            let by_signal = tokio::select! {
+                _ = tick.tick() => false,
+                _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => true,
+            };
+            let now = self.stamp();
+            if by_signal || now != last {
+                // Give a renewal tool a moment to finish writing both files.
+                if !by_signal {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                last = self.stamp();
+                self.reload();
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Wiring: builds the shared state from the configuration. No request logic here.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::HeaderValue;
+use tokio::sync::Semaphore;
+
+use crate::audit::Audit;
+use crate::config::Config;
+use crate::core::lockout::LockPolicy;
+use crate::core::store::Store;
+use crate::core::user::RolePolicy;
+use crate::http::cookies;
+use crate::http::csrf::Csrf;
+use crate::pages::render::Brand;
+use crate::pages::velocity::Velocity;
+use crate::proxy::forward::Forwarder;
+use crate::proxy::identity_headers::IdentityHeaders;
+use crate::session::Sessions;
+use crate::store::crypto::Keyring;
+use crate::users::UsersHandle;
+
+/// Base name of the remember-device cookie (fixed by SPEC §6).
+pub const DEVICE_COOKIE_BASE: &str = "vestibule_device";
+
+/// Everything a request may need, built once.
+pub struct App {
+    pub cfg: Config,
+    pub tls: bool,
+    pub brand: Brand,
+    pub store: Arc<dyn Store>,
+    pub keys: Keyring,
+    pub users: Arc<UsersHandle>,
+    pub roles: RolePolicy,
+    pub sessions: Sessions,
+    pub csrf: Csrf,
+    pub forwarder: Forwarder,
+    pub audit: Audit,
+    /// Bounds concurrent argon2 work so a login storm cannot take every core.
+    pub hashing: Semaphore,
+    pub velocity: Velocity,
+    pub lock_policy: LockPolicy,
+    pub device_cookie: String,
+    /// Backup-code hashing keys: current first, then older keys still configured.
+    pub backup_keys: Vec<[u8; 32]>,
+}
+
+/// Why the gateway cannot be built from an otherwise valid configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Key(#[from] crate::store::crypto::CryptoError),
+    #[error("storage: {0}")]
+    Store(#[from] crate::core::store::StoreError),
+    #[error("{0}")]
+    Upstream(#[from] crate::proxy::client::ClientError),
+    #[error("users file: {0}")]
+    Users(String),
+    #[error("log.audit_file: {0}")]
+    Audit(std::io::Error),
+}
+
+/// Concurrent password hashes: one core stays free for proxying on small machines.
+fn hashing_permits() -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    (cores / 2).max(1)
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl App {
+    pub fn build(cfg: Config) -> Result<Self, BuildError> {
+        let keys = Keyring::load(cfg.storage.encryption_key_file.as_deref())?;
+        let users = UsersHandle::load(&cfg.users.file).map_err(|ps| {
+            BuildError::Users(ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))
+        })?;
+        let store = crate::store::open(&cfg.storage)?;
+        let tls = cfg.server.tls.is_some();
+        let sessions = Sessions::new(
+            store.clone(),
+            &cfg.session.cookie_name,
+            tls,
+            cfg.session.idle_timeout,
+            cfg.session.absolute_timeout,
+        );
+        let csrf = Csrf::new(keys.derive("vestibule csrf v1"), tls);
+        let device_cookie = cookies::wire_name(DEVICE_COOKIE_BASE, tls);
+        let own_cookies = vec![sessions.cookie_name().to_string(), csrf.cookie_name().to_string(), device_cookie.clone()];
+        let up = &cfg.upstream;
+        let forwarder = Forwarder {
+            client: crate::proxy::client::build(up)?,
+            scheme: up.scheme.clone(),
+            authority: up.authority.clone(),
+            upstream_host: HeaderValue::from_str(up.authority.as_str()).unwrap_or(HeaderValue::from_static("localhost")),
+            preserve_host: up.preserve_host,
+            response_timeout: up.response_timeout,
+            identity: IdentityHeaders::new(&cfg.headers),
+            trusted_proxies: cfg.server.trusted_proxies.clone(),
+            own_cookies,
+        };
+        let audit = Audit::open(cfg.log.audit_file.as_deref()).map_err(BuildError::Audit)?;
+        let lock_policy = LockPolicy {
+            max_failures: cfg.lockout.max_failures,
+            duration_ms: cfg.lockout.duration.as_millis() as u64,
+            max_duration_ms: cfg.lockout.max_duration.as_millis() as u64,
+            code_max_failures: cfg.lockout.code_max_failures,
+        };
+        Ok(Self {
+            brand: Brand {
+                name: "Vestibule".into(),
+                footer: "Protected sign-in. Problems signing in? Contact your administrator.".into(),
+                prefix: cfg.server.prefix.clone(),
+            },
+            roles: RolePolicy { require_2fa_roles: cfg.policy.require_2fa_roles.clone() },
+            hashing: Semaphore::new(hashing_permits()),
+            velocity: Velocity::new(cfg.lockout.ip_failures_per_minute),
+            backup_keys: keys.derive_all("vestibule backup codes v1"),
+            keys,
+            users: Arc::new(users),
+            store,
+            tls,
+            sessions,
+            csrf,
+            forwarder,
+            audit,
+            lock_policy,
+            device_cookie,
+            cfg,
+        })
+    }
+}

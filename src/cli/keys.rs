@@ -1,0 +1,21 @@
+//! `gen-key` and `hash-password`.
+
+use super::{read_password, CliError};
+use crate::core::password::{self, Cost};
+
+#[allow(clippy::print_stdout)]
+pub fn gen_key() -> Result<(), CliError> {
+    println!("{}", crate::store::crypto::generate_key());
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+pub fn hash_password() -> Result<(), CliError> {
+    let pw = read_password("Password: ")?;
+    if pw.is_empty() {
+        return Err(CliError::Invalid(vec!["password: empty; nothing to hash".into()]));
+    }
+    let h = password::hash(pw.as_bytes(), Cost::DEFAULT).map_err(CliError::failed)?;
+    println!("{h}");
+    Ok(())
+}

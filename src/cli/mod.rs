@@ -1,0 +1,157 @@
+//! The command line (SPEC §2). Parsing lives here; each command is a thin call into
+//! the library. Exit codes: 0 success, 2 bad usage or invalid configuration, 1 other.
+
+mod admin;
+mod check;
+mod demo;
+mod demo_upstream;
+mod keys;
+mod serve;
+mod users;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Why a command failed, and so its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad usage or an invalid configuration: exit 2. Each line is printed as is.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    /// Anything else: exit 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Invalid(_) => 2,
+            CliError::Failed(_) => 1,
+        }
+    }
+
+    fn failed(e: impl std::fmt::Display) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+/// Vestibule: a TLS-terminating reverse proxy that signs people in (with TOTP
+/// two-factor for staff) before anything reaches the application behind it.
+#[derive(Parser, Debug)]
+#[command(name = "vestibule", version, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, env = "VESTIBULE_CONFIG", default_value = "config/vestibule.toml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway.
+    Serve,
+    /// One-command trial: certificate, key, demo users and a demo upstream in ./demo-data/, served on https://127.0.0.1:8443.
+    Demo,
+    /// Validate the configuration and the users file.
+    CheckConfig,
+    /// Read a password from standard input and print its argon2id PHC string.
+    HashPassword,
+    /// Print a new random 32-byte encryption key (base64).
+    GenKey,
+    /// Manage the users file.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Two-factor administration.
+    #[command(name = "2fa", subcommand)]
+    TwoFa(TwoFaCommand),
+    /// Session administration.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsersCommand {
+    /// Add a user; the password is read from standard input.
+    Add {
+        name: String,
+        /// A role (repeatable).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// List the users.
+    List,
+    /// Disable a user: sign-in refused, sessions and remembered browsers ended.
+    Disable { name: String },
+    /// Enable a disabled user.
+    Enable { name: String },
+    /// Set a new password (read from standard input).
+    SetPassword { name: String },
+    /// Replace a user's roles.
+    SetRoles {
+        name: String,
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+    },
+    /// Lift a lockout, including the code-step block after code_max_failures.
+    Unlock { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TwoFaCommand {
+    /// Whether 2FA is on, since when, last used, backup codes left, remembered browsers.
+    Status { name: String },
+    /// Remove the user's TOTP secret, backup codes and remembered browsers and end their sessions.
+    Reset { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionsCommand {
+    /// End all sessions of a user.
+    Revoke { name: String },
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve => serve::run(&cli.config),
+        Command::Demo => demo::run(),
+        Command::CheckConfig => check::run(&cli.config),
+        Command::HashPassword => keys::hash_password(),
+        Command::GenKey => keys::gen_key(),
+        Command::Users(UsersCommand::Unlock { name }) => admin::unlock(&cli.config, &name),
+        Command::Users(cmd) => users::run(&cli.config, cmd),
+        Command::TwoFa(TwoFaCommand::Status { name }) => admin::twofa_status(&cli.config, &name),
+        Command::TwoFa(TwoFaCommand::Reset { name }) => admin::twofa_reset(&cli.config, &name),
+        Command::Sessions(SessionsCommand::Revoke { name }) => admin::sessions_revoke(&cli.config, &name),
+    }
+}
+
+/// Loads and validates the configuration, mapping problems to exit 2.
+fn load_config(path: &std::path::Path) -> Result<crate::config::Config, CliError> {
+    crate::config::load(path).map_err(|ps| CliError::Invalid(ps.iter().map(|p| p.to_string()).collect()))
+}
+
+/// A current-thread runtime for the admin commands.
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(CliError::failed)
+}
+
+/// Reads a password from standard input, without echo on a terminal.
+fn read_password(prompt: &str) -> Result<zeroize::Zeroizing<String>, CliError> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        eprint!("{prompt}");
+        return rpassword::read_password().map(zeroize::Zeroizing::new).map_err(CliError::failed);
+    }
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin().lock().read_line(&mut line).map_err(CliError::failed)?;
+    let trimmed = line.trim_end_matches(['\n', '\r']).to_string();
+    Ok(zeroize::Zeroizing::new(trimmed))
+}

@@ -1,0 +1,105 @@
+//! `serve`: validate everything first, then bind, then run until SIGTERM/SIGINT.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use super::{load_config, CliError};
+use crate::accept::{self, tls::Tls};
+use crate::app::{now_ms, App, BuildError};
+use crate::config::Config;
+
+pub fn run(path: &Path) -> Result<(), CliError> {
+    let cfg = load_config(path)?;
+    crate::logging::init(cfg.log.format);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::failed)?;
+    rt.block_on(serve(cfg, None))
+}
+
+fn build_error(e: BuildError) -> CliError {
+    match e {
+        BuildError::Key(k) => CliError::Invalid(vec![format!("storage.encryption_key_file: {k}")]),
+        BuildError::Users(u) => CliError::Invalid(vec![format!("users.file: {u}")]),
+        BuildError::Upstream(u) => CliError::Invalid(vec![u.to_string()]),
+        other => CliError::Failed(other.to_string()),
+    }
+}
+
+/// Runs the gateway with `cfg` until a shutdown signal (or `stop` resolves).
+pub async fn serve(cfg: Config, stop: Option<tokio::sync::oneshot::Receiver<()>>) -> Result<(), CliError> {
+    let tls = match &cfg.server.tls {
+        Some(files) => Some(Arc::new(Tls::new(&files.cert, &files.key).map_err(|e| CliError::Invalid(vec![e.to_string()]))?)),
+        None => None,
+    };
+    let app = Arc::new(App::build(cfg).map_err(build_error)?);
+    let server = &app.cfg.server;
+    if tls.is_none() {
+        tracing::warn!("no tls_cert/tls_key: serving plain HTTP. Only do this behind a TLS-terminating load balancer.");
+    }
+    if server.hostnames.is_empty() {
+        tracing::warn!("server.hostnames is empty: any Host is accepted. List your site's names to refuse others.");
+    }
+    let listener = TcpListener::bind(server.listen).await.map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", server.listen)))?;
+    if let Some(addr) = server.http_redirect_listen {
+        let l = TcpListener::bind(addr).await.map_err(|e| CliError::Failed(format!("cannot listen on {addr}: {e}")))?;
+        tokio::spawn(accept::redirect::run(l, Arc::new(server.clone())));
+    }
+    if let Some(t) = &tls {
+        tokio::spawn(t.clone().watch());
+    }
+    spawn_maintenance(app.clone());
+    tracing::info!(
+        listen = %server.listen,
+        tls = tls.is_some(),
+        upstream = %format!("{}://{}", app.cfg.upstream.scheme, app.cfg.upstream.authority),
+        users = app.users.get().directory.len(),
+        "vestibule serving"
+    );
+    let shutdown = async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let stop = async move {
+            match stop {
+                Some(rx) => {
+                    let _ = rx.await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {},
+            _ = stop => {},
+        }
+        tracing::info!("shutdown signal received");
+    };
+    accept::server::run(app, listener, tls, shutdown).await;
+    Ok(())
+}
+
+/// Background work: the users-file watcher and the purge of expired records.
+fn spawn_maintenance(app: Arc<App>) {
+    let watcher_app = app.clone();
+    tokio::spawn(app.users.clone().watch(move |change| {
+        let app = watcher_app.clone();
+        async move {
+            for user in change.newly_disabled {
+                let sessions = app.store.sessions_delete_user(&user).await;
+                let devices = app.store.devices_forget(&user).await;
+                if sessions.is_err() || devices.is_err() {
+                    tracing::error!(user = %user, "could not end sessions of a disabled user; they stop working anyway");
+                }
+            }
+        }
+    }));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = app.store.purge_expired(now_ms()).await {
+                tracing::warn!(error = %e, "purge of expired records failed");
+            }
+        }
+    });
+}

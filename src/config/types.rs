@@ -1,0 +1,146 @@
+//! The typed, validated configuration. Every value here has passed validation, so the
+//! rest of the program never re-checks a setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::uri::{Authority, Scheme};
+use ipnet::IpNet;
+
+use crate::core::policy::Rule;
+use crate::core::totp::TotpSettings;
+
+/// Everything `vestibule serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub headers: HeadersConfig,
+    pub users: UsersConfig,
+    pub policy: PolicyConfig,
+    pub session: SessionConfig,
+    pub storage: StorageConfig,
+    pub totp: TotpSettings,
+    pub backup_codes: BackupCodesConfig,
+    pub remember_device: RememberDeviceConfig,
+    pub lockout: LockoutConfig,
+    pub log: LogConfig,
+}
+
+/// Certificate and key paths; present only when TLS is on.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    pub http_redirect_listen: Option<SocketAddr>,
+    /// Reserved path prefix of the gateway's own pages, without a trailing slash.
+    pub prefix: String,
+    /// Allowed `Host` values, lower-case, without port. Empty: any.
+    pub hostnames: Vec<String>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub max_request_header_bytes: usize,
+    /// Connections beyond this are refused at accept time.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+    pub preserve_host: bool,
+}
+
+/// Names of the identity headers the gateway sets, and extra names it strips.
+#[derive(Debug, Clone)]
+pub struct HeadersConfig {
+    pub user: HeaderName,
+    pub email: HeaderName,
+    pub name: HeaderName,
+    pub roles: HeaderName,
+    pub mfa: HeaderName,
+    pub strip: Vec<HeaderName>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UsersConfig {
+    pub file: PathBuf,
+    pub min_password_length: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    pub require_2fa_roles: Vec<String>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub cookie_name: String,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+}
+
+/// Which storage backend holds sessions and 2FA state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Redis,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub backend: Backend,
+    pub path: PathBuf,
+    pub redis_url: String,
+    pub key_prefix: String,
+    pub encryption_key_file: Option<PathBuf>,
+    /// Upper bound for every single store call.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupCodesConfig {
+    pub count: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RememberDeviceConfig {
+    pub enabled: bool,
+    pub duration: Duration,
+}
+
+/// Lockout limits (SPEC §6) plus the per-address velocity limit on the password step.
+#[derive(Debug, Clone)]
+pub struct LockoutConfig {
+    pub max_failures: u32,
+    pub duration: Duration,
+    pub max_duration: Duration,
+    pub code_max_failures: u32,
+    /// Failed password attempts per client address and minute before answers slow down.
+    pub ip_failures_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub audit_file: Option<PathBuf>,
+    /// One access line per request when on.
+    pub access_log: bool,
+}

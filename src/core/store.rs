@@ -1,0 +1,112 @@
+//! The storage contract. Every backend (embedded, Redis) implements [`Store`] and passes
+//! the same conformance suite. Keys that come from secrets (session ids, device
+//! tokens, backup codes) arrive here already hashed; TOTP secrets arrive encrypted.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::auth_flow::Stage;
+use super::lockout::{LockPolicy, LockRecord, Step};
+
+/// A SHA-256 fingerprint of a token; the only form in which tokens are stored.
+pub type Fingerprint = [u8; 32];
+
+/// A server-side session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub user: String,
+    pub stage: Stage,
+    /// Unix milliseconds.
+    pub created_ms: u64,
+    pub last_seen_ms: u64,
+    /// The user's credential fingerprint at sign-in; a password change voids the session.
+    pub credential: [u8; 8],
+}
+
+/// A user's active TOTP enrollment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaRecord {
+    /// The secret in its encrypted envelope.
+    pub secret: Vec<u8>,
+    pub enabled_ms: u64,
+    pub last_used_ms: Option<u64>,
+}
+
+/// A secret shown on the setup page, waiting for its first right code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEnrollment {
+    pub secret: Vec<u8>,
+    pub created_ms: u64,
+}
+
+/// A browser on which a user chose to skip the code step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub user: String,
+    pub created_ms: u64,
+    pub expires_ms: u64,
+    /// A short description of the browser, for the account page.
+    pub label: String,
+    pub credential: [u8; 8],
+}
+
+/// Why a store call failed. Any error means "refuse": callers fail closed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store data unreadable: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything the gateway keeps between requests.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Cheap reachability check for the health endpoint.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn session_put(&self, id: &Fingerprint, rec: &SessionRecord, ttl_ms: u64) -> StoreResult<()>;
+    async fn session_get(&self, id: &Fingerprint) -> StoreResult<Option<SessionRecord>>;
+    /// Records activity; called at most every few seconds per session.
+    async fn session_touch(&self, id: &Fingerprint, last_seen_ms: u64, ttl_ms: u64) -> StoreResult<()>;
+    async fn session_delete(&self, id: &Fingerprint) -> StoreResult<()>;
+    /// Ends every session of `user`; returns how many ended.
+    async fn sessions_delete_user(&self, user: &str) -> StoreResult<u64>;
+    async fn sessions_count(&self) -> StoreResult<u64>;
+
+    async fn mfa_get(&self, user: &str) -> StoreResult<Option<MfaRecord>>;
+    async fn pending_get(&self, user: &str) -> StoreResult<Option<PendingEnrollment>>;
+    async fn pending_put(&self, user: &str, p: &PendingEnrollment) -> StoreResult<()>;
+    /// Turns 2FA on with `rec` and the backup-code hashes, removing the pending secret.
+    /// Returns false (and changes nothing) when 2FA is already on.
+    async fn mfa_enable(&self, user: &str, rec: &MfaRecord, backup: &[Fingerprint]) -> StoreResult<bool>;
+    async fn mfa_mark_used(&self, user: &str, now_ms: u64) -> StoreResult<()>;
+    /// Removes the secret, pending secret, backup codes and remembered devices.
+    async fn mfa_remove(&self, user: &str) -> StoreResult<()>;
+    /// Atomically accepts `step` if it is later than every step accepted before for
+    /// `user`. Across instances, only one caller can win a step.
+    async fn step_accept(&self, user: &str, step: u64) -> StoreResult<bool>;
+
+    async fn backup_replace(&self, user: &str, hashes: &[Fingerprint]) -> StoreResult<()>;
+    /// Atomically uses a backup code: `Some(remaining)` if it existed.
+    async fn backup_consume(&self, user: &str, hash: &Fingerprint) -> StoreResult<Option<u32>>;
+    async fn backup_count(&self, user: &str) -> StoreResult<u32>;
+
+    async fn device_put(&self, token: &Fingerprint, rec: &DeviceRecord) -> StoreResult<()>;
+    /// Atomically removes and returns the device record if it belongs to `user`.
+    async fn device_take(&self, token: &Fingerprint, user: &str) -> StoreResult<Option<DeviceRecord>>;
+    async fn devices_list(&self, user: &str) -> StoreResult<Vec<DeviceRecord>>;
+    async fn devices_forget(&self, user: &str) -> StoreResult<u64>;
+
+    async fn lock_get(&self, key: &str, step: Step) -> StoreResult<LockRecord>;
+    /// Atomically records one failure; returns the new record and whether it locked.
+    async fn lock_fail(&self, key: &str, step: Step, now_ms: u64, policy: &LockPolicy) -> StoreResult<(LockRecord, bool)>;
+    async fn lock_reset(&self, key: &str, step: Step) -> StoreResult<()>;
+    /// Clears both steps (the `users unlock` command).
+    async fn unlock(&self, key: &str) -> StoreResult<()>;
+
+    /// Drops expired sessions, devices, pending secrets and stale counters.
+    async fn purge_expired(&self, now_ms: u64) -> StoreResult<()>;
+}

@@ -1,0 +1,148 @@
+//! `P/account`: the user's 2FA status and the actions on it — new backup codes,
+//! forget remembered browsers, turn 2FA off (where no role requires it), turn it on.
+
+use http::{Response, StatusCode};
+use serde_json::json;
+
+use super::render::{self, human_time, AccountPage};
+use super::second_factor::{self, Verdict};
+use super::{current, to_login, Ctx, Form};
+use crate::app::now_ms;
+use crate::core::auth_flow::{self, Stage};
+use crate::http::body::Body;
+use crate::http::error::GatewayError;
+use crate::session::Current;
+
+/// A complete session, or where to go instead.
+async fn complete(ctx: &Ctx<'_>) -> Result<Result<Current, Response<Body>>, GatewayError> {
+    let account = ctx.p("/account");
+    let Some(cur) = current(ctx).await? else { return Ok(Err(to_login(ctx, &account))) };
+    if !auth_flow::is_complete(cur.record.stage, ctx.app.roles.requires_2fa(&cur.user.roles)) {
+        return Ok(Err(to_login(ctx, &account)));
+    }
+    Ok(Ok(cur))
+}
+
+async fn page(ctx: &Ctx<'_>, cur: &Current, status: StatusCode, notice: Option<&str>, error: Option<&str>) -> Result<Response<Body>, GatewayError> {
+    let app = ctx.app;
+    let user = &cur.user;
+    let mfa = app.store.mfa_get(&user.username).await.map_err(Ctx::store_err)?;
+    let (backup_left, devices) = if mfa.is_some() {
+        let left = app.store.backup_count(&user.username).await.map_err(Ctx::store_err)?;
+        let now = now_ms();
+        let devices: Vec<String> = app
+            .store
+            .devices_list(&user.username)
+            .await
+            .map_err(Ctx::store_err)?
+            .into_iter()
+            .filter(|d| d.expires_ms > now && d.credential == user.credential_fingerprint())
+            .map(|d| format!("{} — remembered {}", d.label, human_time(Some(d.created_ms))))
+            .collect();
+        (left, devices)
+    } else {
+        (0, Vec::new())
+    };
+    let (token, set) = app.csrf.issue(&ctx.headers);
+    let roles = user.roles.join(", ");
+    let account_rd = super::encode_rd(&ctx.p("/account"));
+    let page = AccountPage {
+        brand: &app.brand,
+        csrf_token: &token,
+        username: &user.username,
+        display_name: &user.display_name,
+        roles: &roles,
+        mfa_on: mfa.is_some(),
+        since: &human_time(mfa.as_ref().map(|m| m.enabled_ms)),
+        last_used: &human_time(mfa.as_ref().and_then(|m| m.last_used_ms)),
+        backup_left,
+        devices: &devices,
+        can_disable: !app.roles.requires_2fa(&user.roles),
+        account_path_encoded: &account_rd,
+        notice,
+        error,
+    };
+    Ok(render::html(status, &page, ctx.tls, &set.into_iter().collect::<Vec<_>>()))
+}
+
+pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
+    match complete(ctx).await? {
+        Ok(cur) => {
+            let notice = match ctx.query.get("done").map(String::as_str) {
+                Some("forgotten") => Some("Remembered browsers were forgotten."),
+                Some("disabled") => Some("Two-step sign-in is now off."),
+                _ => None,
+            };
+            page(ctx, &cur, StatusCode::OK, notice, None).await
+        }
+        Err(resp) => Ok(resp),
+    }
+}
+
+/// Checks a current TOTP code for an account action; `Err(response)` on a wrong one.
+async fn verify_current_code(ctx: &Ctx<'_>, cur: &Current, form: &Form) -> Result<Result<(), Response<Body>>, GatewayError> {
+    let user = &cur.user;
+    second_factor::ensure_open(ctx, user).await?;
+    let Some(mfa) = ctx.app.store.mfa_get(&user.username).await.map_err(Ctx::store_err)? else {
+        return Ok(Err(page(ctx, cur, StatusCode::CONFLICT, None, Some("Two-step sign-in is not on.")).await?));
+    };
+    let secret = second_factor::open_secret(ctx, user, &mfa.secret)?;
+    match second_factor::check(ctx, user, form.get("code"), &secret, false).await? {
+        Verdict::Accepted(..) => {
+            second_factor::succeeded(ctx, user).await?;
+            Ok(Ok(()))
+        }
+        Verdict::Wrong => {
+            if let Some(locked) = second_factor::failed(ctx, user, "account").await? {
+                return Err(locked);
+            }
+            Ok(Err(page(ctx, cur, StatusCode::UNAUTHORIZED, None, Some("That code did not work. Enter the newest code from your app.")).await?))
+        }
+    }
+}
+
+pub async fn regenerate_codes(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, GatewayError> {
+    let cur = match complete(ctx).await? {
+        Ok(c) => c,
+        Err(resp) => return Ok(resp),
+    };
+    if let Err(resp) = verify_current_code(ctx, &cur, &form).await? {
+        return Ok(resp);
+    }
+    let (codes, hashes) = second_factor::new_backup_codes(ctx, &cur.user);
+    ctx.app.store.backup_replace(&cur.user.username, &hashes).await.map_err(Ctx::store_err)?;
+    ctx.app.audit.event("mfa.backup_codes.regenerated", &cur.user.username, Some(ctx.ip), json!({ "count": codes.len() }));
+    Ok(second_factor::codes_page(ctx, &codes, false, &ctx.p("/account"), &[]))
+}
+
+pub async fn forget_devices(ctx: &Ctx<'_>, _form: Form) -> Result<Response<Body>, GatewayError> {
+    let cur = match complete(ctx).await? {
+        Ok(c) => c,
+        Err(resp) => return Ok(resp),
+    };
+    let n = ctx.app.store.devices_forget(&cur.user.username).await.map_err(Ctx::store_err)?;
+    ctx.app.audit.event("mfa.devices.forgotten", &cur.user.username, Some(ctx.ip), json!({ "count": n, "by": "user" }));
+    Ok(render::redirect(StatusCode::SEE_OTHER, &format!("{}?done=forgotten", ctx.p("/account")), ctx.tls, &[]))
+}
+
+pub async fn disable_2fa(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, GatewayError> {
+    let cur = match complete(ctx).await? {
+        Ok(c) => c,
+        Err(resp) => return Ok(resp),
+    };
+    if ctx.app.roles.requires_2fa(&cur.user.roles) {
+        return Err(GatewayError::MissingRole);
+    }
+    if let Err(resp) = verify_current_code(ctx, &cur, &form).await? {
+        return Ok(resp);
+    }
+    let app = ctx.app;
+    app.store.mfa_remove(&cur.user.username).await.map_err(Ctx::store_err)?;
+    app.audit.event("mfa.disabled", &cur.user.username, Some(ctx.ip), json!({ "by": "user" }));
+    let cookie = app
+        .sessions
+        .issue(&cur.user, Stage::Complete { factor: None }, Some(&cur.id), Some(cur.record.created_ms), now_ms())
+        .await
+        .map_err(Ctx::store_err)?;
+    Ok(render::redirect(StatusCode::SEE_OTHER, &format!("{}?done=disabled", ctx.p("/account")), ctx.tls, &[cookie]))
+}

@@ -1,0 +1,142 @@
+//! The gateway's own pages under `server.prefix`: sign-in, 2FA setup and challenge,
+//! account, logout, health, session API and assets. Pages answer; they never forward.
+
+mod account;
+mod assets;
+mod challenge;
+mod health;
+mod login;
+mod logout;
+mod qr;
+pub mod render;
+mod second_factor;
+mod setup;
+pub mod velocity;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::app::App;
+use crate::http::body::Body;
+use crate::http::client_ip;
+use crate::http::error::GatewayError;
+use crate::proxy::forward::Peer;
+
+/// Largest form body accepted.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// Characters kept as they are when `rd` travels in a query string.
+const RD_KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'/').remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// Encodes a redirect target as a query value.
+pub fn encode_rd(rd: &str) -> String {
+    utf8_percent_encode(rd, RD_KEEP).to_string()
+}
+
+/// What every page handler gets.
+pub struct Ctx<'a> {
+    pub app: &'a App,
+    pub ip: IpAddr,
+    pub tls: bool,
+    pub headers: http::HeaderMap,
+    pub query: HashMap<String, String>,
+}
+
+impl Ctx<'_> {
+    /// `P` + `sub`.
+    pub fn p(&self, sub: &str) -> String {
+        format!("{}{sub}", self.app.cfg.server.prefix)
+    }
+
+    /// The validated redirect target from the query.
+    pub fn rd_from_query(&self) -> String {
+        crate::core::redirect::safe_target(self.query.get("rd").map(String::as_str).unwrap_or("/"))
+    }
+
+    /// Maps a store error to the fail-closed answer.
+    pub fn store_err(e: crate::core::store::StoreError) -> GatewayError {
+        GatewayError::StoreUnavailable(e.to_string())
+    }
+}
+
+/// A posted form, after its CSRF token was checked.
+pub struct Form(HashMap<String, String>);
+
+impl Form {
+    pub fn get(&self, k: &str) -> &str {
+        self.0.get(k).map(String::as_str).unwrap_or("")
+    }
+
+    pub fn has(&self, k: &str) -> bool {
+        self.0.contains_key(k)
+    }
+}
+
+/// Reads a url-encoded form (bounded) and checks its CSRF token: 403 otherwise.
+async fn read_form(ctx: &Ctx<'_>, body: Incoming) -> Result<Form, GatewayError> {
+    let bytes: Bytes = Limited::new(body, MAX_FORM_BYTES)
+        .collect()
+        .await
+        .map_err(|_| GatewayError::PayloadTooLarge)?
+        .to_bytes();
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).map_err(|_| GatewayError::BadRequest("malformed form"))?;
+    let map: HashMap<String, String> = pairs.into_iter().collect();
+    if !ctx.app.csrf.verify(&ctx.headers, map.get("csrf_token").map(String::as_str)) {
+        return Err(GatewayError::Csrf);
+    }
+    Ok(Form(map))
+}
+
+/// Serves a request under `server.prefix`.
+pub async fn serve(app: &App, peer: Peer, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+    let (parts, body) = req.into_parts();
+    let sub = parts.uri.path().strip_prefix(app.cfg.server.prefix.as_str()).unwrap_or("").to_string();
+    let xff = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let ip = client_ip::client_ip(peer.addr, xff, &app.cfg.server.trusted_proxies);
+    let query: HashMap<String, String> = parts
+        .uri
+        .query()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .map(|v| v.into_iter().collect())
+        .unwrap_or_default();
+    let ctx = Ctx { app, ip, tls: peer.tls, headers: parts.headers, query };
+    let get = parts.method == Method::GET || parts.method == Method::HEAD;
+    let post = parts.method == Method::POST;
+    match sub.as_str() {
+        "/login" if get => login::show(&ctx).await,
+        "/login" if post => login::submit(&ctx, read_form(&ctx, body).await?).await,
+        "/setup" if get => setup::show(&ctx).await,
+        "/setup" if post => setup::submit(&ctx, read_form(&ctx, body).await?).await,
+        "/challenge" if get => challenge::show(&ctx).await,
+        "/challenge" if post => challenge::submit(&ctx, read_form(&ctx, body).await?).await,
+        "/account" if get => account::show(&ctx).await,
+        "/account/backup-codes" if post => account::regenerate_codes(&ctx, read_form(&ctx, body).await?).await,
+        "/account/forget-devices" if post => account::forget_devices(&ctx, read_form(&ctx, body).await?).await,
+        "/account/disable-2fa" if post => account::disable_2fa(&ctx, read_form(&ctx, body).await?).await,
+        "/logout" if post => logout::submit(&ctx, read_form(&ctx, body).await?).await,
+        "/health" if get => health::health(&ctx).await,
+        "/api/session" if get => health::session_api(&ctx).await,
+        s if get && s.starts_with("/assets/") => assets::serve(&ctx, s),
+        "" | "/" if get => Ok(render::redirect(StatusCode::FOUND, &ctx.p("/account"), ctx.tls, &[])),
+        "/login" | "/setup" | "/challenge" | "/account" | "/account/backup-codes" | "/account/forget-devices"
+        | "/account/disable-2fa" | "/logout" | "/health" | "/api/session" => Err(GatewayError::MethodNotAllowed),
+        _ => Err(GatewayError::NotFound),
+    }
+}
+
+/// The request's session, if valid (store errors fail closed).
+async fn current(ctx: &Ctx<'_>) -> Result<Option<crate::session::Current>, GatewayError> {
+    let users = ctx.app.users.get();
+    ctx.app.sessions.load(&ctx.headers, &users, crate::app::now_ms()).await.map_err(Ctx::store_err)
+}
+
+/// Sends a person without the needed session back to the sign-in page.
+fn to_login(ctx: &Ctx<'_>, rd: &str) -> Response<Body> {
+    render::redirect(StatusCode::SEE_OTHER, &format!("{}?rd={}", ctx.p("/login"), encode_rd(rd)), ctx.tls, &[])
+}

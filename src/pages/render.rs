@@ -1,0 +1,169 @@
+//! Templates (compile-checked, auto-escaping askama), the security headers every page
+//! carries, and the one catalogue of error pages.
+
+use askama::Template;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
+use http::{HeaderMap, Response, StatusCode};
+
+use crate::http::body::{full, Body};
+
+/// What every page shows around its content.
+#[derive(Debug, Clone)]
+pub struct Brand {
+    pub name: String,
+    pub footer: String,
+    pub prefix: String,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    pub brand: &'a Brand,
+    pub csrf_token: &'a str,
+    pub rd: &'a str,
+    pub username: &'a str,
+    pub error: Option<&'a str>,
+    pub notice: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+pub struct SetupPage<'a> {
+    pub brand: &'a Brand,
+    pub csrf_token: &'a str,
+    pub rd: &'a str,
+    pub qr_png_base64: &'a str,
+    pub qr_size: u32,
+    pub otpauth_uri: &'a str,
+    pub secret_grouped: &'a str,
+    pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "backup_codes.html")]
+pub struct BackupCodesPage<'a> {
+    pub brand: &'a Brand,
+    pub enrolled: bool,
+    pub codes: &'a [String],
+    pub download_href: &'a str,
+    pub continue_href: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "challenge.html")]
+pub struct ChallengePage<'a> {
+    pub brand: &'a Brand,
+    pub csrf_token: &'a str,
+    pub rd: &'a str,
+    pub issuer: &'a str,
+    pub remember_enabled: bool,
+    pub remember_days: u64,
+    pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage<'a> {
+    pub brand: &'a Brand,
+    pub csrf_token: &'a str,
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub roles: &'a str,
+    pub mfa_on: bool,
+    pub since: &'a str,
+    pub last_used: &'a str,
+    pub backup_left: u32,
+    pub devices: &'a [String],
+    pub can_disable: bool,
+    pub account_path_encoded: &'a str,
+    pub notice: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub brand: &'a Brand,
+    pub title: &'a str,
+    pub message: &'a str,
+    pub retry_after: Option<String>,
+    pub back_href: &'a str,
+    pub back_label: &'a str,
+}
+
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Adds the headers of SPEC §5.3 to a response of the gateway's own.
+pub fn secure_headers(headers: &mut HeaderMap, tls: bool) {
+    headers.insert("content-security-policy", HeaderValue::from_static(CSP));
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    if tls {
+        headers.insert("strict-transport-security", HeaderValue::from_static("max-age=31536000"));
+    }
+}
+
+/// An HTML response with the security headers and any cookies to set.
+pub fn html(status: StatusCode, page: &impl Template, tls: bool, set_cookies: &[String]) -> Response<Body> {
+    let body = page.render().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "template rendering failed");
+        "<!doctype html><title>Error</title><p>Something went wrong.</p>".to_string()
+    });
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    secure_headers(resp.headers_mut(), tls);
+    add_cookies(&mut resp, set_cookies);
+    resp
+}
+
+/// A JSON response with the security headers.
+pub fn json(status: StatusCode, value: &serde_json::Value, tls: bool) -> Response<Body> {
+    let mut resp = Response::new(full(value.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    secure_headers(resp.headers_mut(), tls);
+    resp
+}
+
+/// A redirect (302 or 303) with the security headers and cookies.
+pub fn redirect(status: StatusCode, location: &str, tls: bool, set_cookies: &[String]) -> Response<Body> {
+    let mut resp = Response::new(crate::http::body::empty());
+    *resp.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(http::header::LOCATION, v);
+    } else {
+        resp.headers_mut().insert(http::header::LOCATION, HeaderValue::from_static("/"));
+    }
+    secure_headers(resp.headers_mut(), tls);
+    add_cookies(&mut resp, set_cookies);
+    resp
+}
+
+pub fn add_cookies(resp: &mut Response<Body>, set_cookies: &[String]) {
+    for c in set_cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            resp.headers_mut().append(SET_COOKIE, v);
+        }
+    }
+}
+
+/// "3 minutes", "45 seconds": how long a person has to wait.
+pub fn human_wait(secs: u64) -> String {
+    match secs {
+        0..=1 => "1 second".to_string(),
+        2..=89 => format!("{secs} seconds"),
+        90..=5399 => format!("{} minutes", secs.div_ceil(60)),
+        _ => format!("{} hours", secs.div_ceil(3600)),
+    }
+}
+
+/// Human date for the account page, e.g. "2026-11-23 14:05 UTC".
+pub fn human_time(ms: Option<u64>) -> String {
+    match ms.and_then(|ms| cookie::time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64).ok()) {
+        Some(t) => format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), t.month() as u8, t.day(), t.hour(), t.minute()),
+        None => "never".to_string(),
+    }
+}

@@ -1,0 +1,200 @@
+//! Builds the upstream request from the client's (normalised path, header hygiene,
+//! forwarding headers, identity), sends it with a response-header deadline, and
+//! streams the answer back. WebSocket upgrades are spliced after both sides agree.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, COOKIE, HOST};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::TokioIo;
+
+use super::client::UpstreamClient;
+use super::hop_by_hop;
+use super::identity_headers::{Identity, IdentityHeaders};
+use crate::http::body::{Body, BoxError};
+use crate::http::client_ip;
+use crate::http::error::GatewayError;
+
+/// What the forwarder needs, fixed at start-up.
+pub struct Forwarder {
+    pub client: UpstreamClient,
+    pub scheme: Scheme,
+    pub authority: Authority,
+    pub upstream_host: HeaderValue,
+    pub preserve_host: bool,
+    pub response_timeout: std::time::Duration,
+    pub identity: IdentityHeaders,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The gateway's own cookie names, removed from the `Cookie` header.
+    pub own_cookies: Vec<String>,
+}
+
+/// Facts about the incoming connection.
+#[derive(Clone, Copy)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+/// A request body without its trailers: SPEC §5.2 says trailers are not forwarded.
+struct NoTrailers(Incoming);
+
+impl hyper::body::Body for NoTrailers {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.0).poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) if f.is_trailers() => Poll::Ready(None),
+            Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.size_hint()
+    }
+}
+
+impl Forwarder {
+    /// Removes the gateway's own cookies from every `Cookie` header; others pass.
+    fn filter_cookies(&self, headers: &mut http::HeaderMap) {
+        if !headers.contains_key(COOKIE) {
+            return;
+        }
+        let kept: Vec<String> = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|pair| {
+                let name = pair.split('=').next().unwrap_or("").trim();
+                !pair.is_empty() && !self.own_cookies.iter().any(|c| c == name)
+            })
+            .map(str::to_string)
+            .collect();
+        headers.remove(COOKIE);
+        if !kept.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+                headers.insert(COOKIE, v);
+            }
+        }
+    }
+
+    fn forwarding_headers(&self, headers: &mut http::HeaderMap, peer: Peer, host: Option<&HeaderValue>) {
+        let peer_ip = client_ip::canonical(peer.addr.ip());
+        let trusted = client_ip::is_trusted(peer_ip, &self.trusted_proxies);
+        let prior: Vec<String> = if trusted {
+            headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect()
+        } else {
+            Vec::new()
+        };
+        let mut xff = prior.join(", ");
+        if !xff.is_empty() {
+            xff.push_str(", ");
+        }
+        xff.push_str(&peer_ip.to_string());
+        headers.remove("x-forwarded-for");
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            headers.insert("x-forwarded-for", v);
+        }
+        let proto_ok = trusted
+            && headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|v| v == "https" || v == "http");
+        if !proto_ok {
+            headers.insert("x-forwarded-proto", HeaderValue::from_static(if peer.tls { "https" } else { "http" }));
+        }
+        if !(trusted && headers.contains_key("x-forwarded-host")) {
+            headers.remove("x-forwarded-host");
+            if let Some(h) = host {
+                headers.insert("x-forwarded-host", h.clone());
+            }
+        }
+    }
+
+    /// Forwards `req` (whose path is already normalised into `path_and_query`) with
+    /// `identity` (None on bypass paths).
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        path_and_query: PathAndQuery,
+        peer: Peer,
+        identity: Option<&Identity<'_>>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let upgrade = super::websocket::is_upgrade(req.method(), req.headers()) && req.version() == Version::HTTP_11;
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let host = parts.headers.get(HOST).cloned().or_else(|| {
+            parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+
+        let headers = &mut parts.headers;
+        hop_by_hop::remove(headers, upgrade);
+        self.identity.strip(headers);
+        if let Some(id) = identity {
+            self.identity.insert(headers, id);
+        }
+        self.filter_cookies(headers);
+        self.forwarding_headers(headers, peer, host.as_ref());
+        let host_header = if self.preserve_host { host.unwrap_or_else(|| self.upstream_host.clone()) } else { self.upstream_host.clone() };
+        headers.insert(HOST, host_header);
+
+        parts.uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| GatewayError::Internal(format!("upstream uri: {e}")))?;
+        parts.version = Version::HTTP_11;
+        let out = Request::from_parts(parts, NoTrailers(body).boxed());
+
+        let sent = tokio::time::timeout(self.response_timeout, self.client.request(out)).await;
+        let mut resp = match sent {
+            Err(_) => return Err(GatewayError::UpstreamTimeout),
+            Ok(Err(e)) => return Err(GatewayError::UpstreamUnreachable(error_chain(&e))),
+            Ok(Ok(r)) => r,
+        };
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                return Err(GatewayError::UpstreamUnreachable("unexpected 101 from upstream".into()));
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                if let (Ok(c), Ok(u)) = (client_upgrade.await, upstream_upgrade.await) {
+                    let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                }
+            });
+            let (parts, _) = resp.into_parts();
+            return Ok(Response::from_parts(parts, crate::http::body::empty()));
+        }
+
+        hop_by_hop::remove(resp.headers_mut(), false);
+        Ok(resp.map(|b| b.map_err(BoxError::from).boxed()))
+    }
+}
+
+/// The whole error chain on one line, for the log.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

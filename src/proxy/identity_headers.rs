@@ -1,0 +1,107 @@
+//! Identity headers: first every client-sent copy is removed (configured identity
+//! names and `headers.strip`, case-insensitively and in their `_` spelling), then the
+//! gateway inserts its own for authenticated requests. Strip-then-insert is the only
+//! order in which a client can never smuggle an identity upstream.
+
+use std::collections::HashSet;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::HeadersConfig;
+
+/// The identity of an authenticated request, as it will be forwarded.
+pub struct Identity<'a> {
+    pub user: &'a str,
+    pub email: &'a str,
+    pub name: &'a str,
+    pub roles: &'a str,
+    pub mfa: &'a str,
+}
+
+/// Precomputed at configuration load: which names to strip and which to set.
+pub struct IdentityHeaders {
+    names: [HeaderName; 5],
+    strip: HashSet<String>,
+}
+
+/// `Remote_User` and `remote-user` are the same header to many upstream frameworks
+/// (CGI-style environments map `-` to `_`), so both spellings are one name here.
+fn canonical(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+impl IdentityHeaders {
+    pub fn new(cfg: &HeadersConfig) -> Self {
+        let names = [cfg.user.clone(), cfg.email.clone(), cfg.name.clone(), cfg.roles.clone(), cfg.mfa.clone()];
+        let strip = names.iter().chain(cfg.strip.iter()).map(|h| canonical(h.as_str())).collect();
+        Self { names, strip }
+    }
+
+    /// Removes every client-sent identity or strip-listed header.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| {
+                let s = k.as_str();
+                if s.contains('_') {
+                    self.strip.contains(&canonical(s))
+                } else {
+                    self.strip.contains(s)
+                }
+            })
+            .cloned()
+            .collect();
+        for name in doomed {
+            headers.remove(name);
+        }
+    }
+
+    /// Sets the gateway's identity headers (after [`IdentityHeaders::strip`]).
+    pub fn insert(&self, headers: &mut HeaderMap, id: &Identity<'_>) {
+        let values = [id.user, id.email, id.name, id.roles, id.mfa];
+        for (name, value) in self.names.iter().zip(values) {
+            if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
+                headers.insert(name.clone(), v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> HeadersConfig {
+        HeadersConfig {
+            user: HeaderName::from_static("remote-user"),
+            email: HeaderName::from_static("remote-email"),
+            name: HeaderName::from_static("remote-name"),
+            roles: HeaderName::from_static("remote-groups"),
+            mfa: HeaderName::from_static("remote-mfa"),
+            strip: vec![HeaderName::from_static("x-forwarded-user")],
+        }
+    }
+
+    #[test]
+    fn strips_spoofed_identity_header_in_every_spelling() {
+        let ih = IdentityHeaders::new(&cfg());
+        let mut h = HeaderMap::new();
+        for n in ["remote-user", "remote_user", "REMOTE_GROUPS", "x_forwarded_user", "x-forwarded-user", "x-other"] {
+            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_static("evil"));
+        }
+        ih.strip(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["x-other"]);
+    }
+
+    #[test]
+    fn inserts_identity_after_strip() {
+        let ih = IdentityHeaders::new(&cfg());
+        let mut h = HeaderMap::new();
+        h.append("remote-user", HeaderValue::from_static("evil"));
+        ih.strip(&mut h);
+        ih.insert(&mut h, &Identity { user: "pat", email: "p@x", name: "Pät", roles: "patient", mfa: "none" });
+        assert_eq!(h.get_all("remote-user").iter().count(), 1);
+        assert_eq!(h["remote-user"], "pat");
+        assert_eq!(h["remote-mfa"], "none");
+    }
+}

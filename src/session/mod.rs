@@ -1,0 +1,116 @@
+//! Turns the session cookie into a session (or none), issues and rotates session ids,
+//! and enforces the idle and absolute timeouts on the server. It never answers the
+//! client itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+
+use crate::core::auth_flow::Stage;
+use crate::core::store::{Fingerprint, SessionRecord, Store, StoreError};
+use crate::core::tokens::{fingerprint, looks_like_token, new_token};
+use crate::core::user::User;
+use crate::http::cookies;
+use crate::users::watch::UsersSnapshot;
+
+/// A valid session of a known, enabled user.
+pub struct Current {
+    pub id: Fingerprint,
+    pub record: SessionRecord,
+    pub user: Arc<User>,
+}
+
+/// Session handling, configured once.
+pub struct Sessions {
+    store: Arc<dyn Store>,
+    cookie: String,
+    tls: bool,
+    idle_ms: u64,
+    absolute_ms: u64,
+    touch_every_ms: u64,
+}
+
+impl Sessions {
+    pub fn new(store: Arc<dyn Store>, cookie_base: &str, tls: bool, idle: Duration, absolute: Duration) -> Self {
+        let idle_ms = idle.as_millis() as u64;
+        Self {
+            store,
+            cookie: cookies::wire_name(cookie_base, tls),
+            tls,
+            idle_ms,
+            absolute_ms: absolute.as_millis() as u64,
+            // "Last seen" writes are throttled: at most one per quarter of the idle timeout.
+            touch_every_ms: (idle_ms / 4).clamp(250, 60_000),
+        }
+    }
+
+    /// The session cookie's name on the wire.
+    pub fn cookie_name(&self) -> &str {
+        &self.cookie
+    }
+
+    /// The raw id fingerprint from the request's cookie, if it has a well-formed one.
+    pub fn presented(&self, headers: &HeaderMap) -> Option<Fingerprint> {
+        cookies::get(headers, &self.cookie).filter(|v| looks_like_token(v)).map(fingerprint)
+    }
+
+    /// Loads the request's session: one store lookup. Expired, revoked, disabled or
+    /// password-changed sessions are `None`. Store errors propagate (fail closed).
+    pub async fn load(&self, headers: &HeaderMap, users: &UsersSnapshot, now_ms: u64) -> Result<Option<Current>, StoreError> {
+        let Some(id) = self.presented(headers) else { return Ok(None) };
+        let Some(record) = self.store.session_get(&id).await? else { return Ok(None) };
+        let idle_expired = now_ms.saturating_sub(record.last_seen_ms) > self.idle_ms;
+        let absolute_expired = now_ms.saturating_sub(record.created_ms) > self.absolute_ms;
+        let user = users.directory.find(&record.user).filter(|u| !u.disabled && u.credential_fingerprint() == record.credential);
+        let Some(user) = user.cloned() else { return Ok(None) };
+        if idle_expired || absolute_expired {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                let _ = store.session_delete(&id).await;
+            });
+            return Ok(None);
+        }
+        if now_ms.saturating_sub(record.last_seen_ms) >= self.touch_every_ms {
+            let store = self.store.clone();
+            let ttl = self.idle_ms;
+            tokio::spawn(async move {
+                let _ = store.session_touch(&id, now_ms, ttl).await;
+            });
+        }
+        Ok(Some(Current { id, record, user }))
+    }
+
+    /// Starts a session at `stage` under a new id (ending `previous`, if any): the id
+    /// changes at every privilege change. Returns the `Set-Cookie` value.
+    pub async fn issue(&self, user: &User, stage: Stage, previous: Option<&Fingerprint>, created_ms: Option<u64>, now_ms: u64) -> Result<String, StoreError> {
+        if let Some(old) = previous {
+            self.store.session_delete(old).await?;
+        }
+        let token = new_token();
+        let rec = SessionRecord {
+            user: user.username.clone(),
+            stage,
+            created_ms: created_ms.unwrap_or(now_ms),
+            last_seen_ms: now_ms,
+            credential: user.credential_fingerprint(),
+        };
+        self.store.session_put(&fingerprint(&token), &rec, self.idle_ms).await?;
+        Ok(cookies::set(&self.cookie, &token, self.tls, None))
+    }
+
+    /// Ends a session on the server.
+    pub async fn end(&self, id: &Fingerprint) -> Result<(), StoreError> {
+        self.store.session_delete(id).await
+    }
+
+    /// The `Set-Cookie` value that removes the session cookie.
+    pub fn clear_cookie(&self) -> String {
+        cookies::clear(&self.cookie, self.tls)
+    }
+
+    /// When the session will end at the latest, for `P/api/session`.
+    pub fn expires_at_ms(&self, rec: &SessionRecord) -> u64 {
+        (rec.last_seen_ms + self.idle_ms).min(rec.created_ms + self.absolute_ms)
+    }
+}

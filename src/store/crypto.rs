@@ -1,0 +1,186 @@
+//! Secrets at rest: AES-256-GCM envelopes with a random 96-bit nonce, the username as
+//! associated data (a secret copied to another user's row does not decrypt), and a
+//! key id so keys can be rotated.
+//!
+//! Envelope: `0x01 | key id (8 bytes) | nonce (12) | ciphertext+tag`.
+
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{Aes256Gcm, Key, KeyInit};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::core::tokens::{hmac, random_bytes};
+
+const VERSION: u8 = 1;
+/// Environment variable that may hold the key instead of a file.
+pub const KEY_ENV: &str = "VESTIBULE_ENCRYPTION_KEY";
+
+/// Why the key material or an envelope is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("no encryption key: set storage.encryption_key_file or the environment variable {KEY_ENV} (create one with `vestibule gen-key`)")]
+    NoKey,
+    #[error("cannot read the encryption key file {0}: {1}")]
+    Unreadable(String, String),
+    #[error("the encryption key must be 32 bytes, base64-encoded (as printed by `vestibule gen-key`)")]
+    Malformed,
+    #[error("stored secret cannot be decrypted with any configured key")]
+    Decrypt,
+}
+
+struct KeyEntry {
+    id: [u8; 8],
+    cipher: Aes256Gcm,
+    raw: Zeroizing<[u8; 32]>,
+}
+
+/// The configured keys; the first encrypts, all decrypt.
+pub struct Keyring {
+    keys: Vec<KeyEntry>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Keyring({} keys)", self.keys.len())
+    }
+}
+
+/// A new random key, base64 (the `gen-key` output).
+pub fn generate_key() -> String {
+    STANDARD.encode(random_bytes::<32>())
+}
+
+impl Keyring {
+    /// Loads keys from `file` or, when no file is configured, the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, CryptoError> {
+        let text = match file {
+            Some(p) if p.exists() => Zeroizing::new(
+                std::fs::read_to_string(p).map_err(|e| CryptoError::Unreadable(p.display().to_string(), e.to_string()))?,
+            ),
+            Some(p) => match std::env::var(KEY_ENV) {
+                Ok(v) if !v.trim().is_empty() => Zeroizing::new(v),
+                _ => return Err(CryptoError::Unreadable(p.display().to_string(), "no such file".into())),
+            },
+            None => match std::env::var(KEY_ENV) {
+                Ok(v) if !v.trim().is_empty() => Zeroizing::new(v),
+                _ => return Err(CryptoError::NoKey),
+            },
+        };
+        Self::parse(&text)
+    }
+
+    /// Parses one base64 key per line (`#` comments allowed); the first line is primary.
+    pub fn parse(text: &str) -> Result<Self, CryptoError> {
+        let mut keys = Vec::new();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let bytes = Zeroizing::new(STANDARD.decode(line).map_err(|_| CryptoError::Malformed)?);
+            let raw: [u8; 32] = bytes.as_slice().try_into().map_err(|_| CryptoError::Malformed)?;
+            keys.push(Self::entry(raw));
+        }
+        if keys.is_empty() {
+            return Err(CryptoError::Malformed);
+        }
+        Ok(Self { keys })
+    }
+
+    fn entry(raw: [u8; 32]) -> KeyEntry {
+        let digest = Sha256::digest(raw);
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&digest[..8]);
+        KeyEntry { id, cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(raw)), raw: Zeroizing::new(raw) }
+    }
+
+    fn primary(&self) -> &KeyEntry {
+        &self.keys[0]
+    }
+
+    /// Encrypts `plain` for `user`.
+    pub fn seal(&self, user: &str, plain: &[u8]) -> Vec<u8> {
+        let k = self.primary();
+        let nonce_bytes = random_bytes::<12>();
+        let nonce = aes_gcm::aead::Nonce::<Aes256Gcm>::from(nonce_bytes);
+        let ct = k.cipher.encrypt(&nonce, Payload { msg: plain, aad: user.as_bytes() }).unwrap_or_default();
+        let mut out = Vec::with_capacity(1 + 8 + 12 + ct.len());
+        out.push(VERSION);
+        out.extend_from_slice(&k.id);
+        out.extend_from_slice(&nonce_bytes);
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    /// Decrypts an envelope made by [`Keyring::seal`] for the same `user`.
+    pub fn open(&self, user: &str, envelope: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if envelope.len() < 1 + 8 + 12 + 16 || envelope[0] != VERSION {
+            return Err(CryptoError::Decrypt);
+        }
+        let (id, rest) = envelope[1..].split_at(8);
+        let (nonce, ct) = rest.split_at(12);
+        let k = self.keys.iter().find(|k| k.id == id).ok_or(CryptoError::Decrypt)?;
+        let nonce = aes_gcm::aead::Nonce::<Aes256Gcm>::try_from(nonce).map_err(|_| CryptoError::Decrypt)?;
+        k.cipher
+            .decrypt(&nonce, Payload { msg: ct, aad: user.as_bytes() })
+            .map(Zeroizing::new)
+            .map_err(|_| CryptoError::Decrypt)
+    }
+
+    /// A key for one purpose (CSRF tokens, backup-code hashes), derived from the
+    /// primary key so there is only one secret to keep.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        hmac(self.primary().raw.as_slice(), purpose.as_bytes())
+    }
+
+    /// The same purpose key under every configured key (for checking old hashes).
+    pub fn derive_all(&self, purpose: &str) -> Vec<[u8; 32]> {
+        self.keys.iter().map(|k| hmac(k.raw.as_slice(), purpose.as_bytes())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring() -> Keyring {
+        Keyring::parse(&generate_key()).unwrap()
+    }
+
+    #[test]
+    fn round_trips_and_binds_the_user() {
+        let k = ring();
+        let env = k.seal("doctor", b"JBSWY3DPEHPK3PXP");
+        assert_eq!(k.open("doctor", &env).unwrap().as_slice(), b"JBSWY3DPEHPK3PXP");
+        assert!(k.open("clerk", &env).is_err(), "the username is associated data");
+        assert!(!env.windows(16).any(|w| w == b"JBSWY3DPEHPK3PXP"));
+    }
+
+    #[test]
+    fn nonces_differ_and_tampering_fails() {
+        let k = ring();
+        let a = k.seal("u", b"secret");
+        let b = k.seal("u", b"secret");
+        assert_ne!(a, b);
+        let mut bad = a.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(k.open("u", &bad).is_err());
+    }
+
+    #[test]
+    fn old_keys_still_decrypt_after_rotation() {
+        let old = generate_key();
+        let k1 = Keyring::parse(&old).unwrap();
+        let env = k1.seal("u", b"s");
+        let k2 = Keyring::parse(&format!("{}\n{}\n", generate_key(), old)).unwrap();
+        assert_eq!(k2.open("u", &env).unwrap().as_slice(), b"s");
+    }
+
+    #[test]
+    fn malformed_keys_are_refused() {
+        assert!(matches!(Keyring::parse("dG9vc2hvcnQ="), Err(CryptoError::Malformed)));
+        assert!(matches!(Keyring::parse("not base64 !!"), Err(CryptoError::Malformed)));
+        assert!(matches!(Keyring::parse(""), Err(CryptoError::Malformed)));
+    }
+}

@@ -1,0 +1,416 @@
+//! The embedded backend: one SQLite database in WAL mode under `storage.path`.
+//!
+//! Why SQLite: it is ACID and survives `kill -9` and power loss (WAL with
+//! `synchronous=NORMAL` loses at most the last commits before an OS crash, never
+//! consistency), and — unlike single-process engines such as redb or sled — several
+//! processes may open it at once, so the admin commands work while `serve` runs.
+//! Reads run inline (microseconds, never blocked by writers in WAL mode); writes run
+//! on the blocking pool because they may wait for another process's write lock.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::core::auth_flow::Stage;
+use crate::core::lockout::{LockPolicy, LockRecord, Step};
+use crate::core::store::*;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions(id BLOB PRIMARY KEY, user TEXT NOT NULL, stage TEXT NOT NULL,
+  created_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL, credential BLOB NOT NULL, expires_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);
+CREATE TABLE IF NOT EXISTS mfa(user TEXT PRIMARY KEY, secret BLOB NOT NULL, enabled_ms INTEGER NOT NULL, last_used_ms INTEGER);
+CREATE TABLE IF NOT EXISTS pending(user TEXT PRIMARY KEY, secret BLOB NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS replay(user TEXT PRIMARY KEY, last_step INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS backup_codes(user TEXT NOT NULL, hash BLOB NOT NULL, PRIMARY KEY(user, hash)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS devices(token BLOB PRIMARY KEY, user TEXT NOT NULL, data TEXT NOT NULL, expires_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS devices_user ON devices(user);
+CREATE TABLE IF NOT EXISTS lockouts(key TEXT NOT NULL, step TEXT NOT NULL, data TEXT NOT NULL, updated_ms INTEGER NOT NULL,
+  PRIMARY KEY(key, step)) WITHOUT ROWID;
+";
+
+/// Pending secrets older than this are dropped by the purge.
+const PENDING_MAX_AGE_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Lockout records untouched for this long are dropped (except permanent code blocks).
+const LOCK_MAX_AGE_MS: u64 = 7 * 24 * 3600 * 1000;
+
+struct Inner {
+    path: PathBuf,
+    pool: Mutex<Vec<Connection>>,
+}
+
+/// SQLite-backed [`Store`].
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the database in directory `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let path = dir.join("vestibule.sqlite3");
+        let conn = open(&path).map_err(unavailable)?;
+        conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        Ok(Self { inner: Arc::new(Inner { path, pool: Mutex::new(vec![conn]) }) })
+    }
+
+    /// The database file, for operators and tests.
+    pub fn file(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn with_conn<T>(inner: &Inner, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        let taken = inner.pool.lock().map_err(|_| unavailable("pool poisoned"))?.pop();
+        let mut conn = match taken {
+            Some(c) => c,
+            None => open(&inner.path).map_err(unavailable)?,
+        };
+        let result = f(&mut conn).map_err(unavailable);
+        if let Ok(mut pool) = inner.pool.lock() {
+            if pool.len() < 16 {
+                pool.push(conn);
+            }
+        }
+        result
+    }
+
+    /// Runs a read inline.
+    fn read<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        Self::with_conn(&self.inner, f)
+    }
+
+    /// Runs a write on the blocking pool.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || Self::with_conn(&inner, f)).await.map_err(unavailable)?
+    }
+}
+
+fn stage_json(stage: &Stage) -> String {
+    serde_json::to_string(stage).unwrap_or_default()
+}
+
+fn corrupt(e: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(e.to_string())))
+}
+
+fn lock_from(data: Option<String>) -> rusqlite::Result<LockRecord> {
+    match data {
+        None => Ok(LockRecord::default()),
+        Some(s) => serde_json::from_str(&s).map_err(corrupt),
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+    }
+
+    async fn session_put(&self, id: &Fingerprint, rec: &SessionRecord, ttl_ms: u64) -> StoreResult<()> {
+        let (id, rec) = (*id, rec.clone());
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT OR REPLACE INTO sessions(id,user,stage,created_ms,last_seen_ms,credential,expires_ms) VALUES(?1,?2,?3,?4,?5,?6,?7)",
+            )?
+            .execute(params![
+                &id[..],
+                rec.user,
+                stage_json(&rec.stage),
+                rec.created_ms as i64,
+                rec.last_seen_ms as i64,
+                &rec.credential[..],
+                rec.last_seen_ms.saturating_add(ttl_ms) as i64
+            ])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn session_get(&self, id: &Fingerprint) -> StoreResult<Option<SessionRecord>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT user,stage,created_ms,last_seen_ms,credential FROM sessions WHERE id=?1")?
+                .query_row([&id[..]], |r| {
+                    let stage: String = r.get(1)?;
+                    let cred: Vec<u8> = r.get(4)?;
+                    let mut credential = [0u8; 8];
+                    if cred.len() == 8 {
+                        credential.copy_from_slice(&cred);
+                    }
+                    Ok(SessionRecord {
+                        user: r.get(0)?,
+                        stage: serde_json::from_str(&stage).map_err(corrupt)?,
+                        created_ms: r.get::<_, i64>(2)? as u64,
+                        last_seen_ms: r.get::<_, i64>(3)? as u64,
+                        credential,
+                    })
+                })
+                .optional()
+        })
+    }
+
+    async fn session_touch(&self, id: &Fingerprint, last_seen_ms: u64, ttl_ms: u64) -> StoreResult<()> {
+        let id = *id;
+        self.write(move |c| {
+            c.prepare_cached("UPDATE sessions SET last_seen_ms=?2, expires_ms=?3 WHERE id=?1")?
+                .execute(params![&id[..], last_seen_ms as i64, last_seen_ms.saturating_add(ttl_ms) as i64])
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn session_delete(&self, id: &Fingerprint) -> StoreResult<()> {
+        let id = *id;
+        self.write(move |c| c.execute("DELETE FROM sessions WHERE id=?1", [&id[..]]).map(|_| ())).await
+    }
+
+    async fn sessions_delete_user(&self, user: &str) -> StoreResult<u64> {
+        let user = user.to_string();
+        self.write(move |c| c.execute("DELETE FROM sessions WHERE user=?1", [user]).map(|n| n as u64)).await
+    }
+
+    async fn sessions_count(&self) -> StoreResult<u64> {
+        self.read(|c| c.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get::<_, i64>(0)).map(|n| n as u64))
+    }
+
+    async fn mfa_get(&self, user: &str) -> StoreResult<Option<MfaRecord>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT secret,enabled_ms,last_used_ms FROM mfa WHERE user=?1")?
+                .query_row([user], |r| {
+                    Ok(MfaRecord {
+                        secret: r.get(0)?,
+                        enabled_ms: r.get::<_, i64>(1)? as u64,
+                        last_used_ms: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                    })
+                })
+                .optional()
+        })
+    }
+
+    async fn pending_get(&self, user: &str) -> StoreResult<Option<PendingEnrollment>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT secret,created_ms FROM pending WHERE user=?1")?
+                .query_row([user], |r| Ok(PendingEnrollment { secret: r.get(0)?, created_ms: r.get::<_, i64>(1)? as u64 }))
+                .optional()
+        })
+    }
+
+    async fn pending_put(&self, user: &str, p: &PendingEnrollment) -> StoreResult<()> {
+        let (user, p) = (user.to_string(), p.clone());
+        self.write(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO pending(user,secret,created_ms) VALUES(?1,?2,?3)",
+                params![user, p.secret, p.created_ms as i64],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn mfa_enable(&self, user: &str, rec: &MfaRecord, backup: &[Fingerprint]) -> StoreResult<bool> {
+        let (user, rec, backup) = (user.to_string(), rec.clone(), backup.to_vec());
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let exists: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM mfa WHERE user=?1)", [&user], |r| r.get(0))?;
+            if exists {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO mfa(user,secret,enabled_ms,last_used_ms) VALUES(?1,?2,?3,?4)",
+                params![user, rec.secret, rec.enabled_ms as i64, rec.last_used_ms.map(|v| v as i64)],
+            )?;
+            tx.execute("DELETE FROM pending WHERE user=?1", [&user])?;
+            tx.execute("DELETE FROM backup_codes WHERE user=?1", [&user])?;
+            for h in &backup {
+                tx.execute("INSERT OR IGNORE INTO backup_codes(user,hash) VALUES(?1,?2)", params![user, &h[..]])?;
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn mfa_mark_used(&self, user: &str, now_ms: u64) -> StoreResult<()> {
+        let user = user.to_string();
+        self.write(move |c| c.execute("UPDATE mfa SET last_used_ms=?2 WHERE user=?1", params![user, now_ms as i64]).map(|_| ()))
+            .await
+    }
+
+    async fn mfa_remove(&self, user: &str) -> StoreResult<()> {
+        let user = user.to_string();
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for table in ["mfa", "pending", "backup_codes", "devices"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE user=?1"), [&user])?;
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn step_accept(&self, user: &str, step: u64) -> StoreResult<bool> {
+        let user = user.to_string();
+        self.write(move |c| {
+            // One statement: insert, or raise the mark only if the new step is later.
+            let n = c.execute(
+                "INSERT INTO replay(user,last_step) VALUES(?1,?2)
+                 ON CONFLICT(user) DO UPDATE SET last_step=excluded.last_step WHERE excluded.last_step > replay.last_step",
+                params![user, step as i64],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn backup_replace(&self, user: &str, hashes: &[Fingerprint]) -> StoreResult<()> {
+        let (user, hashes) = (user.to_string(), hashes.to_vec());
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM backup_codes WHERE user=?1", [&user])?;
+            for h in &hashes {
+                tx.execute("INSERT OR IGNORE INTO backup_codes(user,hash) VALUES(?1,?2)", params![user, &h[..]])?;
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn backup_consume(&self, user: &str, hash: &Fingerprint) -> StoreResult<Option<u32>> {
+        let (user, hash) = (user.to_string(), *hash);
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n = tx.execute("DELETE FROM backup_codes WHERE user=?1 AND hash=?2", params![user, &hash[..]])?;
+            let left: i64 = tx.query_row("SELECT COUNT(*) FROM backup_codes WHERE user=?1", [&user], |r| r.get(0))?;
+            tx.commit()?;
+            Ok((n == 1).then_some(left as u32))
+        })
+        .await
+    }
+
+    async fn backup_count(&self, user: &str) -> StoreResult<u32> {
+        self.read(|c| c.query_row("SELECT COUNT(*) FROM backup_codes WHERE user=?1", [user], |r| r.get::<_, i64>(0)).map(|n| n as u32))
+    }
+
+    async fn device_put(&self, token: &Fingerprint, rec: &DeviceRecord) -> StoreResult<()> {
+        let (token, rec) = (*token, rec.clone());
+        self.write(move |c| {
+            let data = serde_json::to_string(&rec).map_err(corrupt)?;
+            c.execute(
+                "INSERT OR REPLACE INTO devices(token,user,data,expires_ms) VALUES(?1,?2,?3,?4)",
+                params![&token[..], rec.user, data, rec.expires_ms as i64],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn device_take(&self, token: &Fingerprint, user: &str) -> StoreResult<Option<DeviceRecord>> {
+        let (token, user) = (*token, user.to_string());
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let data: Option<String> = tx
+                .query_row("SELECT data FROM devices WHERE token=?1 AND user=?2", params![&token[..], user], |r| r.get(0))
+                .optional()?;
+            let Some(data) = data else { return Ok(None) };
+            tx.execute("DELETE FROM devices WHERE token=?1", [&token[..]])?;
+            tx.commit()?;
+            serde_json::from_str(&data).map(Some).map_err(corrupt)
+        })
+        .await
+    }
+
+    async fn devices_list(&self, user: &str) -> StoreResult<Vec<DeviceRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT data FROM devices WHERE user=?1 ORDER BY expires_ms")?;
+            let rows = stmt.query_map([user], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(serde_json::from_str(&row?).map_err(corrupt)?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn devices_forget(&self, user: &str) -> StoreResult<u64> {
+        let user = user.to_string();
+        self.write(move |c| c.execute("DELETE FROM devices WHERE user=?1", [user]).map(|n| n as u64)).await
+    }
+
+    async fn lock_get(&self, key: &str, step: Step) -> StoreResult<LockRecord> {
+        self.read(|c| {
+            let data: Option<String> = c
+                .prepare_cached("SELECT data FROM lockouts WHERE key=?1 AND step=?2")?
+                .query_row(params![key, step.as_str()], |r| r.get(0))
+                .optional()?;
+            lock_from(data)
+        })
+    }
+
+    async fn lock_fail(&self, key: &str, step: Step, now_ms: u64, policy: &LockPolicy) -> StoreResult<(LockRecord, bool)> {
+        let (key, policy) = (key.to_string(), *policy);
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let data: Option<String> = tx
+                .query_row("SELECT data FROM lockouts WHERE key=?1 AND step=?2", params![key, step.as_str()], |r| r.get(0))
+                .optional()?;
+            let (next, locked) = lock_from(data)?.after_failure(step, now_ms, &policy);
+            let json = serde_json::to_string(&next).map_err(corrupt)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO lockouts(key,step,data,updated_ms) VALUES(?1,?2,?3,?4)",
+                params![key, step.as_str(), json, now_ms as i64],
+            )?;
+            tx.commit()?;
+            Ok((next, locked))
+        })
+        .await
+    }
+
+    async fn lock_reset(&self, key: &str, step: Step) -> StoreResult<()> {
+        let key = key.to_string();
+        self.write(move |c| c.execute("DELETE FROM lockouts WHERE key=?1 AND step=?2", params![key, step.as_str()]).map(|_| ()))
+            .await
+    }
+
+    async fn unlock(&self, key: &str) -> StoreResult<()> {
+        let key = key.to_string();
+        self.write(move |c| c.execute("DELETE FROM lockouts WHERE key=?1", [key]).map(|_| ())).await
+    }
+
+    async fn purge_expired(&self, now_ms: u64) -> StoreResult<()> {
+        self.write(move |c| {
+            let now = now_ms as i64;
+            c.execute("DELETE FROM sessions WHERE expires_ms < ?1", [now])?;
+            c.execute("DELETE FROM devices WHERE expires_ms < ?1", [now])?;
+            c.execute("DELETE FROM pending WHERE created_ms < ?1", [now - PENDING_MAX_AGE_MS as i64])?;
+            c.execute(
+                "DELETE FROM lockouts WHERE updated_ms < ?1 AND NOT (step='code' AND data LIKE '%\"blocked\":true%')",
+                [now - LOCK_MAX_AGE_MS as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,18 @@
+//! Storage backends behind [`crate::core::store::Store`], and the encryption of
+//! secrets at rest.
+
+pub mod crypto;
+pub mod embedded;
+
+use std::sync::Arc;
+
+use crate::config::{Backend, StorageConfig};
+use crate::core::store::{Store, StoreError};
+
+/// Opens the configured backend.
+pub fn open(cfg: &StorageConfig) -> Result<Arc<dyn Store>, StoreError> {
+    match cfg.backend {
+        Backend::Embedded => Ok(Arc::new(embedded::EmbeddedStore::open(&cfg.path)?)),
+        Backend::Redis => Err(StoreError::Unavailable("the redis backend is not available in this build".into())),
+    }
+}
