@@ -4,6 +4,9 @@
 pub mod crypto;
 pub mod embedded;
 
+#[cfg(test)]
+mod conformance;
+
 use std::sync::Arc;
 
 use crate::config::{Backend, StorageConfig};
