@@ -32,7 +32,7 @@ pub fn route<B>(server: &ServerConfig, req: &Request<B>) -> Result<Route, Gatewa
     let own = is_own_path(&server.prefix, path);
     if !server.hostnames.is_empty() {
         let health = own && path == format!("{}/health", server.prefix);
-        let allowed = host_name(req).is_some_and(|h| server.hostnames.iter().any(|a| *a == h));
+        let allowed = host_name(req).is_some_and(|h| server.hostnames.contains(&h));
         if !allowed && !health {
             return Err(GatewayError::MisdirectedHost);
         }

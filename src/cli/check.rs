@@ -23,11 +23,10 @@ pub fn run(path: &Path) -> Result<(), CliError> {
     if let Err(e) = crate::store::crypto::Keyring::load(cfg.storage.encryption_key_file.as_deref()) {
         problems.push(ConfigProblem::new("storage.encryption_key_file", e.to_string()));
     }
-    if let Some(tls) = &cfg.server.tls {
-        if let Err(e) = crate::accept::tls::load_pair(&tls.cert, &tls.key) {
+    if let Some(tls) = &cfg.server.tls
+        && let Err(e) = crate::accept::tls::load_pair(&tls.cert, &tls.key) {
             problems.push(ConfigProblem::new("server.tls_cert", e.to_string()));
         }
-    }
     if !problems.is_empty() {
         return Err(CliError::Invalid(problems.iter().map(|p| p.to_string()).collect()));
     }

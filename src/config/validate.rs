@@ -172,11 +172,10 @@ fn upstream(r: &mut Reader, root: &Table<'_>) -> UpstreamConfig {
         }
     };
     let ca_file = r.optional_string(&t, "ca_file").map(PathBuf::from);
-    if let Some(ca) = &ca_file {
-        if !ca.is_file() {
+    if let Some(ca) = &ca_file
+        && !ca.is_file() {
             r.problem(&t.at("ca_file"), format!("file {} does not exist", ca.display()));
         }
-    }
     UpstreamConfig {
         scheme,
         authority,
@@ -363,7 +362,7 @@ fn lockout(r: &mut Reader, root: &Table<'_>) -> LockoutConfig {
         &["max_failures", "duration", "max_duration", "code_max_failures", "ip_failures_per_minute"],
     );
     LockoutConfig {
-        max_failures: r.integer(&t, "max_failures", 5, 1, 1000) as u32,
+        max_failures: r.integer(&t, "max_failures", 5, 1, 1_000_000) as u32,
         duration: r.duration(&t, "duration", "1m"),
         max_duration: r.duration(&t, "max_duration", "1h"),
         code_max_failures: r.integer(&t, "code_max_failures", 100, 1, 1_000_000) as u32,

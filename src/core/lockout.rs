@@ -73,7 +73,7 @@ impl LockRecord {
             self.blocked = true;
             return (self, newly);
         }
-        if p.max_failures > 0 && self.failures % p.max_failures == 0 {
+        if p.max_failures > 0 && self.failures.is_multiple_of(p.max_failures) {
             self.locks = self.locks.saturating_add(1);
             let factor = 1u64.checked_shl(self.locks.saturating_sub(1).min(62)).unwrap_or(u64::MAX);
             let dur = p.duration_ms.saturating_mul(factor).min(p.max_duration_ms);

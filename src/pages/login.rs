@@ -89,13 +89,12 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
     let mut next = auth_flow::after_password(requires, mfa_on);
     let mut cookies_out = Vec::new();
     let mut factor = None;
-    if next == Next::Challenge {
-        if let Some(cookie) = remembered_device(ctx, &user).await? {
+    if next == Next::Challenge
+        && let Some(cookie) = remembered_device(ctx, &user).await? {
             cookies_out.push(cookie);
             next = Next::Complete;
             factor = Some(SecondFactor::RememberedDevice);
         }
-    }
     let stage = if next == Next::Complete { Stage::Complete { factor } } else { Stage::PasswordDone };
     let previous = app.sessions.presented(&ctx.headers);
     cookies_out.push(app.sessions.issue(&user, stage, previous.as_ref(), None, now_ms()).await.map_err(Ctx::store_err)?);

@@ -34,11 +34,10 @@ async fn eligible(ctx: &Ctx<'_>, rd: &str) -> Result<Result<Current, Response<Bo
 /// The pending secret of `user`, created (and audited) on first sight.
 async fn pending_secret(ctx: &Ctx<'_>, user: &User) -> Result<zeroize::Zeroizing<Vec<u8>>, GatewayError> {
     let app = ctx.app;
-    if let Some(p) = app.store.pending_get(&user.username).await.map_err(Ctx::store_err)? {
-        if let Ok(secret) = app.keys.open(&user.username, &p.secret) {
+    if let Some(p) = app.store.pending_get(&user.username).await.map_err(Ctx::store_err)?
+        && let Ok(secret) = app.keys.open(&user.username, &p.secret) {
             return Ok(secret);
         }
-    }
     let secret = totp::new_secret();
     let sealed = app.keys.seal(&user.username, secret.expose());
     app.store

@@ -87,11 +87,10 @@ impl Forwarder {
             .map(str::to_string)
             .collect();
         headers.remove(COOKIE);
-        if !kept.is_empty() {
-            if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+        if !kept.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
                 headers.insert(COOKIE, v);
             }
-        }
     }
 
     fn forwarding_headers(&self, headers: &mut http::HeaderMap, peer: Peer, host: Option<&HeaderValue>) {

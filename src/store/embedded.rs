@@ -86,11 +86,10 @@ impl EmbeddedStore {
             None => open(&inner.path).map_err(unavailable)?,
         };
         let result = f(&mut conn).map_err(unavailable);
-        if let Ok(mut pool) = inner.pool.lock() {
-            if pool.len() < 16 {
+        if let Ok(mut pool) = inner.pool.lock()
+            && pool.len() < 16 {
                 pool.push(conn);
             }
-        }
         result
     }
 

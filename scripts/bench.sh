@@ -1,0 +1,595 @@
+#!/usr/bin/env bash
+# Vestibule benchmark: one command, one run on loopback, compared against nginx.
+#
+#   bash scripts/bench.sh [OUTPUT.md]          (default: bench-results.md)
+#
+# Measures requests/s and p50/p99 latency with wrk (--latency), REPS repetitions of
+# every case (medians reported), interleaved so slow drift hits every case alike:
+#   upstream direct | nginx proxy_pass (keep-alive upstream), HTTP and TLS |
+#   Vestibule bypass path, HTTP and TLS | Vestibule authenticated path with a complete
+#   session cookie, HTTP and TLS | authenticated TLS while STORM logins are in flight |
+#   new TLS handshakes per second (openssl s_time -new), Vestibule vs nginx.
+# See docs/performance.md for the method, the pinning choice and the latest results.
+#
+# Knobs (environment):
+#   DURATION=10   seconds per measured wrk run       WARMUP=2   seconds of warm-up before each
+#   REPS=3        repetitions (medians)               CONNS="64" space-separated, e.g. "64 512"
+#   THREADS=2     wrk threads                         STORM=100  concurrent logins in flight
+#   PIN=1         pin with taskset (0: let the scheduler place everything)
+#   SERVER_CPUS=0 cores for the servers (proxy under test + upstream)
+#   CLIENT_CPUS=1 cores for the load generators (wrk, login storm, openssl s_time)
+#   HANDSHAKE_SECS=5  seconds per s_time run (0 skips the handshake test)
+#   BASE_PORT=18400   first of 7 consecutive loopback ports
+#   SKIP_BUILD=1  use the existing target/release/vestibule    KEEP_TMP=1 keep the temp dir
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=${1:-bench-results.md}
+case "$OUT" in /*) ;; *) OUT="$PWD/$OUT" ;; esac
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+REPS=${REPS:-3}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+STORM=${STORM:-100}
+PIN=${PIN:-1}
+SERVER_CPUS=${SERVER_CPUS:-0}
+CLIENT_CPUS=${CLIENT_CPUS:-1}
+HANDSHAKE_SECS=${HANDSHAKE_SECS:-5}
+BASE_PORT=${BASE_PORT:-18400}
+
+P_UP=$BASE_PORT                 # upstream nginx (static responder)
+P_NGX_HTTP=$((BASE_PORT + 1))   # nginx proxy, plain HTTP
+P_NGX_TLS=$((BASE_PORT + 2))    # nginx proxy, TLS
+P_VST_HTTP=$((BASE_PORT + 3))   # vestibule, plain HTTP
+P_VST_TLS=$((BASE_PORT + 4))    # vestibule, TLS
+
+BENCH_USER=bench.patient
+BENCH_PASS='bench-password-0123456789'
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---------------------------------------------------------------- tools
+need_pkgs=()
+command -v nginx >/dev/null 2>&1 || need_pkgs+=(nginx)
+command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+command -v taskset >/dev/null 2>&1 || need_pkgs+=(util-linux)
+if ((${#need_pkgs[@]})); then
+    log "installing ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+# The Debian package starts a system nginx on :80; we never use it, and leave it alone.
+
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    log "cargo build --release"
+    (cd "$REPO" && cargo build --release --quiet)
+fi
+BIN="$REPO/target/release/vestibule"
+[[ -x "$BIN" ]] || die "$BIN not found (build failed?)"
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+
+if [[ "$PIN" == 1 ]]; then
+    ON_SERVER=(taskset -c "$SERVER_CPUS")
+    ON_CLIENT=(taskset -c "$CLIENT_CPUS")
+else
+    ON_SERVER=()
+    ON_CLIENT=()
+fi
+
+for p in $P_UP $P_NGX_HTTP $P_NGX_TLS $P_VST_HTTP $P_VST_TLS; do
+    if ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
+        die "port $p is in use; set BASE_PORT to a free range"
+    fi
+done
+
+# ---------------------------------------------------------------- temp dir and cleanup
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vestibule-bench.XXXXXX")
+PIDS=()
+SERVER_PIDS=()
+cleanup() {
+    local rc=$?
+    set +e
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null
+    done
+    sleep 0.5
+    for pid in "${PIDS[@]}"; do
+        kill -9 "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    if [[ "${KEEP_TMP:-0}" == 1 || $rc != 0 ]]; then
+        log "temp dir kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "work dir $WORK"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------- keys, certificate, users
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+"$BIN" gen-key >"$WORK/encryption.key"
+HASH=$(printf '%s' "$BENCH_PASS" | "$BIN" hash-password)
+[[ "$HASH" == '$argon2id$'* ]] || die "hash-password printed: $HASH"
+cat >"$WORK/users.toml" <<EOF
+[[users]]
+username = "$BENCH_USER"
+display_name = "Bench Patient"
+email = "bench.patient@example.invalid"
+roles = ["patient"]
+password_hash = "$HASH"
+disabled = false
+EOF
+
+# ---------------------------------------------------------------- nginx: upstream + proxy
+mkdir -p "$WORK/nginx/tmp"
+nginx_common() {
+    cat <<EOF
+worker_processes 1;
+worker_rlimit_nofile 65536;
+daemon off;
+pid $WORK/nginx/$1.pid;
+error_log $WORK/nginx/$1.error.log warn;
+events { worker_connections 8192; }
+EOF
+}
+nginx_http_common() {
+    cat <<EOF
+    access_log off;
+    client_body_temp_path $WORK/nginx/tmp/body-$1;
+    proxy_temp_path $WORK/nginx/tmp/proxy-$1;
+    fastcgi_temp_path $WORK/nginx/tmp/fastcgi-$1;
+    uwsgi_temp_path $WORK/nginx/tmp/uwsgi-$1;
+    scgi_temp_path $WORK/nginx/tmp/scgi-$1;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+EOF
+}
+{
+    nginx_common upstream
+    echo "http {"
+    nginx_http_common upstream
+    cat <<EOF
+    server {
+        listen 127.0.0.1:$P_UP backlog=4096;
+        location / { default_type text/plain; return 200 "ok\n"; }
+    }
+}
+EOF
+} >"$WORK/nginx/upstream.conf"
+{
+    nginx_common proxy
+    echo "http {"
+    nginx_http_common proxy
+    cat <<EOF
+    upstream backend {
+        server 127.0.0.1:$P_UP;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    ssl_certificate $WORK/cert.pem;
+    ssl_certificate_key $WORK/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_timeout 1h;
+    ssl_session_tickets on;
+    server {
+        listen 127.0.0.1:$P_NGX_HTTP backlog=4096;
+        listen 127.0.0.1:$P_NGX_TLS ssl backlog=4096;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+        }
+    }
+}
+EOF
+} >"$WORK/nginx/proxy.conf"
+
+for n in upstream proxy; do
+    nginx -t -q -p "$WORK/nginx" -c "$WORK/nginx/$n.conf" 2>"$WORK/nginx/$n.test.log" \
+        || { cat "$WORK/nginx/$n.test.log" >&2; die "nginx $n config rejected"; }
+    "${ON_SERVER[@]}" nginx -p "$WORK/nginx" -c "$WORK/nginx/$n.conf" >"$WORK/nginx/$n.out" 2>&1 &
+    PIDS+=($!)
+    SERVER_PIDS+=($!)
+done
+
+# ---------------------------------------------------------------- vestibule: HTTP and TLS
+vest_conf() { # name port tls?
+    cat <<EOF
+[server]
+listen = "127.0.0.1:$2"
+EOF
+    if [[ "$3" == tls ]]; then
+        printf 'tls_cert = "%s"\ntls_key = "%s"\n' "$WORK/cert.pem" "$WORK/key.pem"
+    fi
+    cat <<EOF
+
+[upstream]
+url = "http://127.0.0.1:$P_UP"
+
+[users]
+file = "$WORK/users.toml"
+
+[[policy.rules]]
+path_prefix = "/bench/"
+access = "bypass"
+
+[storage]
+backend = "embedded"
+path = "$WORK/vest-$1/data"
+encryption_key_file = "$WORK/encryption.key"
+
+[log]
+audit_file = "$WORK/vest-$1/audit.log"
+EOF
+}
+for v in http tls; do
+    mkdir -p "$WORK/vest-$v"
+    port=$P_VST_HTTP
+    [[ $v == tls ]] && port=$P_VST_TLS
+    vest_conf "$v" "$port" "$v" >"$WORK/vest-$v/vestibule.toml"
+    "$BIN" --config "$WORK/vest-$v/vestibule.toml" check-config >"$WORK/vest-$v/check.log" 2>&1 \
+        || { cat "$WORK/vest-$v/check.log" >&2; die "vestibule ($v) config rejected"; }
+    "${ON_SERVER[@]}" "$BIN" --config "$WORK/vest-$v/vestibule.toml" serve >"$WORK/vest-$v/serve.log" 2>&1 &
+    PIDS+=($!)
+    SERVER_PIDS+=($!)
+done
+
+wait_for() { # url
+    local i
+    for i in $(seq 1 100); do
+        curl -sk --max-time 2 -o /dev/null "$1" && return 0
+        sleep 0.1
+    done
+    die "nothing answers at $1"
+}
+wait_for "http://127.0.0.1:$P_UP/"
+wait_for "http://127.0.0.1:$P_NGX_HTTP/"
+wait_for "https://127.0.0.1:$P_NGX_TLS/"
+wait_for "http://127.0.0.1:$P_VST_HTTP/_vestibule/health"
+wait_for "https://127.0.0.1:$P_VST_TLS/_vestibule/health"
+
+# ---------------------------------------------------------------- log in once per instance
+login() { # scheme port cookie-name -> prints the session token
+    local base="$1://127.0.0.1:$2" jar="$WORK/jar-$2" page token code
+    page=$(curl -sk --max-time 10 -c "$jar" -b "$jar" "$base/_vestibule/login?rd=/app/")
+    token=$(grep -o 'name="csrf_token" value="[^"]*"' <<<"$page" | head -1 | sed 's/.*value="//; s/"$//')
+    [[ -n "$token" ]] || die "no csrf_token on $base/_vestibule/login"
+    code=$(curl -sk --max-time 30 -c "$jar" -b "$jar" -o /dev/null -w '%{http_code}' \
+        --data-urlencode "username=$BENCH_USER" --data-urlencode "password=$BENCH_PASS" \
+        --data-urlencode "csrf_token=$token" --data-urlencode "rd=/app/" "$base/_vestibule/login")
+    [[ "$code" == 303 ]] || die "login at $base answered $code, expected 303"
+    awk -v n="$3" '$6 == n { v = $7 } END { if (v != "") print v }' "$jar"
+}
+SESS_HTTP=$(login http "$P_VST_HTTP" vestibule_session)
+SESS_TLS=$(login https "$P_VST_TLS" __Host-vestibule_session)
+[[ -n "$SESS_HTTP" && -n "$SESS_TLS" ]] || die "no session cookie after login"
+COOKIE_HTTP="Cookie: vestibule_session=$SESS_HTTP"
+COOKIE_TLS="Cookie: __Host-vestibule_session=$SESS_TLS"
+# The CSRF pair of the TLS jar, reused by the login storm (the token is an HMAC of the cookie).
+CSRF_TLS_COOKIE=$(awk '$6 == "__Host-vestibule_csrf" { v = $7 } END { print v }' "$WORK/jar-$P_VST_TLS")
+
+check_ok() { # url [header]
+    local body
+    body=$(curl -sk --max-time 10 ${2:+-H "$2"} "$1") || die "request to $1 failed"
+    [[ "$body" == ok ]] || die "$1 answered '$body', expected 'ok' from the upstream"
+}
+check_ok "http://127.0.0.1:$P_UP/bench/x"
+check_ok "http://127.0.0.1:$P_NGX_HTTP/bench/x"
+check_ok "https://127.0.0.1:$P_NGX_TLS/bench/x"
+check_ok "http://127.0.0.1:$P_VST_HTTP/bench/x"
+check_ok "https://127.0.0.1:$P_VST_TLS/bench/x"
+check_ok "http://127.0.0.1:$P_VST_HTTP/app/x" "$COOKIE_HTTP"
+check_ok "https://127.0.0.1:$P_VST_TLS/app/x" "$COOKIE_TLS"
+code=$(curl -sk --max-time 10 -o /dev/null -w '%{http_code}' "https://127.0.0.1:$P_VST_TLS/app/x")
+[[ "$code" == 401 ]] || die "authenticated path without a cookie answered $code, expected 401"
+log "all endpoints answer; session cookies work"
+
+# ---------------------------------------------------------------- login storm client
+cat >"$WORK/storm.py" <<'PY'
+"""Keeps N login POSTs in flight against a Vestibule instance until STOP exists."""
+import http.client, os, ssl, sys, threading, time, urllib.parse
+host, port, n, user, pw, csrf_cookie, stop, out, deadline = sys.argv[1:10]
+port, n, deadline = int(port), int(n), time.time() + float(deadline)
+ctx = ssl._create_unverified_context()
+def get_token():
+    c = http.client.HTTPSConnection(host, port, context=ctx, timeout=30)
+    c.request("GET", "/_vestibule/login", headers={"Cookie": "__Host-vestibule_csrf=" + csrf_cookie})
+    page = c.getresponse().read().decode()
+    c.close()
+    i = page.index('name="csrf_token" value="') + len('name="csrf_token" value="')
+    return page[i:page.index('"', i)]
+token = get_token()
+body = urllib.parse.urlencode({"username": user, "password": pw, "csrf_token": token, "rd": "/app/"})
+hdrs = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": "__Host-vestibule_csrf=" + csrf_cookie}
+lock = threading.Lock()
+stats = {}
+started = threading.Barrier(n + 1)
+def worker():
+    c = None
+    started.wait()
+    while not os.path.exists(stop) and time.time() < deadline:
+        try:
+            if c is None:
+                c = http.client.HTTPSConnection(host, port, context=ctx, timeout=120)
+            c.request("POST", "/_vestibule/login", body=body, headers=hdrs)
+            r = c.getresponse()
+            r.read()
+            key = str(r.status)
+        except Exception as e:  # count, reconnect, go on
+            key = type(e).__name__
+            c = None
+        with lock:
+            stats[key] = stats.get(key, 0) + 1
+            stats.setdefault("t", []).append(time.time())
+threads = [threading.Thread(target=worker, daemon=True) for _ in range(n)]
+for t in threads:
+    t.start()
+started.wait()
+t0 = time.time()
+for t in threads:
+    t.join(max(0.1, deadline - time.time() + 120))
+times = stats.pop("t", [])
+with open(out, "w") as f:
+    f.write(" ".join(f"{k}={v}" for k, v in sorted(stats.items())) + "\n")
+    f.write(f"start={t0:.3f}\n")
+    f.write("times=" + ",".join(f"{x:.3f}" for x in times) + "\n")
+PY
+
+# ---------------------------------------------------------------- measurement helpers
+RAW="$WORK/raw.tsv"   # case conns rep rps p50_ms p99_ms errors
+: >"$RAW"
+
+to_ms() { # "615.00us" | "1.23ms" | "1.02s" | "2.00m"
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+        printf "%.3f", n }'
+}
+
+run_wrk() { # case conns rep url [header]
+    local name=$1 conns=$2 rep=$3 url=$4 hdr=${5:-} out="$WORK/wrk-$1-$2-$3.txt" rps p50 p99 bad
+    local hargs=()
+    [[ -n "$hdr" ]] && hargs=(-H "$hdr")
+    if ((WARMUP > 0)); then
+        timeout $((WARMUP + 30)) "${ON_CLIENT[@]}" wrk -t"$THREADS" -c"$conns" -d"${WARMUP}s" --timeout 10s \
+            "${hargs[@]}" "$url" >/dev/null 2>&1 || true
+    fi
+    timeout $((DURATION + 30)) "${ON_CLIENT[@]}" wrk -t"$THREADS" -c"$conns" -d"${DURATION}s" --timeout 10s \
+        --latency "${hargs[@]}" "$url" >"$out" 2>&1 || die "wrk failed for $name: $(cat "$out")"
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+    p50=$(to_ms "$(awk '/^ +50%/ { print $2 }' "$out")")
+    p99=$(to_ms "$(awk '/^ +99%/ { print $2 }' "$out")")
+    bad=$(awk '/Non-2xx or 3xx responses:/ { n += $NF } /Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$out")
+    [[ -n "$rps" ]] || die "could not parse wrk output for $name: $(cat "$out")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$rep" "$rps" "$p50" "$p99" "$bad" >>"$RAW"
+    log "$(printf '%-14s c=%-4s rep %s: %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s' "$name" "$conns" "$rep" "$rps" "$p50" "$p99" "$bad")"
+}
+
+STORM_LOG="$WORK/storm.tsv"   # conns rep logins logins_per_s statuses
+: >"$STORM_LOG"
+run_storm() { # conns rep
+    local conns=$1 rep=$2 stop="$WORK/storm-stop" out="$WORK/storm-$1-$2.txt" spid t_begin t_end
+    rm -f "$stop"
+    "${ON_CLIENT[@]}" python3 "$WORK/storm.py" 127.0.0.1 "$P_VST_TLS" "$STORM" "$BENCH_USER" "$BENCH_PASS" \
+        "$CSRF_TLS_COOKIE" "$stop" "$out" $((DURATION + WARMUP + 60)) >"$WORK/storm-$1-$2.log" 2>&1 &
+    spid=$!
+    PIDS+=($spid)
+    # Let the queue fill: every worker has sent its first POST and the hashes are flowing.
+    sleep 3
+    t_begin=$(date +%s.%N)
+    run_wrk auth-storm-tls "$conns" "$rep" "https://127.0.0.1:$P_VST_TLS/app/x" "$COOKIE_TLS"
+    t_end=$(date +%s.%N)
+    touch "$stop"
+    timeout 180 tail --pid="$spid" -f /dev/null || kill "$spid" 2>/dev/null || true
+    wait "$spid" 2>/dev/null || true
+    [[ -s "$out" ]] || die "login storm wrote no result ($(cat "$WORK/storm-$1-$2.log"))"
+    python3 - "$out" "$t_begin" "$t_end" "$conns" "$rep" >>"$STORM_LOG" <<'PY'
+import sys
+out, b, e, conns, rep = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
+lines = open(out).read().splitlines()
+statuses = lines[0]
+times = [float(x) for x in lines[2].split("=", 1)[1].split(",") if x]
+inwin = sum(1 for t in times if b <= t <= e)
+print(f"{conns}\t{rep}\t{inwin}\t{inwin / max(e - b, 1e-9):.1f}\t{statuses}")
+PY
+    log "login storm c=$conns rep $rep: $(tail -1 "$STORM_LOG" | cut -f3-)"
+}
+
+HS_LOG="$WORK/handshakes.tsv"   # server rep handshakes_per_s
+: >"$HS_LOG"
+run_handshakes() { # name port rep
+    local out="$WORK/stime-$1-$3.txt" n secs
+    timeout $((HANDSHAKE_SECS + 30)) "${ON_CLIENT[@]}" openssl s_time -connect "127.0.0.1:$2" -new \
+        -time "$HANDSHAKE_SECS" >"$out" 2>&1 || true
+    # "N connections in T real seconds, B bytes read per connection"
+    read -r n secs < <(awk '/connections in .* real seconds/ { print $1, $4 }' "$out" | head -1) || true
+    if [[ -z "${n:-}" || -z "${secs:-}" ]]; then
+        log "s_time against $1 gave no figure: $(tail -3 "$out" | tr '\n' ' ')"
+        return 0
+    fi
+    printf '%s\t%s\t%s\n' "$1" "$3" "$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')" >>"$HS_LOG"
+    log "handshakes $1 rep $3: $(tail -1 "$HS_LOG" | cut -f3)/s"
+}
+
+# ---------------------------------------------------------------- the run
+T0=$(date +%s)
+for rep in $(seq 1 "$REPS"); do
+    for c in $CONNS; do
+        run_wrk upstream "$c" "$rep" "http://127.0.0.1:$P_UP/bench/x"
+        run_wrk nginx-http "$c" "$rep" "http://127.0.0.1:$P_NGX_HTTP/bench/x"
+        run_wrk nginx-tls "$c" "$rep" "https://127.0.0.1:$P_NGX_TLS/bench/x"
+        run_wrk bypass-http "$c" "$rep" "http://127.0.0.1:$P_VST_HTTP/bench/x"
+        run_wrk bypass-tls "$c" "$rep" "https://127.0.0.1:$P_VST_TLS/bench/x"
+        run_wrk auth-http "$c" "$rep" "http://127.0.0.1:$P_VST_HTTP/app/x" "$COOKIE_HTTP"
+        run_wrk auth-tls "$c" "$rep" "https://127.0.0.1:$P_VST_TLS/app/x" "$COOKIE_TLS"
+        run_storm "$c" "$rep"
+    done
+    if ((HANDSHAKE_SECS > 0)); then
+        run_handshakes nginx-tls "$P_NGX_TLS" "$rep"
+        run_handshakes vestibule-tls "$P_VST_TLS" "$rep"
+    fi
+done
+ELAPSED=$(($(date +%s) - T0))
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# Every server must still be alive: a crash mid-run would make the figures meaningless.
+for pid in "${SERVER_PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null || die "server process $pid died during the run (logs in $WORK)"
+done
+check_ok "https://127.0.0.1:$P_VST_TLS/app/x" "$COOKIE_TLS"
+check_ok "http://127.0.0.1:$P_VST_HTTP/app/x" "$COOKIE_HTTP"
+
+# ---------------------------------------------------------------- report
+REV=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)
+CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+META="$WORK/meta.env"
+{
+    echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "host_nproc=$(nproc)"
+    echo "cpu=${CPU:-unknown}"
+    echo "kernel=$(uname -r)"
+    echo "rev=$REV"
+    echo "nginx=$(nginx -v 2>&1 | sed 's/^nginx version: //')"
+    echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{ print $2 }')"
+    echo "openssl=$(openssl version | awk '{ print $2 }')"
+    echo "duration=$DURATION"
+    echo "warmup=$WARMUP"
+    echo "reps=$REPS"
+    echo "threads=$THREADS"
+    echo "storm=$STORM"
+    echo "pin=$PIN"
+    echo "server_cpus=$SERVER_CPUS"
+    echo "client_cpus=$CLIENT_CPUS"
+    echo "load_start=$LOAD_START"
+    echo "load_end=$LOAD_END"
+    echo "elapsed=$ELAPSED"
+    echo "handshake_secs=$HANDSHAKE_SECS"
+} >"$META"
+
+python3 - "$RAW" "$STORM_LOG" "$HS_LOG" "$META" >"$OUT" <<'PY'
+import statistics, sys
+raw, storm_log, hs_log, meta_path = sys.argv[1:5]
+meta = dict(l.rstrip("\n").split("=", 1) for l in open(meta_path) if "=" in l)
+rows = [l.rstrip("\n").split("\t") for l in open(raw) if l.strip()]
+med = {}
+for case in sorted({(r[0], r[1]) for r in rows}):
+    rs = [r for r in rows if (r[0], r[1]) == case]
+    med[case] = {
+        "rps": statistics.median(float(r[3]) for r in rs),
+        "p50": statistics.median(float(r[4]) for r in rs),
+        "p99": statistics.median(float(r[5]) for r in rs),
+        "err": sum(int(r[6]) for r in rs),
+        "n": len(rs),
+    }
+conns = sorted({int(r[1]) for r in rows})
+CASES = [
+    ("upstream", "upstream direct (nginx `return 200`)", "HTTP", "nginx-http"),
+    ("nginx-http", "nginx `proxy_pass`", "HTTP", "nginx-http"),
+    ("nginx-tls", "nginx `proxy_pass`", "TLS", "nginx-tls"),
+    ("bypass-http", "Vestibule, bypass path", "HTTP", "nginx-http"),
+    ("bypass-tls", "Vestibule, bypass path", "TLS", "nginx-tls"),
+    ("auth-http", "Vestibule, authenticated (session cookie)", "HTTP", "nginx-http"),
+    ("auth-tls", "Vestibule, authenticated (session cookie)", "TLS", "nginx-tls"),
+    ("auth-storm-tls", f"Vestibule, authenticated, {meta['storm']} logins in flight", "TLS", "nginx-tls"),
+]
+def ratio(a, b):
+    return f"{a / b:.2f}×" if b else "n/a"
+o = []
+o.append("# Vestibule benchmark results\n")
+o.append(f"- date: {meta['date']}")
+o.append(f"- machine: {meta['host_nproc']} cores (nproc), {meta['cpu']}, Linux {meta['kernel']}")
+o.append(f"- vestibule revision: `{meta['rev']}` (release build)")
+o.append(f"- tools: nginx {meta['nginx']}, wrk {meta['wrk']}, OpenSSL {meta['openssl']}")
+pin = (f"servers (proxy under test + upstream nginx) on core {meta['server_cpus']}, "
+       f"load generators (wrk, login storm, s_time) on core {meta['client_cpus']}") if meta["pin"] == "1" else "no pinning"
+o.append(f"- method: wrk -t{meta['threads']} --latency, {meta['duration']} s per run after {meta['warmup']} s warm-up, "
+         f"median of {meta['reps']} interleaved repetitions; {pin}; everything on 127.0.0.1")
+o.append(f"- load average at start / end: {meta['load_start']} / {meta['load_end']} (other work on the machine shows here); run took {meta['elapsed']} s")
+o.append("")
+o.append("Ratios compare with nginx `proxy_pass` over the same protocol (HTTP rows with nginx HTTP, TLS rows with nginx TLS). "
+         "For req/s higher is better; for latency lower is better. `errors` counts non-2xx answers and socket errors over all repetitions.\n")
+for c in conns:
+    o.append(f"## {c} connections\n")
+    o.append("| case | proto | req/s | × nginx | p50 ms | × nginx | p99 ms | × nginx | errors |")
+    o.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for key, label, proto, ref in CASES:
+        m, r = med.get((key, str(c))), med.get((ref, str(c)))
+        if not m or not r:
+            continue
+        o.append(f"| {label} | {proto} | {m['rps']:.0f} | {ratio(m['rps'], r['rps'])} | {m['p50']:.2f} | {ratio(m['p50'], r['p50'])} "
+                 f"| {m['p99']:.2f} | {ratio(m['p99'], r['p99'])} | {m['err']} |")
+    o.append("")
+    # targets
+    def get(k):
+        return med.get((k, str(c)))
+    checks = []
+    for proto, b, a, n in (("HTTP", "bypass-http", "auth-http", "nginx-http"), ("TLS", "bypass-tls", "auth-tls", "nginx-tls")):
+        mb, ma, mn = get(b), get(a), get(n)
+        if mb and mn:
+            checks.append((f"bypass req/s ≥ 0.9× nginx ({proto})", mb["rps"] / mn["rps"], 0.9, True))
+            checks.append((f"bypass p99 ≤ 1.2× nginx ({proto})", mb["p99"] / mn["p99"], 1.2, False))
+        if ma and mn:
+            checks.append((f"authenticated req/s ≥ 0.9× nginx ({proto}) — issue 4", ma["rps"] / mn["rps"], 0.9, True))
+            checks.append((f"authenticated req/s ≥ 1.0× nginx ({proto}) — issue 7", ma["rps"] / mn["rps"], 1.0, True))
+    q, s = get("auth-tls"), get("auth-storm-tls")
+    if q and s:
+        checks.append(("p99 during login storm ≤ 2× quiet (TLS)", s["p99"] / q["p99"], 2.0, False))
+    if checks:
+        o.append("| target | measured | verdict |")
+        o.append("| --- | ---: | --- |")
+        for name, v, lim, higher in checks:
+            ok = v >= lim if higher else v <= lim
+            o.append(f"| {name} | {v:.2f}× | {'met' if ok else '**missed**'} |")
+        o.append("")
+storm = [l.rstrip("\n").split("\t") for l in open(storm_log) if l.strip()]
+if storm:
+    o.append("Login storm: completed logins during each measured window (all at the default argon2id cost, m=19456 KiB, t=2, p=1):\n")
+    o.append("| conns | rep | logins in window | logins/s | answers over the whole storm |")
+    o.append("| ---: | ---: | ---: | ---: | --- |")
+    for s_ in storm:
+        o.append(f"| {s_[0]} | {s_[1]} | {s_[2]} | {s_[3]} | {s_[4]} |")
+    o.append("")
+hs = [l.rstrip("\n").split("\t") for l in open(hs_log) if l.strip()]
+if hs:
+    o.append(f"## New TLS handshakes per second\n")
+    o.append(f"`openssl s_time -new -time {meta['handshake_secs']}` (one connection at a time, full handshake, no resumption), median of the repetitions:\n")
+    o.append("| server | handshakes/s | × nginx | runs |")
+    o.append("| --- | ---: | ---: | --- |")
+    hm = {}
+    for name in ("nginx-tls", "vestibule-tls"):
+        vals = [float(h[2]) for h in hs if h[0] == name]
+        if vals:
+            hm[name] = statistics.median(vals)
+    for name, v in hm.items():
+        runs = ", ".join(h[2] for h in hs if h[0] == name)
+        o.append(f"| {name} | {v:.0f} | {ratio(v, hm.get('nginx-tls', 0))} | {runs} |")
+    o.append("")
+o.append("<details><summary>every run (case, conns, rep, req/s, p50 ms, p99 ms, errors)</summary>\n")
+o.append("```")
+for r in rows:
+    o.append("\t".join(r))
+o.append("```\n</details>")
+print("\n".join(o))
+PY
+
+cat "$OUT"
+log "results written to $OUT"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the tests need that is not a
+# crate, checks formatting and lints, then runs unit, conformance and end-to-end tests
+# (the end-to-end tests spawn the real `vestibule` binary over real sockets).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use, installed only when missing.
+packages=()
+command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+command -v openssl >/dev/null 2>&1 || packages+=(openssl)
+if [ "${#packages[@]}" -gt 0 ]; then
+  echo "test.sh: installing ${packages[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked --all-targets -- --test-threads="${TEST_THREADS:-2}"
