@@ -1,0 +1,17 @@
+//! End-to-end tests: every test here spawns the real `vestibule` executable on
+//! 127.0.0.1 (a free port), in front of an in-process echo upstream, and talks to
+//! it over real sockets (TLS unless a test says otherwise).
+//!
+//! - `harness`: the builder-style `Gateway`, the recording `Upstream`, clients and
+//!   raw-socket helpers.
+//! - `proxy`: forwarding behaviour (SPEC §5.1 decision before login, §5.2 forwarding).
+//! - `config_cli`: command line and configuration (SPEC §2, §3).
+//! - `lifecycle`: signals, graceful shutdown, certificate reload, memory under
+//!   multi-gigabyte transfers.
+
+mod harness;
+mod harness_selftest;
+
+mod config_cli;
+mod lifecycle;
+mod proxy;
