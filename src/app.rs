@@ -44,6 +44,10 @@ pub struct App {
     pub device_cookie: String,
     /// Backup-code hashing keys: current first, then older keys still configured.
     pub backup_keys: Vec<[u8; 32]>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The served certificate's expiry; `serve` shares the TLS reloader's here.
+    pub cert_expiry: Arc<crate::accept::cert_expiry::CertExpiry>,
+    pub health: crate::pages::health::HealthCache,
 }
 
 /// Why the gateway cannot be built from an otherwise valid configuration.
@@ -59,6 +63,8 @@ pub enum BuildError {
     Users(String),
     #[error("log.audit_file: {0}")]
     Audit(std::io::Error),
+    #[error("{0}")]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// Concurrent password hashes: one core stays free for proxying on small machines.
@@ -73,12 +79,17 @@ pub fn now_ms() -> u64 {
 }
 
 impl App {
-    pub fn build(cfg: Config) -> Result<Self, BuildError> {
+    pub async fn build(cfg: Config) -> Result<Self, BuildError> {
         let keys = Keyring::load(cfg.storage.encryption_key_file.as_deref())?;
         let users = UsersHandle::load(&cfg.users.file).map_err(|ps| {
             BuildError::Users(ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))
         })?;
-        let store = crate::store::open(&cfg.storage)?;
+        let backend = match cfg.storage.backend {
+            crate::config::Backend::Embedded => "embedded",
+            crate::config::Backend::Redis => "redis",
+        };
+        let metrics = Arc::new(crate::metrics::Metrics::new(backend, cfg.server.tls.is_some())?);
+        let store = crate::metrics::store::MeteredStore::wrap(crate::store::open(&cfg.storage).await?, metrics.clone());
         let tls = cfg.server.tls.is_some();
         let sessions = Sessions::new(
             store.clone(),
@@ -129,6 +140,9 @@ impl App {
             audit,
             lock_policy,
             device_cookie,
+            metrics,
+            cert_expiry: Arc::default(),
+            health: Default::default(),
             cfg,
         })
     }

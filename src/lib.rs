@@ -11,6 +11,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::dbg_macro, clippy::print_stdout))]
 
 pub mod accept;
+pub mod access_log;
 pub mod app;
 pub mod audit;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod core;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod pages;
 pub mod pipeline;
 pub mod proxy;

@@ -5,6 +5,9 @@
 use clap::Parser;
 
 fn main() {
+    // One TLS crypto provider for every rustls user in the process (server, upstream
+    // client, Redis client).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = match vestibule::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

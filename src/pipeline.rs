@@ -9,13 +9,19 @@
 //! 3. The session id changes at every privilege change; logout deletes it server-side.
 //! 4. No request input can panic the process; no log line carries a secret.
 //! 5. Password hashing never runs on the async workers.
+//!
+//! Around the spine, [`handle`] assigns the request id (sent upstream and back to the
+//! client), counts the outcome and writes the access line. What it needs to know of
+//! the decision travels in a [`Trace`] filled by `decide`, not in allocations.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::access_log::{self, Access};
 use crate::app::{now_ms, App};
 use crate::core::auth_flow::{self, mfa_label};
 use crate::core::path::normalise;
@@ -23,22 +29,80 @@ use crate::core::policy::{self, Decision};
 use crate::http::body::Body;
 use crate::http::error::{authentication_required, GatewayError};
 use crate::http::facts;
+use crate::http::request_id::{self, X_REQUEST_ID};
+use crate::metrics::{Outcome, UpstreamError};
 use crate::pages;
 use crate::proxy::forward::Peer;
 use crate::proxy::identity_headers::Identity;
 use crate::proxy::websocket;
 use crate::router::{self, Route};
 
-/// Answers one request. Never fails: every error becomes its response here.
-pub async fn handle(app: Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<Body> {
-    let html = facts::accepts_html(req.headers());
-    match decide(&app, peer, req).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(html, &app.brand, peer.tls),
-    }
+/// What the access line and the metrics need to know about how a request was decided.
+#[derive(Default)]
+pub struct Trace {
+    /// Set when the request was forwarded or sent to sign in; otherwise the status decides.
+    outcome: Option<Outcome>,
+    /// The normalised path, once computed.
+    path: Option<String>,
+    /// Time until the upstream's response headers.
+    upstream: Option<Duration>,
+    user: Option<Arc<crate::core::user::User>>,
 }
 
-async fn decide(app: &App, peer: Peer, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+/// Answers one request. Never fails: every error becomes its response here.
+pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let rid = request_id::assign(req.headers_mut(), peer.addr.ip(), &app.cfg.server.trusted_proxies);
+    let html = facts::accepts_html(req.headers());
+    // Cheap clones (shared bytes), kept only when an access line will be written.
+    let logged = app.cfg.log.access_log.then(|| (req.method().clone(), req.uri().clone()));
+    let mut trace = Trace::default();
+    let mut resp = match decide(&app, peer, req, &mut trace).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            match e {
+                GatewayError::UpstreamUnreachable(_) => app.metrics.upstream_error(UpstreamError::Connect),
+                GatewayError::UpstreamTimeout => app.metrics.upstream_error(UpstreamError::Timeout),
+                _ => {}
+            }
+            e.into_response(html, &app.brand, peer.tls)
+        }
+    };
+    app.metrics.request(trace.outcome.unwrap_or_else(|| Outcome::from_status(resp.status())));
+    if let Some((method, uri)) = logged {
+        access_log::write(&Access {
+            method: &method,
+            path: trace.path.as_deref().unwrap_or(uri.path()),
+            status: resp.status(),
+            upstream: trace.upstream,
+            total: started.elapsed(),
+            request_id: rid.to_str().unwrap_or(""),
+            user: trace.user.as_deref().map(|u| u.username.as_str()),
+        });
+    }
+    resp.headers_mut().insert(&X_REQUEST_ID, rid);
+    resp
+}
+
+/// Forwards and records how long the upstream took (to its response headers).
+async fn forward(
+    app: &App,
+    req: Request<Incoming>,
+    pq: PathAndQuery,
+    peer: Peer,
+    id: Option<&Identity<'_>>,
+    trace: &mut Trace,
+) -> Result<Response<Body>, GatewayError> {
+    let started = Instant::now();
+    let resp = app.forwarder.forward(req, pq, peer, id).await?;
+    let took = started.elapsed();
+    app.metrics.upstream_time(took);
+    trace.upstream = Some(took);
+    trace.outcome = Some(if id.is_some() { Outcome::Forwarded } else { Outcome::Bypassed });
+    Ok(resp)
+}
+
+async fn decide(app: &App, peer: Peer, req: Request<Incoming>, trace: &mut Trace) -> Result<Response<Body>, GatewayError> {
     if router::header_bytes(req.headers()) > app.cfg.server.max_request_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
@@ -55,12 +119,14 @@ async fn decide(app: &App, peer: Peer, req: Request<Incoming>) -> Result<Respons
         None => path.clone(),
     };
     let pq = PathAndQuery::try_from(pq).map_err(|_| GatewayError::BadRequest("invalid path or query"))?;
+    let decision = policy::decide(&app.cfg.policy.rules, req.method().as_str(), &path);
+    trace.path = Some(path);
 
-    match policy::decide(&app.cfg.policy.rules, req.method().as_str(), &path) {
+    match decision {
         Decision::Deny => Err(GatewayError::Denied),
         Decision::Bypass => {
             check_upgrade_origin(&req, peer)?;
-            app.forwarder.forward(req, pq, peer, None).await
+            forward(app, req, pq, peer, None, trace).await
         }
         Decision::Authenticated { roles } => {
             let users = app.users.get();
@@ -70,8 +136,10 @@ async fn decide(app: &App, peer: Peer, req: Request<Incoming>) -> Result<Respons
                 .as_ref()
                 .filter(|c| auth_flow::is_complete(c.record.stage, app.roles.requires_2fa(&c.user.roles)));
             let Some(c) = complete else {
-                return next_step(app, &req, current.as_ref(), peer).await;
+                trace.user = current.as_ref().map(|c| c.user.clone());
+                return next_step(app, &req, current.as_ref(), trace).await;
             };
+            trace.user = Some(c.user.clone());
             if !policy::roles_allow(roles, &c.user.roles) {
                 return Err(GatewayError::MissingRole);
             }
@@ -88,7 +156,7 @@ async fn decide(app: &App, peer: Peer, req: Request<Incoming>) -> Result<Respons
                 roles: &roles_joined,
                 mfa: mfa_label(factor),
             };
-            app.forwarder.forward(req, pq, peer, Some(&id)).await
+            forward(app, req, pq, peer, Some(&id), trace).await
         }
     }
 }
@@ -102,9 +170,10 @@ fn check_upgrade_origin(req: &Request<Incoming>, peer: Peer) -> Result<(), Gatew
 
 /// Without a complete session: browser navigations go to the next sign-in step,
 /// everything else gets the 401 JSON. Nothing is forwarded.
-async fn next_step(app: &App, req: &Request<Incoming>, current: Option<&crate::session::Current>, _peer: Peer) -> Result<Response<Body>, GatewayError> {
+async fn next_step(app: &App, req: &Request<Incoming>, current: Option<&crate::session::Current>, trace: &mut Trace) -> Result<Response<Body>, GatewayError> {
     let tls = app.tls;
     if !facts::is_navigation(req.method(), req.headers()) {
+        trace.outcome = Some(Outcome::Unauthorized401);
         return Ok(authentication_required(&app.cfg.server.prefix, tls));
     }
     let original = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -120,5 +189,6 @@ async fn next_step(app: &App, req: &Request<Incoming>, current: Option<&crate::s
         }
     };
     let location = format!("{}/{step}?rd={}", app.cfg.server.prefix, pages::encode_rd(original));
+    trace.outcome = Some(Outcome::RedirectedToLogin);
     Ok(pages::render::redirect(StatusCode::FOUND, &location, tls, &[]))
 }

@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 
 use super::tls::Tls;
 use crate::app::App;
+use crate::metrics::Handshake;
 use crate::proxy::forward::Peer;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -67,6 +68,7 @@ pub async fn run(app: Arc<App>, listener: TcpListener, tls: Option<Arc<Tls>>, sh
         };
         let _ = tcp.set_nodelay(true);
         let (app, builder, watcher, tls) = (app.clone(), builder.clone(), graceful.watcher(), tls.clone());
+        let app_metrics = app.metrics.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let peer = Peer { addr, tls: tls.is_some() };
@@ -76,7 +78,14 @@ pub async fn run(app: Arc<App>, listener: TcpListener, tls: Option<Arc<Tls>>, sh
             });
             match tls {
                 Some(tls) => {
-                    let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp)).await else { return };
+                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => {
+                            app_metrics.handshake(Handshake::Success);
+                            s
+                        }
+                        Ok(Err(_)) => return app_metrics.handshake(Handshake::Failure),
+                        Err(_) => return app_metrics.handshake(Handshake::Timeout),
+                    };
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                     let _ = watcher.watch(conn.into_owned()).await;
                 }

@@ -60,11 +60,17 @@ pub struct Tls {
     resolver: Arc<ReloadingResolver>,
     cert: PathBuf,
     key: PathBuf,
+    expiry: Arc<super::cert_expiry::CertExpiry>,
 }
 
 impl Tls {
     pub fn new(cert: &Path, key: &Path) -> Result<Self, TlsError> {
-        let resolver = Arc::new(ReloadingResolver { current: RwLock::new(Arc::new(load_pair(cert, key)?)) });
+        let pair = load_pair(cert, key)?;
+        let expiry = Arc::new(super::cert_expiry::CertExpiry::default());
+        if let Some(leaf) = pair.cert.first() {
+            expiry.update(leaf);
+        }
+        let resolver = Arc::new(ReloadingResolver { current: RwLock::new(Arc::new(pair)) });
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| TlsError::Setup(e.to_string()))?
@@ -76,17 +82,27 @@ impl Tls {
             resolver,
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
+            expiry,
         })
+    }
+
+    /// The served certificate's expiry, kept current across reloads.
+    pub fn expiry(&self) -> Arc<super::cert_expiry::CertExpiry> {
+        self.expiry.clone()
     }
 
     /// Loads the files again; on failure the old certificate stays in use.
     pub fn reload(&self) {
         match load_pair(&self.cert, &self.key) {
             Ok(ck) => {
+                if let Some(leaf) = ck.cert.first() {
+                    self.expiry.update(leaf);
+                }
                 if let Ok(mut cur) = self.resolver.current.write() {
                     *cur = Arc::new(ck);
                 }
                 tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
+                self.expiry.check_and_log();
             }
             Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded; the previous one stays in use"),
         }

@@ -20,9 +20,9 @@ struct Admin {
     audit: Audit,
 }
 
-fn open(config: &Path) -> Result<Admin, CliError> {
+fn open(config: &Path, rt: &tokio::runtime::Runtime) -> Result<Admin, CliError> {
     let cfg = load_config(config)?;
-    let store = crate::store::open(&cfg.storage).map_err(CliError::failed)?;
+    let store = rt.block_on(crate::store::open(&cfg.storage)).map_err(CliError::failed)?;
     let audit = Audit::open(cfg.log.audit_file.as_deref()).map_err(CliError::failed)?;
     Ok(Admin { cfg, store, audit })
 }
@@ -40,8 +40,9 @@ fn canonical(a: &Admin, name: &str) -> Result<String, CliError> {
 
 #[allow(clippy::print_stdout)]
 pub fn unlock(config: &Path, name: &str) -> Result<(), CliError> {
-    let a = open(config)?;
-    runtime()?.block_on(a.store.unlock(&lockout_key(name))).map_err(CliError::failed)?;
+    let rt = runtime()?;
+    let a = open(config, &rt)?;
+    rt.block_on(a.store.unlock(&lockout_key(name))).map_err(CliError::failed)?;
     a.audit.event("user.unlocked", name, None, json!({ "by": "admin" }));
     println!("unlocked {name}");
     Ok(())
@@ -49,9 +50,10 @@ pub fn unlock(config: &Path, name: &str) -> Result<(), CliError> {
 
 #[allow(clippy::print_stdout)]
 pub fn twofa_status(config: &Path, name: &str) -> Result<(), CliError> {
-    let a = open(config)?;
+    let rt = runtime()?;
+    let a = open(config, &rt)?;
     let user = canonical(&a, name)?;
-    runtime()?.block_on(async {
+    rt.block_on(async {
         let mfa = a.store.mfa_get(&user).await.map_err(CliError::failed)?;
         match mfa {
             None => {
@@ -80,9 +82,10 @@ pub fn twofa_status(config: &Path, name: &str) -> Result<(), CliError> {
 
 #[allow(clippy::print_stdout)]
 pub fn twofa_reset(config: &Path, name: &str) -> Result<(), CliError> {
-    let a = open(config)?;
+    let rt = runtime()?;
+    let a = open(config, &rt)?;
     let user = canonical(&a, name)?;
-    let ended = runtime()?.block_on(async {
+    let ended = rt.block_on(async {
         a.store.mfa_remove(&user).await?;
         a.store.sessions_delete_user(&user).await
     });
@@ -94,9 +97,10 @@ pub fn twofa_reset(config: &Path, name: &str) -> Result<(), CliError> {
 
 #[allow(clippy::print_stdout)]
 pub fn sessions_revoke(config: &Path, name: &str) -> Result<(), CliError> {
-    let a = open(config)?;
+    let rt = runtime()?;
+    let a = open(config, &rt)?;
     let user = canonical(&a, name)?;
-    let n = runtime()?.block_on(a.store.sessions_delete_user(&user)).map_err(CliError::failed)?;
+    let n = rt.block_on(a.store.sessions_delete_user(&user)).map_err(CliError::failed)?;
     a.audit.event("session.revoked", &user, None, json!({ "by": "admin", "sessions": n }));
     println!("ended {n} sessions of {user}");
     Ok(())

@@ -33,7 +33,11 @@ pub async fn serve(cfg: Config, stop: Option<tokio::sync::oneshot::Receiver<()>>
         Some(files) => Some(Arc::new(Tls::new(&files.cert, &files.key).map_err(|e| CliError::Invalid(vec![e.to_string()]))?)),
         None => None,
     };
-    let app = Arc::new(App::build(cfg).map_err(build_error)?);
+    let mut app = App::build(cfg).await.map_err(build_error)?;
+    if let Some(t) = &tls {
+        app.cert_expiry = t.expiry();
+    }
+    let app = Arc::new(app);
     let server = &app.cfg.server;
     if tls.is_none() {
         tracing::warn!("no tls_cert/tls_key: serving plain HTTP. Only do this behind a TLS-terminating load balancer.");
@@ -50,6 +54,7 @@ pub async fn serve(cfg: Config, stop: Option<tokio::sync::oneshot::Receiver<()>>
         tokio::spawn(t.clone().watch());
     }
     spawn_maintenance(app.clone());
+    spawn_observability(app.clone(), tls.is_some());
     tracing::info!(
         listen = %server.listen,
         tls = tls.is_some(),
@@ -76,6 +81,30 @@ pub async fn serve(cfg: Config, stop: Option<tokio::sync::oneshot::Receiver<()>>
     };
     accept::server::run(app, listener, tls, shutdown).await;
     Ok(())
+}
+
+/// Background work for logs and metrics: the audit file reopened on SIGHUP (log
+/// rotation; the TLS reloader listens to the same signal for itself), the daily
+/// certificate-expiry check, and the metrics upkeep that keeps histograms bounded.
+fn spawn_observability(app: Arc<App>, tls: bool) {
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        let app = app.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                app.audit.reopen();
+            }
+        });
+    }
+    if tls {
+        tokio::spawn(app.cert_expiry.clone().watch());
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            app.metrics.upkeep();
+        }
+    });
 }
 
 /// Background work: the users-file watcher and the purge of expired records.

@@ -46,7 +46,7 @@ fn edit_err(e: crate::users::edit::EditError) -> CliError {
 fn end_sessions_and_devices(cfg: &Config, user: &str, why: &str) {
     let result = runtime().and_then(|rt| {
         rt.block_on(async {
-            let store = crate::store::open(&cfg.storage).map_err(CliError::failed)?;
+            let store = crate::store::open(&cfg.storage).await.map_err(CliError::failed)?;
             let s = store.sessions_delete_user(user).await.map_err(CliError::failed)?;
             let d = store.devices_forget(user).await.map_err(CliError::failed)?;
             if let Ok(audit) = crate::audit::Audit::open(cfg.log.audit_file.as_deref()) {

@@ -98,11 +98,26 @@ pub enum Backend {
     Redis,
 }
 
+/// How the Redis backend reaches Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisMode {
+    Standalone,
+    Sentinel,
+    Cluster,
+}
+
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
     pub backend: Backend,
     pub path: PathBuf,
     pub redis_url: String,
+    pub redis_mode: RedisMode,
+    /// Cluster seed nodes, or Sentinel addresses (`redis://host:port` each).
+    pub redis_nodes: Vec<String>,
+    /// The master name Sentinel watches.
+    pub redis_sentinel_master: String,
+    /// Extra CA (PEM) for `rediss://` servers with a private certificate.
+    pub redis_ca_file: Option<PathBuf>,
     pub key_prefix: String,
     pub encryption_key_file: Option<PathBuf>,
     /// Upper bound for every single store call.

@@ -7,3 +7,4 @@ pub mod cookies;
 pub mod csrf;
 pub mod error;
 pub mod facts;
+pub mod request_id;

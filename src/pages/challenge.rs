@@ -75,6 +75,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
     let now = now_ms();
     app.store.mfa_mark_used(&user.username, now).await.map_err(Ctx::store_err)?;
     if let Some(left) = left {
+        app.metrics.backup_code_used();
         app.audit.event("mfa.backup_code.used", &user.username, Some(ctx.ip), json!({ "remaining": left }));
     }
     app.audit.event("mfa.challenge.success", &user.username, Some(ctx.ip), json!({ "method": crate::core::auth_flow::mfa_label(Some(factor)) }));

@@ -1,5 +1,6 @@
 //! `P/health` for load balancers and `P/api/session` for the upstream's front end.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{Response, StatusCode};
@@ -7,15 +8,60 @@ use serde_json::json;
 
 use super::render;
 use super::Ctx;
+use crate::app::{now_ms, App};
 use crate::core::auth_flow::{self, Stage};
 use crate::http::body::Body;
 use crate::http::error::{authentication_required, GatewayError};
 
-/// 200 when the gateway can serve; 503 naming the failing part otherwise.
+/// How long one look at the store and the users file answers for: a load balancer
+/// probing every few milliseconds costs at most one store ping per second.
+const CACHE_MS: u64 = 1_000;
+/// A store that has not answered by then counts as down.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The last (relatively) expensive checks and when they ran.
+#[derive(Default)]
+pub struct HealthCache {
+    checked_ms: AtomicU64,
+    store_ok: AtomicBool,
+    users_readable: AtomicBool,
+}
+
+/// Store reachable, users file still readable: from the cache when fresh.
+async fn slow_checks(app: &App) -> (bool, bool) {
+    let cache = &app.health;
+    let now = now_ms();
+    let last = cache.checked_ms.load(Ordering::Relaxed);
+    if last != 0 && now.saturating_sub(last) < CACHE_MS {
+        return (cache.store_ok.load(Ordering::Relaxed), cache.users_readable.load(Ordering::Relaxed));
+    }
+    let store_ok = matches!(tokio::time::timeout(PING_TIMEOUT, app.store.ping()).await, Ok(Ok(())));
+    // The watcher only notices changed files; one that became unreadable in place
+    // (permissions, a vanished mount) is caught here.
+    let users_readable = std::fs::File::open(&app.cfg.users.file).is_ok();
+    cache.store_ok.store(store_ok, Ordering::Relaxed);
+    cache.users_readable.store(users_readable, Ordering::Relaxed);
+    cache.checked_ms.store(now, Ordering::Relaxed);
+    (store_ok, users_readable)
+}
+
+/// 200 when the gateway can serve; 503 naming the (first) failing part otherwise:
+/// `store` (unreachable), `users_file` (unreadable, or the last reload failed and an
+/// older version is in force) or `certificate` (expired).
 pub async fn health(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
-    let store_ok = matches!(tokio::time::timeout(Duration::from_secs(2), ctx.app.store.ping()).await, Ok(Ok(())));
-    if !store_ok {
-        return Ok(render::json(StatusCode::SERVICE_UNAVAILABLE, &json!({ "status": "unavailable", "failing": "store" }), ctx.tls));
+    let app = ctx.app;
+    let (store_ok, users_readable) = slow_checks(app).await;
+    let users_ok = users_readable && app.users.healthy();
+    let cert_ok = !app.cert_expiry.expired();
+    let failing = [("store", store_ok), ("users_file", users_ok), ("certificate", cert_ok)].into_iter().find(|(_, ok)| !ok);
+    if let Some((part, _)) = failing {
+        let state = |ok: bool| if ok { "ok" } else { "failing" };
+        let body = json!({
+            "status": "unavailable",
+            "failing": part,
+            "checks": { "store": state(store_ok), "users_file": state(users_ok), "certificate": state(cert_ok) },
+        });
+        return Ok(render::json(StatusCode::SERVICE_UNAVAILABLE, &body, ctx.tls));
     }
     Ok(render::json(StatusCode::OK, &json!({ "status": "ok" }), ctx.tls))
 }

@@ -17,6 +17,7 @@ use crate::core::password;
 use crate::http::body::Body;
 use crate::http::cookies;
 use crate::http::error::GatewayError;
+use crate::metrics::{CodeMethod, LockStep, LoginResult};
 
 const WRONG: &str = "The username or password is not right. Check both and try again.";
 
@@ -46,12 +47,14 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
     let username = form.get("username").trim().to_string();
     let key = lockout_key(&username);
     if username.is_empty() || username.len() > 256 || form.get("password").is_empty() {
+        app.metrics.login(LoginResult::Failure);
         return Ok(form_page(ctx, StatusCode::UNAUTHORIZED, &rd, &username, Some(WRONG), None));
     }
     let now = now_ms();
     let lock = app.store.lock_get(&key, Step::Password).await.map_err(Ctx::store_err)?;
     if let LockState::Locked { retry_after_ms } = lock.state(now) {
         app.audit.event("login.failure", &username, Some(ctx.ip), json!({ "reason": "locked" }));
+        app.metrics.login(LoginResult::Locked);
         return Err(GatewayError::Locked { retry_after_secs: retry_after_ms.div_ceil(1000) });
     }
     let delay = app.velocity.delay(ctx.ip);
@@ -74,7 +77,9 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
             app.velocity.failed(ctx.ip);
             let (rec, newly_locked) = app.store.lock_fail(&key, Step::Password, now_ms(), &app.lock_policy).await.map_err(Ctx::store_err)?;
             app.audit.event("login.failure", &username, Some(ctx.ip), json!({ "reason": reason, "failures": rec.failures }));
+            app.metrics.login(LoginResult::Failure);
             if newly_locked {
+                app.metrics.lockout(LockStep::Password);
                 app.audit.event("login.locked", &username, Some(ctx.ip), json!({ "failures": rec.failures, "locks": rec.locks }));
                 if let LockState::Locked { retry_after_ms } = rec.state(now_ms()) {
                     return Err(GatewayError::Locked { retry_after_secs: retry_after_ms.div_ceil(1000) });
@@ -103,6 +108,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
         Next::Enroll => "setup",
         Next::Challenge => "challenge",
     };
+    app.metrics.login(LoginResult::Success);
     app.audit.event(
         "login.success",
         &user.username,
@@ -126,12 +132,15 @@ async fn remembered_device(ctx: &Ctx<'_>, user: &User) -> Result<Option<String>,
     }
     let Some(token) = cookies::get(&ctx.headers, &app.device_cookie).filter(|t| looks_like_token(t)) else { return Ok(None) };
     let Some(rec) = app.store.device_take(&fingerprint(token), &user.username).await.map_err(Ctx::store_err)? else {
+        app.metrics.code_check(CodeMethod::RememberedDevice, false);
         return Ok(None);
     };
     let now = now_ms();
     if rec.expires_ms <= now || rec.credential != user.credential_fingerprint() {
+        app.metrics.code_check(CodeMethod::RememberedDevice, false);
         return Ok(None);
     }
+    app.metrics.code_check(CodeMethod::RememberedDevice, true);
     let fresh = new_token();
     let next = DeviceRecord { created_ms: rec.created_ms, ..rec };
     app.store.device_put(&fingerprint(&fresh), &next).await.map_err(Ctx::store_err)?;

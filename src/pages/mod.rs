@@ -4,9 +4,10 @@
 mod account;
 mod assets;
 mod challenge;
-mod health;
+pub(crate) mod health;
 mod login;
 mod logout;
+mod metrics;
 mod qr;
 pub mod render;
 mod second_factor;
@@ -121,11 +122,12 @@ pub async fn serve(app: &App, peer: Peer, req: Request<Incoming>) -> Result<Resp
         "/account/disable-2fa" if post => account::disable_2fa(&ctx, read_form(&ctx, body).await?).await,
         "/logout" if post => logout::submit(&ctx, read_form(&ctx, body).await?).await,
         "/health" if get => health::health(&ctx).await,
+        "/metrics" if get => metrics::serve(&ctx, peer.addr.ip()).await,
         "/api/session" if get => health::session_api(&ctx).await,
         s if get && s.starts_with("/assets/") => assets::serve(&ctx, s),
         "" | "/" if get => Ok(render::redirect(StatusCode::FOUND, &ctx.p("/account"), ctx.tls, &[])),
         "/login" | "/setup" | "/challenge" | "/account" | "/account/backup-codes" | "/account/forget-devices"
-        | "/account/disable-2fa" | "/logout" | "/health" | "/api/session" => Err(GatewayError::MethodNotAllowed),
+        | "/account/disable-2fa" | "/logout" | "/health" | "/metrics" | "/api/session" => Err(GatewayError::MethodNotAllowed),
         _ => Err(GatewayError::NotFound),
     }
 }

@@ -10,6 +10,7 @@ use crate::core::lockout::{LockState, Step};
 use crate::core::user::{lockout_key, User};
 use crate::core::{backup_codes, totp};
 use crate::http::error::GatewayError;
+use crate::metrics::{CodeMethod, LockStep};
 
 /// The result of checking a code.
 pub enum Verdict {
@@ -38,14 +39,21 @@ pub async fn ensure_open(ctx: &Ctx<'_>, user: &User) -> Result<(), GatewayError>
 /// Checks `input` as a TOTP code against `secret` (and, with `allow_backup`, as a
 /// backup code). A time step is accepted at most once per user.
 pub async fn check(ctx: &Ctx<'_>, user: &User, input: &str, secret: &[u8], allow_backup: bool) -> Result<Verdict, GatewayError> {
-    let app = ctx.app;
     let code = totp::normalise_input(input);
     let all_digits = !code.is_empty() && code.bytes().all(|b| b.is_ascii_digit());
+    let verdict = verify(ctx, user, &code, all_digits, secret, allow_backup).await?;
+    let method = if allow_backup && !all_digits { CodeMethod::BackupCode } else { CodeMethod::Totp };
+    ctx.app.metrics.code_check(method, matches!(verdict, Verdict::Accepted(..)));
+    Ok(verdict)
+}
+
+async fn verify(ctx: &Ctx<'_>, user: &User, code: &str, all_digits: bool, secret: &[u8], allow_backup: bool) -> Result<Verdict, GatewayError> {
+    let app = ctx.app;
     if !all_digits {
         if !allow_backup {
             return Ok(Verdict::Wrong);
         }
-        let Some(norm) = backup_codes::normalise(&code) else { return Ok(Verdict::Wrong) };
+        let Some(norm) = backup_codes::normalise(code) else { return Ok(Verdict::Wrong) };
         for key in &app.backup_keys {
             let h = backup_codes::hash(key, &user.username, &norm);
             if let Some(left) = app.store.backup_consume(&user.username, &h).await.map_err(Ctx::store_err)? {
@@ -55,7 +63,7 @@ pub async fn check(ctx: &Ctx<'_>, user: &User, input: &str, secret: &[u8], allow
         return Ok(Verdict::Wrong);
     }
     let now_secs = now_ms() / 1000;
-    let Some(step) = totp::verify(&app.cfg.totp, secret, &code, now_secs) else { return Ok(Verdict::Wrong) };
+    let Some(step) = totp::verify(&app.cfg.totp, secret, code, now_secs) else { return Ok(Verdict::Wrong) };
     if !app.store.step_accept(&user.username, step).await.map_err(Ctx::store_err)? {
         return Ok(Verdict::Wrong);
     }
@@ -72,6 +80,7 @@ pub async fn failed(ctx: &Ctx<'_>, user: &User, context: &str) -> Result<Option<
         .map_err(Ctx::store_err)?;
     app.audit.event("mfa.challenge.failure", &user.username, Some(ctx.ip), json!({ "context": context, "failures": rec.failures }));
     if newly_locked {
+        app.metrics.lockout(LockStep::Code);
         let permanent = rec.blocked;
         app.audit.event("mfa.locked", &user.username, Some(ctx.ip), json!({ "failures": rec.failures, "until_unlocked": permanent }));
         return Ok(locked(ctx, rec.state(now_ms())));

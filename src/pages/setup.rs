@@ -105,6 +105,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
             }
             let stage = Stage::Complete { factor: Some(SecondFactor::Totp) };
             let cookie = app.sessions.issue(&user, stage, Some(&cur.id), None, now).await.map_err(Ctx::store_err)?;
+            app.metrics.enrollment_completed();
             app.audit.event("mfa.enroll.completed", &user.username, Some(ctx.ip), json!({ "backup_codes": codes.len() }));
             Ok(second_factor::codes_page(ctx, &codes, true, &rd, &[cookie]))
         }

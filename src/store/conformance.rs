@@ -13,7 +13,7 @@ fn session(user: &str, now: u64) -> SessionRecord {
 }
 
 fn device(user: &str, now: u64) -> DeviceRecord {
-    DeviceRecord { user: user.into(), created_ms: now, expires_ms: now + 1000, label: "Firefox on Linux".into(), credential: [2; 8] }
+    DeviceRecord { user: user.into(), created_ms: now, expires_ms: crate::app::now_ms() + 600_000, label: "Firefox on Linux".into(), credential: [2; 8] }
 }
 
 /// Runs every check against `store`.
@@ -135,10 +135,13 @@ async fn lockout_counts_and_unlocks(s: &dyn Store) {
 }
 
 async fn purge_drops_expired_records(s: &dyn Store) {
-    s.session_put(&[150; 32], &session("kim", 0), 1000).await.unwrap();
-    s.session_put(&[151; 32], &session("kim", 0), 10_000_000).await.unwrap();
-    s.device_put(&[152; 32], &device("kim", 0)).await.unwrap();
-    s.purge_expired(5000).await.unwrap();
+    // Backends may expire by wall clock (Redis TTLs), so this check uses real time.
+    let now = crate::app::now_ms();
+    s.session_put(&[150; 32], &session("kim", now), 50).await.unwrap();
+    s.session_put(&[151; 32], &session("kim", now), 600_000).await.unwrap();
+    s.device_put(&[152; 32], &DeviceRecord { expires_ms: now + 50, ..device("kim", now) }).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    s.purge_expired(crate::app::now_ms()).await.unwrap();
     assert!(s.session_get(&[150; 32]).await.unwrap().is_none());
     assert!(s.session_get(&[151; 32]).await.unwrap().is_some());
     assert!(s.devices_list("kim").await.unwrap().is_empty());
@@ -162,4 +165,91 @@ async fn embedded_store_survives_reopen() {
     }
     let store = super::embedded::EmbeddedStore::open(dir.path()).unwrap();
     assert!(store.session_get(&[1; 32]).await.unwrap().is_some());
+}
+
+/// A throwaway `redis-server` on a free loopback port, stopped on drop.
+pub struct RedisServer {
+    child: std::process::Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RedisServer {
+    /// Starts redis-server (installed by the test command) and waits until it answers.
+    pub fn start() -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        RedisServer { child, port, _dir: dir }
+    }
+
+    pub fn storage_config(&self) -> crate::config::StorageConfig {
+        crate::config::StorageConfig {
+            backend: crate::config::Backend::Redis,
+            path: "unused".into(),
+            redis_url: format!("redis://127.0.0.1:{}/0", self.port),
+            redis_mode: crate::config::RedisMode::Standalone,
+            redis_nodes: vec![],
+            redis_sentinel_master: "mymaster".into(),
+            redis_ca_file: None,
+            key_prefix: "test:".into(),
+            encryption_key_file: None,
+            timeout: std::time::Duration::from_secs(2),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_store_conforms() {
+    let server = RedisServer::start();
+    let store = super::redis::RedisStore::open(&server.storage_config()).await.unwrap();
+    run_all(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_fails_closed_and_recovers_alone() {
+    let mut server = RedisServer::start();
+    let cfg = server.storage_config();
+    let store = super::redis::RedisStore::open(&cfg).await.unwrap();
+    store.session_put(&[1; 32], &session("lee", crate::app::now_ms()), 60_000).await.unwrap();
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let started = std::time::Instant::now();
+    assert!(store.session_get(&[1; 32]).await.is_err(), "no Redis: an error, never a guess");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "bounded by storage.timeout");
+    // Bring Redis back on the same port: the store reconnects without being rebuilt.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new("redis-server")
+        .args(["--port", &server.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if store.ping().await.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "store did not recover after Redis came back");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -126,6 +126,13 @@ fn lock_from(data: Option<String>) -> rusqlite::Result<LockRecord> {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn ping(&self) -> StoreResult<()> {
+        // A pooled connection keeps answering from its open file even after the file was
+        // deleted or replaced on disk (writes would then vanish), so look at the path too.
+        match std::fs::metadata(&self.inner.path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Err(unavailable(format!("{} is not a database file", self.inner.path.display()))),
+            Err(e) => return Err(unavailable(format!("{}: {e}", self.inner.path.display()))),
+        }
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
     }
 

@@ -3,6 +3,7 @@
 
 pub mod crypto;
 pub mod embedded;
+pub mod redis;
 
 #[cfg(test)]
 mod conformance;
@@ -13,9 +14,9 @@ use crate::config::{Backend, StorageConfig};
 use crate::core::store::{Store, StoreError};
 
 /// Opens the configured backend.
-pub fn open(cfg: &StorageConfig) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open(cfg: &StorageConfig) -> Result<Arc<dyn Store>, StoreError> {
     match cfg.backend {
         Backend::Embedded => Ok(Arc::new(embedded::EmbeddedStore::open(&cfg.path)?)),
-        Backend::Redis => Err(StoreError::Unavailable("the redis backend is not available in this build".into())),
+        Backend::Redis => Ok(Arc::new(redis::RedisStore::open(cfg).await?)),
     }
 }

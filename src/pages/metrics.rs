@@ -1,0 +1,46 @@
+//! `P/metrics`: the Prometheus text exposition, for loopback and trusted proxies only
+//! (SPEC §5.3) — the counters reveal traffic and sign-in patterns to anyone else.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Response, StatusCode};
+
+use super::Ctx;
+use crate::app::{now_ms, App};
+use crate::http::body::{full, Body};
+use crate::http::error::GatewayError;
+use crate::metrics::scrape_allowed;
+
+/// A store that cannot count its sessions by then leaves the gauge as it was.
+const COUNT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Values read at scrape time rather than kept current on every request.
+async fn refresh(app: &App) {
+    if let Some(left) = app.cert_expiry.seconds_left() {
+        app.metrics.set_cert_expiry(left);
+    }
+    if app.metrics.sessions_due(now_ms()) {
+        match tokio::time::timeout(COUNT_TIMEOUT, app.store.sessions_count()).await {
+            Ok(Ok(n)) => app.metrics.set_active_sessions(n),
+            _ => tracing::debug!("could not count sessions for the metrics"),
+        }
+    }
+}
+
+/// 403 unless the TCP peer (not `X-Forwarded-For`) is loopback or a trusted proxy.
+pub async fn serve(ctx: &Ctx<'_>, peer: IpAddr) -> Result<Response<Body>, GatewayError> {
+    let app = ctx.app;
+    if !scrape_allowed(peer, &app.cfg.server.trusted_proxies) {
+        return Err(GatewayError::Denied);
+    }
+    refresh(app).await;
+    let mut resp = Response::new(full(app.metrics.render()));
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    Ok(resp)
+}

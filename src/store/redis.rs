@@ -1,0 +1,532 @@
+//! The Redis backend: many gateway instances share one truth (SPEC §7).
+//!
+//! - Standalone (`redis://`, `rediss://`, user/password in the URL), Sentinel and
+//!   Cluster. Per-user keys share a hash tag (`{u:NAME}`), so the scripts that touch
+//!   several of them stay on one cluster slot.
+//! - Every check-and-set that must not be won twice — a TOTP step, a backup code, a
+//!   remember-device token, a lockout counter, enabling 2FA — is one command or one Lua
+//!   script, atomic across instances. Lockout arithmetic stays in `core::lockout`: it is
+//!   applied with an optimistic compare-and-set loop.
+//! - Every call is bounded by `storage.timeout`; errors surface as
+//!   [`StoreError::Unavailable`] so callers fail closed, and the connection manager
+//!   reconnects by itself when Redis returns.
+//! - Keys hold only hashes and encrypted envelopes, never a plaintext secret, code,
+//!   token or session id.
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+
+use crate::config::{RedisMode, StorageConfig};
+use crate::core::lockout::{LockPolicy, LockRecord, Step};
+use crate::core::store::*;
+
+/// How the gateway reaches Redis.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+    Sentinel(Arc<SentinelConn>),
+}
+
+/// A connection to whichever server Sentinel names as master, re-resolved after errors
+/// (a failover moves the master).
+struct SentinelConn {
+    client: tokio::sync::Mutex<redis::sentinel::SentinelClient>,
+    current: RwLock<Option<ConnectionManager>>,
+    config: ConnectionManagerConfig,
+}
+
+impl SentinelConn {
+    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+        if let Some(c) = self.current.read().ok().and_then(|c| c.clone()) {
+            return Ok(c);
+        }
+        let client = self.client.lock().await.async_get_client().await?;
+        let manager = ConnectionManager::new_with_config(client, self.config.clone()).await?;
+        if let Ok(mut cur) = self.current.write() {
+            *cur = Some(manager.clone());
+        }
+        Ok(manager)
+    }
+
+    fn forget(&self) {
+        if let Ok(mut cur) = self.current.write() {
+            *cur = None;
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(s) => Box::pin(async move {
+                let mut c = s.connection().await?;
+                let r = c.req_packed_command(cmd).await;
+                if r.as_ref().is_err_and(|e| e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()) || is_readonly(&r) {
+                    s.forget();
+                }
+                r
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(s) => Box::pin(async move {
+                let mut c = s.connection().await?;
+                let r = c.req_packed_commands(pipeline, offset, count).await;
+                if r.is_err() {
+                    s.forget();
+                }
+                r
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+            Conn::Sentinel(_) => 0,
+        }
+    }
+}
+
+/// A demoted master answers writes with READONLY: time to ask Sentinel again.
+fn is_readonly(r: &redis::RedisResult<Value>) -> bool {
+    matches!(r, Err(e) if e.code() == Some("READONLY"))
+}
+
+/// Redis-backed [`Store`].
+pub struct RedisStore {
+    conn: Conn,
+    prefix: String,
+    timeout: Duration,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    step_accept: Script,
+    mfa_enable: Script,
+    backup_consume: Script,
+    backup_replace: Script,
+    device_take: Script,
+    compare_and_set: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            // KEYS[1] replay mark; ARGV[1] step. Accept only a later step.
+            step_accept: Script::new(
+                "local cur = redis.call('GET', KEYS[1])
+                 if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
+                 redis.call('SET', KEYS[1], ARGV[1]) return 1",
+            ),
+            // KEYS mfa, pending, backup; ARGV secret, enabled_ms, last_used_ms, hashes...
+            mfa_enable: Script::new(
+                "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+                 redis.call('HSET', KEYS[1], 'secret', ARGV[1], 'enabled_ms', ARGV[2], 'last_used_ms', ARGV[3])
+                 redis.call('DEL', KEYS[2], KEYS[3])
+                 for i = 4, #ARGV do redis.call('SADD', KEYS[3], ARGV[i]) end
+                 return 1",
+            ),
+            // KEYS backup; ARGV hash. Remaining count, or -1 when the code was not there.
+            backup_consume: Script::new(
+                "if redis.call('SREM', KEYS[1], ARGV[1]) == 1 then return redis.call('SCARD', KEYS[1]) end
+                 return -1",
+            ),
+            backup_replace: Script::new(
+                "redis.call('DEL', KEYS[1])
+                 for i = 1, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
+                 return 1",
+            ),
+            // KEYS device; ARGV user. Take the record only if it is this user's.
+            device_take: Script::new(
+                "local v = redis.call('GET', KEYS[1])
+                 if not v then return false end
+                 if cjson.decode(v)['user'] ~= ARGV[1] then return false end
+                 redis.call('DEL', KEYS[1]) return v",
+            ),
+            // KEYS k; ARGV expected ('' = absent), new, ttl_ms.
+            compare_and_set: Script::new(
+                "local cur = redis.call('GET', KEYS[1]) or ''
+                 if cur ~= ARGV[1] then return 0 end
+                 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1",
+            ),
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn hex(b: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(b)
+}
+
+/// Lockout counters outlive the longest lock; code-step blocks are kept for a year.
+const LOCK_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
+const BLOCK_TTL_MS: u64 = 365 * 24 * 3600 * 1000;
+const PENDING_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
+
+impl RedisStore {
+    /// Connects as `[storage]` says. Standalone connects lazily (the gateway starts and
+    /// answers 503 until Redis is there); Cluster and Sentinel need the topology now.
+    pub async fn open(cfg: &StorageConfig) -> Result<Self, StoreError> {
+        let manager_cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(cfg.timeout))
+            .set_response_timeout(Some(cfg.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let certs = match &cfg.redis_ca_file {
+            Some(p) => Some(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(p).map_err(|e| unavailable(format!("storage.redis_ca_file: {e}")))?),
+            }),
+            None => None,
+        };
+        let conn = match cfg.redis_mode {
+            RedisMode::Standalone => {
+                let client = match &certs {
+                    Some(c) => redis::Client::build_with_tls(cfg.redis_url.as_str(), c.clone()),
+                    None => redis::Client::open(cfg.redis_url.as_str()),
+                }
+                .map_err(unavailable)?;
+                Conn::Single(ConnectionManager::new_lazy_with_config(client, manager_cfg).map_err(unavailable)?)
+            }
+            RedisMode::Cluster => {
+                let mut b = redis::cluster::ClusterClient::builder(cfg.redis_nodes.clone())
+                    .connection_timeout(cfg.timeout)
+                    .response_timeout(cfg.timeout)
+                    .retries(2);
+                if let Some(c) = certs {
+                    b = b.certs(c);
+                }
+                let client = b.build().map_err(unavailable)?;
+                let conn = tokio::time::timeout(cfg.timeout * 2, client.get_async_connection())
+                    .await
+                    .map_err(|_| unavailable("timed out connecting to the Redis cluster"))?
+                    .map_err(unavailable)?;
+                Conn::Cluster(conn)
+            }
+            RedisMode::Sentinel => {
+                let client = redis::sentinel::SentinelClient::build(
+                    cfg.redis_nodes.clone(),
+                    cfg.redis_sentinel_master.clone(),
+                    None,
+                    redis::sentinel::SentinelServerType::Master,
+                )
+                .map_err(unavailable)?;
+                Conn::Sentinel(Arc::new(SentinelConn {
+                    client: tokio::sync::Mutex::new(client),
+                    current: RwLock::new(None),
+                    config: manager_cfg,
+                }))
+            }
+        };
+        Ok(Self { conn, prefix: cfg.key_prefix.clone(), timeout: cfg.timeout, scripts: Scripts::new() })
+    }
+
+    /// Bounds one store call in time and maps its error.
+    async fn call<T>(&self, f: impl Future<Output = redis::RedisResult<T>>) -> StoreResult<T> {
+        match tokio::time::timeout(self.timeout, f).await {
+            Ok(r) => r.map_err(unavailable),
+            Err(_) => Err(unavailable("redis call timed out")),
+        }
+    }
+
+    fn conn(&self) -> Conn {
+        self.conn.clone()
+    }
+
+    fn session_key(&self, id: &Fingerprint) -> String {
+        format!("{}s:{}", self.prefix, hex(id))
+    }
+    fn sessions_index(&self) -> String {
+        format!("{}sessions", self.prefix)
+    }
+    fn device_key(&self, token: &Fingerprint) -> String {
+        format!("{}d:{}", self.prefix, hex(token))
+    }
+    /// Per-user keys share the hash tag `{u:NAME}` (names are plain: see
+    /// `core::user::validate_username`).
+    fn user_key(&self, user: &str, what: &str) -> String {
+        format!("{}{{u:{}}}:{what}", self.prefix, user)
+    }
+    fn lock_key(&self, key: &str, step: Step) -> String {
+        format!("{}l:{}:{}", self.prefix, hex(key.as_bytes()), step.as_str())
+    }
+
+    async fn lock_record(&self, k: &str) -> StoreResult<(String, LockRecord)> {
+        let raw: Option<String> = self.call(redis::cmd("GET").arg(k).query_async(&mut self.conn())).await?;
+        let raw = raw.unwrap_or_default();
+        if raw.is_empty() {
+            return Ok((raw, LockRecord::default()));
+        }
+        let rec = serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok((raw, rec))
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn ping(&self) -> StoreResult<()> {
+        let _: String = self.call(redis::cmd("PING").query_async(&mut self.conn())).await?;
+        Ok(())
+    }
+
+    async fn session_put(&self, id: &Fingerprint, rec: &SessionRecord, ttl_ms: u64) -> StoreResult<()> {
+        let json = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let key = self.session_key(id);
+        let mut c = self.conn();
+        let _: () = self.call(redis::cmd("SET").arg(&key).arg(json).arg("PX").arg(ttl_ms.max(1)).query_async(&mut c)).await?;
+        let _: () = self.call(redis::cmd("SADD").arg(self.user_key(&rec.user, "sessions")).arg(hex(id)).query_async(&mut c)).await?;
+        let _: () = self
+            .call(redis::cmd("ZADD").arg(self.sessions_index()).arg(rec.last_seen_ms + ttl_ms).arg(hex(id)).query_async(&mut c))
+            .await?;
+        Ok(())
+    }
+
+    async fn session_get(&self, id: &Fingerprint) -> StoreResult<Option<SessionRecord>> {
+        let raw: Option<String> = self.call(redis::cmd("GET").arg(self.session_key(id)).query_async(&mut self.conn())).await?;
+        raw.map(|r| serde_json::from_str(&r).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+    }
+
+    async fn session_touch(&self, id: &Fingerprint, last_seen_ms: u64, ttl_ms: u64) -> StoreResult<()> {
+        let Some(mut rec) = self.session_get(id).await? else { return Ok(()) };
+        rec.last_seen_ms = last_seen_ms;
+        let json = serde_json::to_string(&rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut c = self.conn();
+        // XX: never resurrect a session deleted in the meantime (logout, revoke).
+        let _: Option<String> =
+            self.call(redis::cmd("SET").arg(self.session_key(id)).arg(json).arg("PX").arg(ttl_ms.max(1)).arg("XX").query_async(&mut c)).await?;
+        let _: () = self
+            .call(redis::cmd("ZADD").arg(self.sessions_index()).arg("XX").arg(last_seen_ms + ttl_ms).arg(hex(id)).query_async(&mut c))
+            .await?;
+        Ok(())
+    }
+
+    async fn session_delete(&self, id: &Fingerprint) -> StoreResult<()> {
+        let mut c = self.conn();
+        let _: () = self.call(redis::cmd("DEL").arg(self.session_key(id)).query_async(&mut c)).await?;
+        let _: () = self.call(redis::cmd("ZREM").arg(self.sessions_index()).arg(hex(id)).query_async(&mut c)).await?;
+        Ok(())
+    }
+
+    async fn sessions_delete_user(&self, user: &str) -> StoreResult<u64> {
+        let index = self.user_key(user, "sessions");
+        let mut c = self.conn();
+        let ids: Vec<String> = self.call(redis::cmd("SMEMBERS").arg(&index).query_async(&mut c)).await?;
+        let mut ended = 0;
+        for id in &ids {
+            let n: u64 = self.call(redis::cmd("DEL").arg(format!("{}s:{id}", self.prefix)).query_async(&mut c)).await?;
+            ended += n;
+            let _: () = self.call(redis::cmd("ZREM").arg(self.sessions_index()).arg(id).query_async(&mut c)).await?;
+        }
+        let _: () = self.call(redis::cmd("DEL").arg(&index).query_async(&mut c)).await?;
+        Ok(ended)
+    }
+
+    async fn sessions_count(&self) -> StoreResult<u64> {
+        let mut c = self.conn();
+        let now = crate::app::now_ms();
+        let _: () = self.call(redis::cmd("ZREMRANGEBYSCORE").arg(self.sessions_index()).arg("-inf").arg(now).query_async(&mut c)).await?;
+        self.call(redis::cmd("ZCARD").arg(self.sessions_index()).query_async(&mut c)).await
+    }
+
+    async fn mfa_get(&self, user: &str) -> StoreResult<Option<MfaRecord>> {
+        let (secret, enabled, used): (Option<Vec<u8>>, Option<u64>, Option<String>) = self
+            .call(redis::cmd("HMGET").arg(self.user_key(user, "mfa")).arg("secret").arg("enabled_ms").arg("last_used_ms").query_async(&mut self.conn()))
+            .await?;
+        Ok(match (secret, enabled) {
+            (Some(secret), Some(enabled_ms)) => {
+                Some(MfaRecord { secret, enabled_ms, last_used_ms: used.and_then(|u| u.parse().ok()).filter(|v: &u64| *v > 0) })
+            }
+            _ => None,
+        })
+    }
+
+    async fn pending_get(&self, user: &str) -> StoreResult<Option<PendingEnrollment>> {
+        let (secret, created): (Option<Vec<u8>>, Option<u64>) = self
+            .call(redis::cmd("HMGET").arg(self.user_key(user, "pending")).arg("secret").arg("created_ms").query_async(&mut self.conn()))
+            .await?;
+        Ok(match (secret, created) {
+            (Some(secret), Some(created_ms)) => Some(PendingEnrollment { secret, created_ms }),
+            _ => None,
+        })
+    }
+
+    async fn pending_put(&self, user: &str, p: &PendingEnrollment) -> StoreResult<()> {
+        let key = self.user_key(user, "pending");
+        let mut c = self.conn();
+        let _: () = self
+            .call(redis::cmd("HSET").arg(&key).arg("secret").arg(&p.secret).arg("created_ms").arg(p.created_ms).query_async(&mut c))
+            .await?;
+        let _: () = self.call(redis::cmd("PEXPIRE").arg(&key).arg(PENDING_TTL_MS).query_async(&mut c)).await?;
+        Ok(())
+    }
+
+    async fn mfa_enable(&self, user: &str, rec: &MfaRecord, backup: &[Fingerprint]) -> StoreResult<bool> {
+        let mut inv = self.scripts.mfa_enable.prepare_invoke();
+        inv.key(self.user_key(user, "mfa")).key(self.user_key(user, "pending")).key(self.user_key(user, "backup"));
+        inv.arg(&rec.secret).arg(rec.enabled_ms).arg(rec.last_used_ms.unwrap_or(0));
+        for h in backup {
+            inv.arg(&h[..]);
+        }
+        let n: i64 = self.call(inv.invoke_async(&mut self.conn())).await?;
+        Ok(n == 1)
+    }
+
+    async fn mfa_mark_used(&self, user: &str, now_ms: u64) -> StoreResult<()> {
+        let _: () = self
+            .call(redis::cmd("HSET").arg(self.user_key(user, "mfa")).arg("last_used_ms").arg(now_ms).query_async(&mut self.conn()))
+            .await?;
+        Ok(())
+    }
+
+    async fn mfa_remove(&self, user: &str) -> StoreResult<()> {
+        let _: () = self
+            .call(
+                redis::cmd("DEL")
+                    .arg(self.user_key(user, "mfa"))
+                    .arg(self.user_key(user, "pending"))
+                    .arg(self.user_key(user, "backup"))
+                    .query_async(&mut self.conn()),
+            )
+            .await?;
+        self.devices_forget(user).await.map(|_| ())
+    }
+
+    async fn step_accept(&self, user: &str, step: u64) -> StoreResult<bool> {
+        let mut inv = self.scripts.step_accept.prepare_invoke();
+        inv.key(self.user_key(user, "replay")).arg(step);
+        let n: i64 = self.call(inv.invoke_async(&mut self.conn())).await?;
+        Ok(n == 1)
+    }
+
+    async fn backup_replace(&self, user: &str, hashes: &[Fingerprint]) -> StoreResult<()> {
+        let mut inv = self.scripts.backup_replace.prepare_invoke();
+        inv.key(self.user_key(user, "backup"));
+        for h in hashes {
+            inv.arg(&h[..]);
+        }
+        let _: i64 = self.call(inv.invoke_async(&mut self.conn())).await?;
+        Ok(())
+    }
+
+    async fn backup_consume(&self, user: &str, hash: &Fingerprint) -> StoreResult<Option<u32>> {
+        let mut inv = self.scripts.backup_consume.prepare_invoke();
+        inv.key(self.user_key(user, "backup")).arg(&hash[..]);
+        let n: i64 = self.call(inv.invoke_async(&mut self.conn())).await?;
+        Ok((n >= 0).then_some(n as u32))
+    }
+
+    async fn backup_count(&self, user: &str) -> StoreResult<u32> {
+        self.call(redis::cmd("SCARD").arg(self.user_key(user, "backup")).query_async(&mut self.conn())).await
+    }
+
+    async fn device_put(&self, token: &Fingerprint, rec: &DeviceRecord) -> StoreResult<()> {
+        let json = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let ttl = rec.expires_ms.saturating_sub(crate::app::now_ms()).max(1);
+        let mut c = self.conn();
+        let _: () = self.call(redis::cmd("SET").arg(self.device_key(token)).arg(json).arg("PX").arg(ttl).query_async(&mut c)).await?;
+        let _: () = self.call(redis::cmd("SADD").arg(self.user_key(&rec.user, "devices")).arg(hex(token)).query_async(&mut c)).await?;
+        Ok(())
+    }
+
+    async fn device_take(&self, token: &Fingerprint, user: &str) -> StoreResult<Option<DeviceRecord>> {
+        let mut inv = self.scripts.device_take.prepare_invoke();
+        inv.key(self.device_key(token)).arg(user);
+        let raw: Option<String> = self.call(inv.invoke_async(&mut self.conn())).await?;
+        let Some(raw) = raw else { return Ok(None) };
+        let _: () = self.call(redis::cmd("SREM").arg(self.user_key(user, "devices")).arg(hex(token)).query_async(&mut self.conn())).await?;
+        serde_json::from_str(&raw).map(Some).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    async fn devices_list(&self, user: &str) -> StoreResult<Vec<DeviceRecord>> {
+        let index = self.user_key(user, "devices");
+        let mut c = self.conn();
+        let ids: Vec<String> = self.call(redis::cmd("SMEMBERS").arg(&index).query_async(&mut c)).await?;
+        let mut out = Vec::new();
+        for id in ids {
+            let raw: Option<String> = self.call(redis::cmd("GET").arg(format!("{}d:{id}", self.prefix)).query_async(&mut c)).await?;
+            match raw {
+                Some(r) => out.push(serde_json::from_str::<DeviceRecord>(&r).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+                None => {
+                    let _: () = self.call(redis::cmd("SREM").arg(&index).arg(&id).query_async(&mut c)).await?;
+                }
+            }
+        }
+        out.sort_by_key(|d| d.expires_ms);
+        Ok(out)
+    }
+
+    async fn devices_forget(&self, user: &str) -> StoreResult<u64> {
+        let index = self.user_key(user, "devices");
+        let mut c = self.conn();
+        let ids: Vec<String> = self.call(redis::cmd("SMEMBERS").arg(&index).query_async(&mut c)).await?;
+        let mut n = 0;
+        for id in ids {
+            let d: u64 = self.call(redis::cmd("DEL").arg(format!("{}d:{id}", self.prefix)).query_async(&mut c)).await?;
+            n += d;
+        }
+        let _: () = self.call(redis::cmd("DEL").arg(&index).query_async(&mut c)).await?;
+        Ok(n)
+    }
+
+    async fn lock_get(&self, key: &str, step: Step) -> StoreResult<LockRecord> {
+        Ok(self.lock_record(&self.lock_key(key, step)).await?.1)
+    }
+
+    async fn lock_fail(&self, key: &str, step: Step, now_ms: u64, policy: &LockPolicy) -> StoreResult<(LockRecord, bool)> {
+        let k = self.lock_key(key, step);
+        // Optimistic compare-and-set: concurrent failures on several instances each
+        // count once, and the arithmetic stays in core::lockout.
+        for _ in 0..32 {
+            let (raw, rec) = self.lock_record(&k).await?;
+            let (next, locked) = rec.after_failure(step, now_ms, policy);
+            let json = serde_json::to_string(&next).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let ttl = if next.blocked { BLOCK_TTL_MS } else { LOCK_TTL_MS };
+            let mut inv = self.scripts.compare_and_set.prepare_invoke();
+            inv.key(&k).arg(raw).arg(json).arg(ttl);
+            let ok: i64 = self.call(inv.invoke_async(&mut self.conn())).await?;
+            if ok == 1 {
+                return Ok((next, locked));
+            }
+        }
+        Err(unavailable("lockout counter too contended"))
+    }
+
+    async fn lock_reset(&self, key: &str, step: Step) -> StoreResult<()> {
+        let _: () = self.call(redis::cmd("DEL").arg(self.lock_key(key, step)).query_async(&mut self.conn())).await?;
+        Ok(())
+    }
+
+    async fn unlock(&self, key: &str) -> StoreResult<()> {
+        let mut c = self.conn();
+        for step in [Step::Password, Step::Code] {
+            let _: () = self.call(redis::cmd("DEL").arg(self.lock_key(key, step)).query_async(&mut c)).await?;
+        }
+        Ok(())
+    }
+
+    async fn purge_expired(&self, now_ms: u64) -> StoreResult<()> {
+        // Keys expire by themselves (TTLs); only the session index needs trimming.
+        let _: () = self
+            .call(redis::cmd("ZREMRANGEBYSCORE").arg(self.sessions_index()).arg("-inf").arg(now_ms).query_async(&mut self.conn()))
+            .await?;
+        Ok(())
+    }
+}
