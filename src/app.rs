@@ -18,7 +18,7 @@ use crate::pages::velocity::Velocity;
 use crate::proxy::forward::Forwarder;
 use crate::proxy::identity_headers::IdentityHeaders;
 use crate::session::Sessions;
-use crate::store::crypto::Keyring;
+use crate::store::crypto::KeyringHandle;
 use crate::users::UsersHandle;
 
 /// Base name of the remember-device cookie (fixed by SPEC §6).
@@ -30,7 +30,8 @@ pub struct App {
     pub tls: bool,
     pub brand: Brand,
     pub store: Arc<dyn Store>,
-    pub keys: Keyring,
+    /// Encryption keys, reloaded when the key file changes (`rotate-key`).
+    pub keys: Arc<KeyringHandle>,
     pub users: Arc<UsersHandle>,
     pub roles: RolePolicy,
     pub sessions: Sessions,
@@ -40,10 +41,10 @@ pub struct App {
     /// Bounds concurrent argon2 work so a login storm cannot take every core.
     pub hashing: Semaphore,
     pub velocity: Velocity,
+    /// Form submissions per client address (`limits.own_pages_per_minute`).
+    pub page_posts: crate::http::rate::PerAddress,
     pub lock_policy: LockPolicy,
     pub device_cookie: String,
-    /// Backup-code hashing keys: current first, then older keys still configured.
-    pub backup_keys: Vec<[u8; 32]>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The served certificate's expiry; `serve` shares the TLS reloader's here.
     pub cert_expiry: Arc<crate::accept::cert_expiry::CertExpiry>,
@@ -69,27 +70,45 @@ pub enum BuildError {
 
 /// Concurrent password hashes: one core stays free for proxying on small machines.
 fn hashing_permits() -> usize {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     (cores / 2).max(1)
 }
 
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl App {
     pub async fn build(cfg: Config) -> Result<Self, BuildError> {
-        let keys = Keyring::load(cfg.storage.encryption_key_file.as_deref())?;
+        let keys = Arc::new(KeyringHandle::load(
+            cfg.storage.encryption_key_file.as_deref(),
+        )?);
         let users = UsersHandle::load(&cfg.users.file).map_err(|ps| {
-            BuildError::Users(ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))
+            BuildError::Users(
+                ps.iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
         })?;
         let backend = match cfg.storage.backend {
             crate::config::Backend::Embedded => "embedded",
             crate::config::Backend::Redis => "redis",
         };
-        let metrics = Arc::new(crate::metrics::Metrics::new(backend, cfg.server.tls.is_some())?);
-        let store = crate::metrics::store::MeteredStore::wrap(crate::store::open(&cfg.storage).await?, metrics.clone());
+        let metrics = Arc::new(crate::metrics::Metrics::new(
+            backend,
+            cfg.server.tls.is_some(),
+        )?);
+        let store = crate::metrics::store::MeteredStore::wrap(
+            crate::store::open(&cfg.storage).await?,
+            metrics.clone(),
+        );
         let tls = cfg.server.tls.is_some();
         let sessions = Sessions::new(
             store.clone(),
@@ -98,15 +117,20 @@ impl App {
             cfg.session.idle_timeout,
             cfg.session.absolute_timeout,
         );
-        let csrf = Csrf::new(keys.derive("vestibule csrf v1"), tls);
+        let csrf = Csrf::new(keys.get().derive("vestibule csrf v1"), tls);
         let device_cookie = cookies::wire_name(DEVICE_COOKIE_BASE, tls);
-        let own_cookies = vec![sessions.cookie_name().to_string(), csrf.cookie_name().to_string(), device_cookie.clone()];
+        let own_cookies = vec![
+            sessions.cookie_name().to_string(),
+            csrf.cookie_name().to_string(),
+            device_cookie.clone(),
+        ];
         let up = &cfg.upstream;
         let forwarder = Forwarder {
             client: crate::proxy::client::build(up)?,
             scheme: up.scheme.clone(),
             authority: up.authority.clone(),
-            upstream_host: HeaderValue::from_str(up.authority.as_str()).unwrap_or(HeaderValue::from_static("localhost")),
+            upstream_host: HeaderValue::from_str(up.authority.as_str())
+                .unwrap_or(HeaderValue::from_static("localhost")),
             preserve_host: up.preserve_host,
             response_timeout: up.response_timeout,
             identity: IdentityHeaders::new(&cfg.headers),
@@ -123,13 +147,16 @@ impl App {
         Ok(Self {
             brand: Brand {
                 name: "Vestibule".into(),
-                footer: "Protected sign-in. Problems signing in? Contact your administrator.".into(),
+                footer: "Protected sign-in. Problems signing in? Contact your administrator."
+                    .into(),
                 prefix: cfg.server.prefix.clone(),
             },
-            roles: RolePolicy { require_2fa_roles: cfg.policy.require_2fa_roles.clone() },
+            roles: RolePolicy {
+                require_2fa_roles: cfg.policy.require_2fa_roles.clone(),
+            },
             hashing: Semaphore::new(hashing_permits()),
             velocity: Velocity::new(cfg.lockout.ip_failures_per_minute),
-            backup_keys: keys.derive_all("vestibule backup codes v1"),
+            page_posts: crate::http::rate::PerAddress::default(),
             keys,
             users: Arc::new(users),
             store,

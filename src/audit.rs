@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 /// Where audit events go.
 pub struct Audit {
@@ -21,7 +21,10 @@ pub struct Audit {
 }
 
 fn open_append(p: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().create(true).append(true).open(p)
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
 }
 
 impl Audit {
@@ -31,7 +34,10 @@ impl Audit {
             Some(p) => Box::new(open_append(p)?),
             None => Box::new(std::io::stdout()),
         };
-        Ok(Self { sink: Mutex::new(sink), file: file.map(Path::to_path_buf) })
+        Ok(Self {
+            sink: Mutex::new(sink),
+            file: file.map(Path::to_path_buf),
+        })
     }
 
     /// Opens the audit file again by name (after log rotation). The swap happens under
@@ -47,17 +53,25 @@ impl Audit {
                 }
                 tracing::info!(file = %path.display(), "audit file reopened");
             }
-            Err(e) => tracing::error!(file = %path.display(), error = %e, "cannot reopen the audit file; still writing to the previous one"),
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "cannot reopen the audit file; still writing to the previous one")
+            }
         }
     }
 
     /// Writes one event; `details` must be a JSON object of non-secret fields.
     pub fn event(&self, event: &str, user: &str, ip: Option<IpAddr>, details: Value) {
         let mut obj = Map::new();
-        obj.insert("ts".into(), json!(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()));
+        obj.insert(
+            "ts".into(),
+            json!(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()),
+        );
         obj.insert("event".into(), json!(event));
         obj.insert("user".into(), json!(user));
-        obj.insert("ip".into(), ip.map(|i| json!(i.to_string())).unwrap_or(Value::Null));
+        obj.insert(
+            "ip".into(),
+            ip.map(|i| json!(i.to_string())).unwrap_or(Value::Null),
+        );
         if let Value::Object(extra) = details {
             obj.extend(extra);
         }

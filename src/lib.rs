@@ -8,7 +8,15 @@
 //! storage; [`store`] implements its storage contract.
 
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::dbg_macro, clippy::print_stdout))]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::dbg_macro,
+        clippy::print_stdout
+    )
+)]
 
 pub mod accept;
 pub mod access_log;

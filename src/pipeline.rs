@@ -22,12 +22,12 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::access_log::{self, Access};
-use crate::app::{now_ms, App};
+use crate::app::{App, now_ms};
 use crate::core::auth_flow::{self, mfa_label};
 use crate::core::path::normalise;
 use crate::core::policy::{self, Decision};
 use crate::http::body::Body;
-use crate::http::error::{authentication_required, GatewayError};
+use crate::http::error::{GatewayError, authentication_required};
 use crate::http::facts;
 use crate::http::request_id::{self, X_REQUEST_ID};
 use crate::metrics::{Outcome, UpstreamError};
@@ -52,23 +52,37 @@ pub struct Trace {
 /// Answers one request. Never fails: every error becomes its response here.
 pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    let rid = request_id::assign(req.headers_mut(), peer.addr.ip(), &app.cfg.server.trusted_proxies);
+    let rid = request_id::assign(
+        req.headers_mut(),
+        peer.addr.ip(),
+        &app.cfg.server.trusted_proxies,
+    );
     let html = facts::accepts_html(req.headers());
     // Cheap clones (shared bytes), kept only when an access line will be written.
-    let logged = app.cfg.log.access_log.then(|| (req.method().clone(), req.uri().clone()));
+    let logged = app
+        .cfg
+        .log
+        .access_log
+        .then(|| (req.method().clone(), req.uri().clone()));
     let mut trace = Trace::default();
     let mut resp = match decide(&app, peer, req, &mut trace).await {
         Ok(resp) => resp,
         Err(e) => {
             match e {
-                GatewayError::UpstreamUnreachable(_) => app.metrics.upstream_error(UpstreamError::Connect),
+                GatewayError::UpstreamUnreachable(_) => {
+                    app.metrics.upstream_error(UpstreamError::Connect)
+                }
                 GatewayError::UpstreamTimeout => app.metrics.upstream_error(UpstreamError::Timeout),
                 _ => {}
             }
             e.into_response(html, &app.brand, peer.tls)
         }
     };
-    app.metrics.request(trace.outcome.unwrap_or_else(|| Outcome::from_status(resp.status())));
+    app.metrics.request(
+        trace
+            .outcome
+            .unwrap_or_else(|| Outcome::from_status(resp.status())),
+    );
     if let Some((method, uri)) = logged {
         access_log::write(&Access {
             method: &method,
@@ -98,43 +112,60 @@ async fn forward(
     let took = started.elapsed();
     app.metrics.upstream_time(took);
     trace.upstream = Some(took);
-    trace.outcome = Some(if id.is_some() { Outcome::Forwarded } else { Outcome::Bypassed });
+    trace.outcome = Some(if id.is_some() {
+        Outcome::Forwarded
+    } else {
+        Outcome::Bypassed
+    });
     Ok(resp)
 }
 
-async fn decide(app: &App, peer: Peer, req: Request<Incoming>, trace: &mut Trace) -> Result<Response<Body>, GatewayError> {
+async fn decide(
+    app: &App,
+    peer: Peer,
+    req: Request<Incoming>,
+    trace: &mut Trace,
+) -> Result<Response<Body>, GatewayError> {
     if router::header_bytes(req.headers()) > app.cfg.server.max_request_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
     let route = router::route(&app.cfg.server, &req)?;
     let path = match route {
         Route::Own => return pages::serve(app, peer, req).await,
-        Route::Upstream => normalise(req.uri().path()).map_err(|_| GatewayError::BadRequest("path cannot be normalised"))?,
+        Route::Upstream => normalise(req.uri().path())
+            .map_err(|_| GatewayError::BadRequest("path cannot be normalised"))?,
     };
     if router::is_own_path(&app.cfg.server.prefix, &path) {
-        return Err(GatewayError::BadRequest("path resolves into the gateway's reserved prefix"));
+        return Err(GatewayError::BadRequest(
+            "path resolves into the gateway's reserved prefix",
+        ));
     }
     let pq = match req.uri().query() {
         Some(q) => format!("{path}?{q}"),
         None => path.clone(),
     };
-    let pq = PathAndQuery::try_from(pq).map_err(|_| GatewayError::BadRequest("invalid path or query"))?;
+    let pq = PathAndQuery::try_from(pq)
+        .map_err(|_| GatewayError::BadRequest("invalid path or query"))?;
     let decision = policy::decide(&app.cfg.policy.rules, req.method().as_str(), &path);
     trace.path = Some(path);
 
     match decision {
         Decision::Deny => Err(GatewayError::Denied),
         Decision::Bypass => {
-            check_upgrade_origin(&req, peer)?;
+            check_upgrade_origin(app, &req, peer)?;
             forward(app, req, pq, peer, None, trace).await
         }
         Decision::Authenticated { roles } => {
             let users = app.users.get();
             let now = now_ms();
-            let current = app.sessions.load(req.headers(), &users, now).await.map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?;
-            let complete = current
-                .as_ref()
-                .filter(|c| auth_flow::is_complete(c.record.stage, app.roles.requires_2fa(&c.user.roles)));
+            let current = app
+                .sessions
+                .load(req.headers(), &users, now)
+                .await
+                .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?;
+            let complete = current.as_ref().filter(|c| {
+                auth_flow::is_complete(c.record.stage, app.roles.requires_2fa(&c.user.roles))
+            });
             let Some(c) = complete else {
                 trace.user = current.as_ref().map(|c| c.user.clone());
                 return next_step(app, &req, current.as_ref(), trace).await;
@@ -143,7 +174,7 @@ async fn decide(app: &App, peer: Peer, req: Request<Incoming>, trace: &mut Trace
             if !policy::roles_allow(roles, &c.user.roles) {
                 return Err(GatewayError::MissingRole);
             }
-            check_upgrade_origin(&req, peer)?;
+            check_upgrade_origin(app, &req, peer)?;
             let factor = match c.record.stage {
                 auth_flow::Stage::Complete { factor } => factor,
                 auth_flow::Stage::PasswordDone => None,
@@ -161,8 +192,23 @@ async fn decide(app: &App, peer: Peer, req: Request<Incoming>, trace: &mut Trace
     }
 }
 
-fn check_upgrade_origin(req: &Request<Incoming>, peer: Peer) -> Result<(), GatewayError> {
-    if websocket::is_upgrade(req.method(), req.headers()) && !websocket::origin_allowed(req.headers(), peer.tls) {
+/// Refuses a WebSocket upgrade opened from another site. The site's scheme is https
+/// under TLS, or when a trusted TLS-terminating proxy says so in X-Forwarded-Proto.
+fn check_upgrade_origin(
+    app: &App,
+    req: &Request<Incoming>,
+    peer: Peer,
+) -> Result<(), GatewayError> {
+    if !websocket::is_upgrade(req.method(), req.headers()) {
+        return Ok(());
+    }
+    let https = peer.tls
+        || (crate::http::client_ip::is_trusted(peer.addr.ip(), &app.cfg.server.trusted_proxies)
+            && req
+                .headers()
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
+    if !websocket::origin_allowed(req.headers(), https) {
         return Err(GatewayError::ForeignOrigin);
     }
     Ok(())
@@ -170,17 +216,31 @@ fn check_upgrade_origin(req: &Request<Incoming>, peer: Peer) -> Result<(), Gatew
 
 /// Without a complete session: browser navigations go to the next sign-in step,
 /// everything else gets the 401 JSON. Nothing is forwarded.
-async fn next_step(app: &App, req: &Request<Incoming>, current: Option<&crate::session::Current>, trace: &mut Trace) -> Result<Response<Body>, GatewayError> {
+async fn next_step(
+    app: &App,
+    req: &Request<Incoming>,
+    current: Option<&crate::session::Current>,
+    trace: &mut Trace,
+) -> Result<Response<Body>, GatewayError> {
     let tls = app.tls;
     if !facts::is_navigation(req.method(), req.headers()) {
         trace.outcome = Some(Outcome::Unauthorized401);
         return Ok(authentication_required(&app.cfg.server.prefix, tls));
     }
-    let original = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let original = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let step = match current {
         None => "login",
         Some(c) => {
-            let mfa_on = app.store.mfa_get(&c.user.username).await.map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?.is_some();
+            let mfa_on = app
+                .store
+                .mfa_get(&c.user.username)
+                .await
+                .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?
+                .is_some();
             match auth_flow::after_password(app.roles.requires_2fa(&c.user.roles), mfa_on) {
                 auth_flow::Next::Enroll => "setup",
                 auth_flow::Next::Challenge => "challenge",
@@ -188,7 +248,16 @@ async fn next_step(app: &App, req: &Request<Incoming>, current: Option<&crate::s
             }
         }
     };
-    let location = format!("{}/{step}?rd={}", app.cfg.server.prefix, pages::encode_rd(original));
+    let location = format!(
+        "{}/{step}?rd={}",
+        app.cfg.server.prefix,
+        pages::encode_rd(original)
+    );
     trace.outcome = Some(Outcome::RedirectedToLogin);
-    Ok(pages::render::redirect(StatusCode::FOUND, &location, tls, &[]))
+    Ok(pages::render::redirect(
+        StatusCode::FOUND,
+        &location,
+        tls,
+        &[],
+    ))
 }

@@ -3,8 +3,8 @@
 //! and daily), the `vestibule_tls_certificate_expiry_seconds` gauge, and a 503 from
 //! `P/health` once it has expired (browsers refuse the site by then anyway).
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long before `notAfter` the log starts warning.
@@ -22,7 +22,9 @@ pub struct CertExpiry {
 
 impl Default for CertExpiry {
     fn default() -> Self {
-        Self { not_after: AtomicI64::new(UNKNOWN) }
+        Self {
+            not_after: AtomicI64::new(UNKNOWN),
+        }
     }
 }
 
@@ -33,7 +35,10 @@ pub fn not_after(der: &[u8]) -> Option<i64> {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl CertExpiry {
@@ -43,7 +48,9 @@ impl CertExpiry {
             Some(t) => self.not_after.store(t, Ordering::Relaxed),
             None => {
                 self.not_after.store(UNKNOWN, Ordering::Relaxed);
-                tracing::warn!("cannot read notAfter of the TLS certificate; its expiry is not monitored");
+                tracing::warn!(
+                    "cannot read notAfter of the TLS certificate; its expiry is not monitored"
+                );
             }
         }
     }
@@ -63,8 +70,11 @@ impl CertExpiry {
 
     /// Logs an error when expired, a warning within [`WARN_BEFORE`], nothing otherwise.
     pub fn check_and_log(&self) {
-        let Some(left) = self.seconds_left() else { return };
-        let not_after = UNIX_EPOCH + Duration::from_secs(self.not_after.load(Ordering::Relaxed).max(0) as u64);
+        let Some(left) = self.seconds_left() else {
+            return;
+        };
+        let not_after =
+            UNIX_EPOCH + Duration::from_secs(self.not_after.load(Ordering::Relaxed).max(0) as u64);
         let not_after = humantime::format_rfc3339_seconds(not_after).to_string();
         if left <= 0 {
             tracing::error!(not_after = %not_after, "the TLS certificate has expired: renew it (browsers refuse this site)");
@@ -91,7 +101,8 @@ mod tests {
         let mut params = rcgen::CertificateParams::new(vec!["example.test".to_string()]).unwrap();
         let now = rcgen::date_time_ymd(2000, 1, 1);
         params.not_before = now;
-        params.not_after = cookie::time::OffsetDateTime::now_utc() + cookie::time::Duration::days(days);
+        params.not_after =
+            cookie::time::OffsetDateTime::now_utc() + cookie::time::Duration::days(days);
         let key = rcgen::KeyPair::generate().unwrap();
         params.self_signed(&key).unwrap().der().to_vec()
     }

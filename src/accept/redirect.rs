@@ -10,16 +10,24 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use crate::config::ServerConfig;
-use crate::http::body::{empty, Body};
+use crate::http::body::{Body, empty};
 
 fn target(server: &ServerConfig, req: &Request<Incoming>) -> String {
     let host = crate::router::host_name(req)
         .filter(|h| server.hostnames.is_empty() || server.hostnames.contains(h))
         .or_else(|| server.hostnames.first().cloned())
         .unwrap_or_else(|| server.listen.ip().to_string());
-    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
     let port = server.listen.port();
-    let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     if port == 443 {
         format!("https://{host}{pq}")
     } else {
@@ -30,7 +38,9 @@ fn target(server: &ServerConfig, req: &Request<Incoming>) -> String {
 /// Serves redirects on `listener` until the task is dropped.
 pub async fn run(listener: TcpListener, server: Arc<ServerConfig>) {
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         let server = server.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {

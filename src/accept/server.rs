@@ -7,8 +7,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper::Request;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -44,7 +44,12 @@ fn builder(app: &App) -> Builder<TokioExecutor> {
 
 /// Accepts connections until `shutdown` completes, then lets in-flight requests finish
 /// (at most [`SHUTDOWN_GRACE`]).
-pub async fn run(app: Arc<App>, listener: TcpListener, tls: Option<Arc<Tls>>, shutdown: impl Future<Output = ()>) {
+pub async fn run(
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: Option<Arc<Tls>>,
+    shutdown: impl Future<Output = ()>,
+) {
     let builder = Arc::new(builder(&app));
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(app.cfg.server.max_connections));
@@ -67,25 +72,36 @@ pub async fn run(app: Arc<App>, listener: TcpListener, tls: Option<Arc<Tls>>, sh
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let (app, builder, watcher, tls) = (app.clone(), builder.clone(), graceful.watcher(), tls.clone());
+        let (app, builder, watcher, tls) = (
+            app.clone(),
+            builder.clone(),
+            graceful.watcher(),
+            tls.clone(),
+        );
         let app_metrics = app.metrics.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let peer = Peer { addr, tls: tls.is_some() };
+            let peer = Peer {
+                addr,
+                tls: tls.is_some(),
+            };
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(crate::pipeline::handle(app, peer, req).await) }
             });
             match tls {
                 Some(tls) => {
-                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => {
-                            app_metrics.handshake(Handshake::Success);
-                            s
-                        }
-                        Ok(Err(_)) => return app_metrics.handshake(Handshake::Failure),
-                        Err(_) => return app_metrics.handshake(Handshake::Timeout),
-                    };
+                    let stream =
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp))
+                            .await
+                        {
+                            Ok(Ok(s)) => {
+                                app_metrics.handshake(Handshake::Success);
+                                s
+                            }
+                            Ok(Err(_)) => return app_metrics.handshake(Handshake::Failure),
+                            Err(_) => return app_metrics.handshake(Handshake::Timeout),
+                        };
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                     let _ = watcher.watch(conn.into_owned()).await;
                 }

@@ -48,10 +48,15 @@ pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::Cert(cname.clone(), e.to_string()))?;
     if chain.is_empty() {
-        return Err(TlsError::Cert(cname, "no certificate found in the file".into()));
+        return Err(TlsError::Cert(
+            cname,
+            "no certificate found in the file".into(),
+        ));
     }
-    let pk = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key(kname.clone(), e.to_string()))?;
-    CertifiedKey::from_der(chain, pk, &provider()).map_err(|e| TlsError::Key(kname, format!("does not fit the certificate: {e}")))
+    let pk = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| TlsError::Key(kname.clone(), e.to_string()))?;
+    CertifiedKey::from_der(chain, pk, &provider())
+        .map_err(|e| TlsError::Key(kname, format!("does not fit the certificate: {e}")))
 }
 
 /// The TLS acceptor plus the handle used to reload its certificate.
@@ -70,7 +75,9 @@ impl Tls {
         if let Some(leaf) = pair.cert.first() {
             expiry.update(leaf);
         }
-        let resolver = Arc::new(ReloadingResolver { current: RwLock::new(Arc::new(pair)) });
+        let resolver = Arc::new(ReloadingResolver {
+            current: RwLock::new(Arc::new(pair)),
+        });
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| TlsError::Setup(e.to_string()))?
@@ -104,7 +111,9 @@ impl Tls {
                 tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
                 self.expiry.check_and_log();
             }
-            Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded; the previous one stays in use"),
+            Err(e) => {
+                tracing::error!(error = %e, "TLS certificate not reloaded; the previous one stays in use")
+            }
         }
     }
 

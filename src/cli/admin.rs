@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{load_config, runtime, CliError};
+use super::{CliError, load_config, runtime};
 use crate::audit::Audit;
 use crate::config::Config;
 use crate::core::store::Store;
@@ -22,28 +22,38 @@ struct Admin {
 
 fn open(config: &Path, rt: &tokio::runtime::Runtime) -> Result<Admin, CliError> {
     let cfg = load_config(config)?;
-    let store = rt.block_on(crate::store::open(&cfg.storage)).map_err(CliError::failed)?;
+    let store = rt
+        .block_on(crate::store::open(&cfg.storage))
+        .map_err(CliError::failed)?;
     let audit = Audit::open(cfg.log.audit_file.as_deref()).map_err(CliError::failed)?;
     Ok(Admin { cfg, store, audit })
 }
 
 /// The canonical name from the users file (names compare case-insensitively).
 fn canonical(a: &Admin, name: &str) -> Result<String, CliError> {
-    let users = crate::users::file::load(&a.cfg.users.file).map_err(|ps| CliError::Invalid(ps.iter().map(|p| p.to_string()).collect()))?;
+    let users = crate::users::file::load(&a.cfg.users.file)
+        .map_err(|ps| CliError::Invalid(ps.iter().map(|p| p.to_string()).collect()))?;
     let key = lockout_key(name);
     users
         .into_iter()
         .find(|u| lockout_key(&u.username) == key)
         .map(|u| u.username)
-        .ok_or_else(|| CliError::Invalid(vec![format!("no user named {name:?} in {}", a.cfg.users.file.display())]))
+        .ok_or_else(|| {
+            CliError::Invalid(vec![format!(
+                "no user named {name:?} in {}",
+                a.cfg.users.file.display()
+            )])
+        })
 }
 
 #[allow(clippy::print_stdout)]
 pub fn unlock(config: &Path, name: &str) -> Result<(), CliError> {
     let rt = runtime()?;
     let a = open(config, &rt)?;
-    rt.block_on(a.store.unlock(&lockout_key(name))).map_err(CliError::failed)?;
-    a.audit.event("user.unlocked", name, None, json!({ "by": "admin" }));
+    rt.block_on(a.store.unlock(&lockout_key(name)))
+        .map_err(CliError::failed)?;
+    a.audit
+        .event("user.unlocked", name, None, json!({ "by": "admin" }));
     println!("unlocked {name}");
     Ok(())
 }
@@ -57,14 +67,37 @@ pub fn twofa_status(config: &Path, name: &str) -> Result<(), CliError> {
         let mfa = a.store.mfa_get(&user).await.map_err(CliError::failed)?;
         match mfa {
             None => {
-                let pending = a.store.pending_get(&user).await.map_err(CliError::failed)?.is_some();
+                let pending = a
+                    .store
+                    .pending_get(&user)
+                    .await
+                    .map_err(CliError::failed)?
+                    .is_some();
                 println!("user: {user}");
-                println!("2fa: disabled{}", if pending { " (enrollment started, not finished)" } else { "" });
+                println!(
+                    "2fa: disabled{}",
+                    if pending {
+                        " (enrollment started, not finished)"
+                    } else {
+                        ""
+                    }
+                );
             }
             Some(m) => {
-                let left = a.store.backup_count(&user).await.map_err(CliError::failed)?;
+                let left = a
+                    .store
+                    .backup_count(&user)
+                    .await
+                    .map_err(CliError::failed)?;
                 let now = crate::app::now_ms();
-                let devices: Vec<_> = a.store.devices_list(&user).await.map_err(CliError::failed)?.into_iter().filter(|d| d.expires_ms > now).collect();
+                let devices: Vec<_> = a
+                    .store
+                    .devices_list(&user)
+                    .await
+                    .map_err(CliError::failed)?
+                    .into_iter()
+                    .filter(|d| d.expires_ms > now)
+                    .collect();
                 println!("user: {user}");
                 println!("2fa: enabled");
                 println!("since: {}", human_time(Some(m.enabled_ms)));
@@ -72,7 +105,12 @@ pub fn twofa_status(config: &Path, name: &str) -> Result<(), CliError> {
                 println!("backup codes left: {left}");
                 println!("remembered devices: {}", devices.len());
                 for d in devices {
-                    println!("  - {} (remembered {}, until {})", d.label, human_time(Some(d.created_ms)), human_time(Some(d.expires_ms)));
+                    println!(
+                        "  - {} (remembered {}, until {})",
+                        d.label,
+                        human_time(Some(d.created_ms)),
+                        human_time(Some(d.expires_ms))
+                    );
                 }
             }
         }
@@ -90,8 +128,15 @@ pub fn twofa_reset(config: &Path, name: &str) -> Result<(), CliError> {
         a.store.sessions_delete_user(&user).await
     });
     let ended = ended.map_err(CliError::failed)?;
-    a.audit.event("mfa.reset", &user, None, json!({ "by": "admin", "sessions_ended": ended }));
-    println!("2FA of {user} reset: secret, backup codes and remembered devices removed, {ended} sessions ended; they enroll again at next sign-in");
+    a.audit.event(
+        "mfa.reset",
+        &user,
+        None,
+        json!({ "by": "admin", "sessions_ended": ended }),
+    );
+    println!(
+        "2FA of {user} reset: secret, backup codes and remembered devices removed, {ended} sessions ended; they enroll again at next sign-in"
+    );
     Ok(())
 }
 
@@ -100,8 +145,15 @@ pub fn sessions_revoke(config: &Path, name: &str) -> Result<(), CliError> {
     let rt = runtime()?;
     let a = open(config, &rt)?;
     let user = canonical(&a, name)?;
-    let n = rt.block_on(a.store.sessions_delete_user(&user)).map_err(CliError::failed)?;
-    a.audit.event("session.revoked", &user, None, json!({ "by": "admin", "sessions": n }));
+    let n = rt
+        .block_on(a.store.sessions_delete_user(&user))
+        .map_err(CliError::failed)?;
+    a.audit.event(
+        "session.revoked",
+        &user,
+        None,
+        json!({ "by": "admin", "sessions": n }),
+    );
     println!("ended {n} sessions of {user}");
     Ok(())
 }

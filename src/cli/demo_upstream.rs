@@ -4,16 +4,19 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
-use http::header::{HeaderValue, CONTENT_TYPE};
+use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-use crate::http::body::{full, Body};
+use crate::http::body::{Body, full};
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn page(req: &Request<Incoming>, prefix: &str) -> String {
@@ -35,7 +38,12 @@ th,td{{text-align:left;padding:.25rem .75rem;border-bottom:1px solid #ddd;font-f
 The highlighted <code>Remote-*</code> headers are the identity it vouches for.</p><p>{} {}</p><table>{rows}</table>\
 <p><a href=\"{prefix}/account\">Your account (2FA settings, sign out)</a></p></html>",
         escape(req.method().as_str()),
-        escape(req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")),
+        escape(
+            req.uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+        ),
     )
 }
 
@@ -45,18 +53,25 @@ pub async fn start(prefix: String) -> std::io::Result<SocketAddr> {
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let prefix = prefix.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let html = page(&req, &prefix);
                     async move {
                         let mut resp: Response<Body> = Response::new(full(html));
-                        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+                        resp.headers_mut().insert(
+                            CONTENT_TYPE,
+                            HeaderValue::from_static("text/html; charset=utf-8"),
+                        );
                         Ok::<_, Infallible>(resp)
                     }
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), svc).await;
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
             });
         }
     });

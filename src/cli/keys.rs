@@ -1,6 +1,6 @@
 //! `gen-key` and `hash-password`.
 
-use super::{read_password, CliError};
+use super::{CliError, read_password};
 use crate::core::password::{self, Cost};
 
 #[allow(clippy::print_stdout)]
@@ -13,7 +13,9 @@ pub fn gen_key() -> Result<(), CliError> {
 pub fn hash_password() -> Result<(), CliError> {
     let pw = read_password("Password: ")?;
     if pw.is_empty() {
-        return Err(CliError::Invalid(vec!["password: empty; nothing to hash".into()]));
+        return Err(CliError::Invalid(vec![
+            "password: empty; nothing to hash".into(),
+        ]));
     }
     let h = password::hash(pw.as_bytes(), Cost::DEFAULT).map_err(CliError::failed)?;
     println!("{h}");

@@ -6,6 +6,7 @@ mod check;
 mod demo;
 mod demo_upstream;
 mod keys;
+mod rotate;
 mod serve;
 mod users;
 
@@ -43,7 +44,12 @@ impl CliError {
 #[command(name = "vestibule", version, propagate_version = true)]
 pub struct Cli {
     /// Configuration file.
-    #[arg(long, global = true, env = "VESTIBULE_CONFIG", default_value = "config/vestibule.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "VESTIBULE_CONFIG",
+        default_value = "config/vestibule.toml"
+    )]
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: Command,
@@ -61,6 +67,19 @@ pub enum Command {
     HashPassword,
     /// Print a new random 32-byte encryption key (base64).
     GenKey,
+    /// Rotate the encryption key online: add a new primary key, let running gateways
+    /// load it, re-encrypt every stored secret under it. Old keys keep decrypting.
+    RotateKey {
+        /// Only list the keys (ids) and how many stored secrets each one seals.
+        #[arg(long, conflicts_with = "drop_old")]
+        status: bool,
+        /// Remove every non-primary key from the key file, once no stored secret needs it.
+        #[arg(long)]
+        drop_old: bool,
+        /// How long to wait for running gateways to load a new key before re-encrypting.
+        #[arg(long, default_value = "6s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+    },
     /// Manage the users file.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -125,22 +144,33 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::CheckConfig => check::run(&cli.config),
         Command::HashPassword => keys::hash_password(),
         Command::GenKey => keys::gen_key(),
+        Command::RotateKey {
+            status,
+            drop_old,
+            wait,
+        } => rotate::run(&cli.config, status, drop_old, wait),
         Command::Users(UsersCommand::Unlock { name }) => admin::unlock(&cli.config, &name),
         Command::Users(cmd) => users::run(&cli.config, cmd),
         Command::TwoFa(TwoFaCommand::Status { name }) => admin::twofa_status(&cli.config, &name),
         Command::TwoFa(TwoFaCommand::Reset { name }) => admin::twofa_reset(&cli.config, &name),
-        Command::Sessions(SessionsCommand::Revoke { name }) => admin::sessions_revoke(&cli.config, &name),
+        Command::Sessions(SessionsCommand::Revoke { name }) => {
+            admin::sessions_revoke(&cli.config, &name)
+        }
     }
 }
 
 /// Loads and validates the configuration, mapping problems to exit 2.
 fn load_config(path: &std::path::Path) -> Result<crate::config::Config, CliError> {
-    crate::config::load(path).map_err(|ps| CliError::Invalid(ps.iter().map(|p| p.to_string()).collect()))
+    crate::config::load(path)
+        .map_err(|ps| CliError::Invalid(ps.iter().map(|p| p.to_string()).collect()))
 }
 
 /// A current-thread runtime for the admin commands.
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(CliError::failed)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::failed)
 }
 
 /// Reads a password from standard input, without echo on a terminal.
@@ -148,10 +178,15 @@ fn read_password(prompt: &str) -> Result<zeroize::Zeroizing<String>, CliError> {
     use std::io::{BufRead, IsTerminal};
     if std::io::stdin().is_terminal() {
         eprint!("{prompt}");
-        return rpassword::read_password().map(zeroize::Zeroizing::new).map_err(CliError::failed);
+        return rpassword::read_password()
+            .map(zeroize::Zeroizing::new)
+            .map_err(CliError::failed);
     }
     let mut line = zeroize::Zeroizing::new(String::new());
-    std::io::stdin().lock().read_line(&mut line).map_err(CliError::failed)?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(CliError::failed)?;
     let trimmed = line.trim_end_matches(['\n', '\r']).to_string();
     Ok(zeroize::Zeroizing::new(trimmed))
 }

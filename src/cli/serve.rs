@@ -6,15 +6,18 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use super::{load_config, CliError};
+use super::{CliError, load_config};
 use crate::accept::{self, tls::Tls};
-use crate::app::{now_ms, App, BuildError};
+use crate::app::{App, BuildError, now_ms};
 use crate::config::Config;
 
 pub fn run(path: &Path) -> Result<(), CliError> {
     let cfg = load_config(path)?;
-    crate::logging::init(cfg.log.format);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::failed)?;
+    let _log = crate::logging::init(cfg.log.format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::failed)?;
     rt.block_on(serve(cfg, None))
 }
 
@@ -28,9 +31,15 @@ fn build_error(e: BuildError) -> CliError {
 }
 
 /// Runs the gateway with `cfg` until a shutdown signal (or `stop` resolves).
-pub async fn serve(cfg: Config, stop: Option<tokio::sync::oneshot::Receiver<()>>) -> Result<(), CliError> {
+pub async fn serve(
+    cfg: Config,
+    stop: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> Result<(), CliError> {
     let tls = match &cfg.server.tls {
-        Some(files) => Some(Arc::new(Tls::new(&files.cert, &files.key).map_err(|e| CliError::Invalid(vec![e.to_string()]))?)),
+        Some(files) => Some(Arc::new(
+            Tls::new(&files.cert, &files.key)
+                .map_err(|e| CliError::Invalid(vec![e.to_string()]))?,
+        )),
         None => None,
     };
     let mut app = App::build(cfg).await.map_err(build_error)?;
@@ -40,14 +49,22 @@ pub async fn serve(cfg: Config, stop: Option<tokio::sync::oneshot::Receiver<()>>
     let app = Arc::new(app);
     let server = &app.cfg.server;
     if tls.is_none() {
-        tracing::warn!("no tls_cert/tls_key: serving plain HTTP. Only do this behind a TLS-terminating load balancer.");
+        tracing::warn!(
+            "no tls_cert/tls_key: serving plain HTTP. Only do this behind a TLS-terminating load balancer."
+        );
     }
     if server.hostnames.is_empty() {
-        tracing::warn!("server.hostnames is empty: any Host is accepted. List your site's names to refuse others.");
+        tracing::warn!(
+            "server.hostnames is empty: any Host is accepted. List your site's names to refuse others."
+        );
     }
-    let listener = TcpListener::bind(server.listen).await.map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", server.listen)))?;
+    let listener = TcpListener::bind(server.listen)
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", server.listen)))?;
     if let Some(addr) = server.http_redirect_listen {
-        let l = TcpListener::bind(addr).await.map_err(|e| CliError::Failed(format!("cannot listen on {addr}: {e}")))?;
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| CliError::Failed(format!("cannot listen on {addr}: {e}")))?;
         tokio::spawn(accept::redirect::run(l, Arc::new(server.clone())));
     }
     if let Some(t) = &tls {
@@ -63,7 +80,8 @@ pub async fn serve(cfg: Config, stop: Option<tokio::sync::oneshot::Receiver<()>>
         "vestibule serving"
     );
     let shutdown = async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let stop = async move {
             match stop {
                 Some(rx) => {
@@ -109,6 +127,15 @@ fn spawn_observability(app: Arc<App>, tls: bool) {
 
 /// Background work: the users-file watcher and the purge of expired records.
 fn spawn_maintenance(app: Arc<App>) {
+    let keys = app.keys.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            let keys = keys.clone();
+            let _ = tokio::task::spawn_blocking(move || keys.reload_if_changed()).await;
+        }
+    });
     let watcher_app = app.clone();
     tokio::spawn(app.users.clone().watch(move |change| {
         let app = watcher_app.clone();

@@ -5,15 +5,19 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{load_config, read_password, runtime, CliError};
+use super::{CliError, load_config, read_password, runtime};
+use crate::UsersCommand;
 use crate::config::Config;
 use crate::core::password::{self, Cost};
 use crate::core::user::{validate_role, validate_username};
 use crate::users::edit::UsersDoc;
-use crate::UsersCommand;
 
 fn check_roles(roles: &[String]) -> Result<(), CliError> {
-    let bad: Vec<String> = roles.iter().filter(|r| !validate_role(r)).map(|r| format!("--role: {r:?} may only contain letters, digits and . _ @ -")).collect();
+    let bad: Vec<String> = roles
+        .iter()
+        .filter(|r| !validate_role(r))
+        .map(|r| format!("--role: {r:?} may only contain letters, digits and . _ @ -"))
+        .collect();
     if bad.is_empty() {
         Ok(())
     } else {
@@ -46,20 +50,37 @@ fn edit_err(e: crate::users::edit::EditError) -> CliError {
 fn end_sessions_and_devices(cfg: &Config, user: &str, why: &str) {
     let result = runtime().and_then(|rt| {
         rt.block_on(async {
-            let store = crate::store::open(&cfg.storage).await.map_err(CliError::failed)?;
-            let s = store.sessions_delete_user(user).await.map_err(CliError::failed)?;
+            let store = crate::store::open(&cfg.storage)
+                .await
+                .map_err(CliError::failed)?;
+            let s = store
+                .sessions_delete_user(user)
+                .await
+                .map_err(CliError::failed)?;
             let d = store.devices_forget(user).await.map_err(CliError::failed)?;
             if let Ok(audit) = crate::audit::Audit::open(cfg.log.audit_file.as_deref()) {
-                audit.event("session.revoked", user, None, json!({ "reason": why, "sessions": s, "by": "admin" }));
+                audit.event(
+                    "session.revoked",
+                    user,
+                    None,
+                    json!({ "reason": why, "sessions": s, "by": "admin" }),
+                );
                 if d > 0 {
-                    audit.event("mfa.devices.forgotten", user, None, json!({ "reason": why, "count": d, "by": "admin" }));
+                    audit.event(
+                        "mfa.devices.forgotten",
+                        user,
+                        None,
+                        json!({ "reason": why, "count": d, "by": "admin" }),
+                    );
                 }
             }
             Ok(())
         })
     });
     if let Err(e) = result {
-        eprintln!("warning: could not end {user}'s sessions in the store now ({e}); the gateway refuses them at their next request anyway");
+        eprintln!(
+            "warning: could not end {user}'s sessions in the store now ({e}); the gateway refuses them at their next request anyway"
+        );
     }
 }
 
@@ -69,23 +90,49 @@ pub fn run(config: &Path, cmd: UsersCommand) -> Result<(), CliError> {
     let file = &cfg.users.file;
     let mut doc = UsersDoc::open(file).map_err(edit_err)?;
     match cmd {
-        UsersCommand::Add { name, roles, email, display_name } => {
-            validate_username(&name).map_err(|e| CliError::Invalid(vec![format!("NAME: {name:?} {e}")]))?;
+        UsersCommand::Add {
+            name,
+            roles,
+            email,
+            display_name,
+        } => {
+            validate_username(&name)
+                .map_err(|e| CliError::Invalid(vec![format!("NAME: {name:?} {e}")]))?;
             check_roles(&roles)?;
             if doc.find(&name).is_ok() {
-                return Err(CliError::Invalid(vec![format!("a user named {name:?} already exists")]));
+                return Err(CliError::Invalid(vec![format!(
+                    "a user named {name:?} already exists"
+                )]));
             }
             let hash = new_hash(&cfg)?;
-            doc.add(&name, display_name.as_deref().unwrap_or(&name), email.as_deref().unwrap_or(""), &roles, &hash).map_err(edit_err)?;
+            doc.add(
+                &name,
+                display_name.as_deref().unwrap_or(&name),
+                email.as_deref().unwrap_or(""),
+                &roles,
+                &hash,
+            )
+            .map_err(edit_err)?;
             doc.save(file).map_err(edit_err)?;
             println!("added user {name} with roles {}", roles.join(", "));
         }
         UsersCommand::List => {
-            let users = crate::users::file::load(file).map_err(|ps| CliError::Invalid(ps.iter().map(|p| p.to_string()).collect()))?;
-            println!("{:<24} {:<10} {:<24} {:<30} DISPLAY NAME", "USERNAME", "STATUS", "ROLES", "EMAIL");
+            let users = crate::users::file::load(file)
+                .map_err(|ps| CliError::Invalid(ps.iter().map(|p| p.to_string()).collect()))?;
+            println!(
+                "{:<24} {:<10} {:<24} {:<30} DISPLAY NAME",
+                "USERNAME", "STATUS", "ROLES", "EMAIL"
+            );
             for u in users {
                 let status = if u.disabled { "disabled" } else { "active" };
-                println!("{:<24} {:<10} {:<24} {:<30} {}", u.username, status, u.roles.join(","), u.email, u.display_name);
+                println!(
+                    "{:<24} {:<10} {:<24} {:<30} {}",
+                    u.username,
+                    status,
+                    u.roles.join(","),
+                    u.email,
+                    u.display_name
+                );
             }
         }
         UsersCommand::Disable { name } => {

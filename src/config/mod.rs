@@ -23,7 +23,10 @@ pub struct ConfigProblem {
 
 impl ConfigProblem {
     pub fn new(key: &str, message: impl Into<String>) -> Self {
-        Self { key: key.to_string(), message: message.into() }
+        Self {
+            key: key.to_string(),
+            message: message.into(),
+        }
     }
 }
 

@@ -30,13 +30,19 @@ impl Reader {
     pub fn root<'a>(&mut self, tree: &'a Value, sections: &[&str]) -> Table<'a> {
         match tree.as_object() {
             Some(map) => {
-                let table = Table { key: String::new(), map: Some(map) };
+                let table = Table {
+                    key: String::new(),
+                    map: Some(map),
+                };
                 self.unknown_keys(&table, sections);
                 table
             }
             None => {
                 self.problem("config", "the file must be a TOML table");
-                Table { key: String::new(), map: None }
+                Table {
+                    key: String::new(),
+                    map: None,
+                }
             }
         }
     }
@@ -69,7 +75,10 @@ impl Reader {
                     let item_key = format!("{key}[{i}]");
                     match item.as_object() {
                         Some(map) => {
-                            let t = Table { key: item_key, map: Some(map) };
+                            let t = Table {
+                                key: item_key,
+                                map: Some(map),
+                            };
                             self.unknown_keys(&t, keys);
                             Some(t)
                         }
@@ -92,7 +101,10 @@ impl Reader {
         let known: BTreeSet<&str> = known.iter().copied().collect();
         for k in map.keys() {
             if !known.contains(k.as_str()) {
-                self.problem(&join(&table.key, k), "unknown key (a typo here must not silently weaken security)");
+                self.problem(
+                    &join(&table.key, k),
+                    "unknown key (a typo here must not silently weaken security)",
+                );
             }
         }
     }
@@ -139,7 +151,10 @@ impl Reader {
         match raw {
             Some(v) if v >= 0 && (v as u64) >= min && (v as u64) <= max => v as u64,
             _ => {
-                self.problem(&t.at(name), format!("must be a whole number from {min} to {max}"));
+                self.problem(
+                    &t.at(name),
+                    format!("must be a whole number from {min} to {max}"),
+                );
                 default
             }
         }
@@ -152,7 +167,10 @@ impl Reader {
             None => return fallback,
             Some(Value::String(s)) => s.clone(),
             Some(_) => {
-                self.problem(&t.at(name), "must be a duration string such as \"90s\", \"30m\", \"12h\" or \"30d\"");
+                self.problem(
+                    &t.at(name),
+                    "must be a duration string such as \"90s\", \"30m\", \"12h\" or \"30d\"",
+                );
                 return fallback;
             }
         };
@@ -165,7 +183,9 @@ impl Reader {
             Err(_) => {
                 self.problem(
                     &t.at(name),
-                    format!("{s:?} is not a duration; write e.g. \"90s\", \"30m\", \"12h\" or \"30d\""),
+                    format!(
+                        "{s:?} is not a duration; write e.g. \"90s\", \"30m\", \"12h\" or \"30d\""
+                    ),
                 );
                 fallback
             }
@@ -186,7 +206,11 @@ impl Reader {
                 out.retain(|s| !s.is_empty());
                 out
             }
-            Some(Value::String(s)) => s.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect(),
+            Some(Value::String(s)) => s
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
             Some(_) => {
                 self.problem(&t.at(name), "must be a list of strings");
                 Vec::new()
@@ -195,7 +219,13 @@ impl Reader {
     }
 
     /// A value parsed with `FromStr`, with `what` describing the expected form.
-    pub fn parsed<T: FromStr>(&mut self, t: &Table<'_>, name: &str, default: &str, what: &str) -> Option<T> {
+    pub fn parsed<T: FromStr>(
+        &mut self,
+        t: &Table<'_>,
+        name: &str,
+        default: &str,
+        what: &str,
+    ) -> Option<T> {
         let s = self.string(t, name, default);
         match s.trim().parse::<T>() {
             Ok(v) => Some(v),
@@ -209,10 +239,16 @@ impl Reader {
     /// One of a fixed set of words, compared case-insensitively; returns the index.
     pub fn choice(&mut self, t: &Table<'_>, name: &str, default: &str, options: &[&str]) -> usize {
         let s = self.string(t, name, default);
-        match options.iter().position(|o| o.eq_ignore_ascii_case(s.trim())) {
+        match options
+            .iter()
+            .position(|o| o.eq_ignore_ascii_case(s.trim()))
+        {
             Some(i) => i,
             None => {
-                self.problem(&t.at(name), format!("{s:?} is not one of: {}", options.join(", ")));
+                self.problem(
+                    &t.at(name),
+                    format!("{s:?} is not one of: {}", options.join(", ")),
+                );
                 options.iter().position(|o| *o == default).unwrap_or(0)
             }
         }

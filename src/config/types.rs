@@ -27,6 +27,7 @@ pub struct Config {
     pub remember_device: RememberDeviceConfig,
     pub lockout: LockoutConfig,
     pub log: LogConfig,
+    pub limits: LimitsConfig,
 }
 
 /// Certificate and key paths; present only when TLS is on.
@@ -158,4 +159,13 @@ pub struct LogConfig {
     pub audit_file: Option<PathBuf>,
     /// One access line per request when on.
     pub access_log: bool,
+}
+
+/// Bounds on what one client may send to the gateway's own pages.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Largest form body accepted on the own pages (413 beyond).
+    pub max_form_bytes: usize,
+    /// Form submissions (POSTs to the own pages) per client address and minute; 429 beyond.
+    pub own_pages_per_minute: u32,
 }

@@ -5,20 +5,31 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use http::header::HeaderName;
 use http::Uri;
+use http::header::HeaderName;
 use ipnet::IpNet;
 use serde_json::Value;
 
+use super::ConfigProblem;
 use super::reader::{Reader, Table};
 use super::types::*;
-use super::ConfigProblem;
 use crate::core::policy::{Access, PathMatch, Rule};
 use crate::core::totp::{Algorithm, TotpSettings};
 
 const SECTIONS: &[&str] = &[
-    "server", "upstream", "headers", "users", "policy", "session", "storage", "totp", "backup_codes",
-    "remember_device", "lockout", "log",
+    "server",
+    "upstream",
+    "headers",
+    "users",
+    "policy",
+    "session",
+    "storage",
+    "totp",
+    "backup_codes",
+    "remember_device",
+    "lockout",
+    "log",
+    "limits",
 ];
 
 /// Default extra header names removed from every client request (SPEC §3).
@@ -50,6 +61,7 @@ pub fn validate(tree: &Value) -> Result<Config, Vec<ConfigProblem>> {
         remember_device: remember_device(&mut r, &root),
         lockout: lockout(&mut r, &root),
         log: log(&mut r, &root),
+        limits: limits(&mut r, &root),
     };
     cross_checks(&mut r, &config);
     if r.problems.is_empty() {
@@ -64,17 +76,32 @@ fn server(r: &mut Reader, root: &Table<'_>) -> ServerConfig {
         root,
         "server",
         &[
-            "listen", "tls_cert", "tls_key", "http_redirect_listen", "prefix", "hostnames", "trusted_proxies",
-            "max_request_header_bytes", "max_connections",
+            "listen",
+            "tls_cert",
+            "tls_key",
+            "http_redirect_listen",
+            "prefix",
+            "hostnames",
+            "trusted_proxies",
+            "max_request_header_bytes",
+            "max_connections",
         ],
     );
     let listen = r
-        .parsed::<SocketAddr>(&t, "listen", "0.0.0.0:8443", "an address such as \"0.0.0.0:8443\"")
+        .parsed::<SocketAddr>(
+            &t,
+            "listen",
+            "0.0.0.0:8443",
+            "an address such as \"0.0.0.0:8443\"",
+        )
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443)));
     let cert = r.optional_string(&t, "tls_cert");
     let key = r.optional_string(&t, "tls_key");
     let tls = match (cert, key) {
-        (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.into(), key: key.into() }),
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        }),
         (None, None) => None,
         (Some(_), None) => {
             r.problem(&t.at("tls_key"), "must be set when tls_cert is set");
@@ -88,7 +115,10 @@ fn server(r: &mut Reader, root: &Table<'_>) -> ServerConfig {
     if let Some(files) = &tls {
         for (name, path) in [("tls_cert", &files.cert), ("tls_key", &files.key)] {
             if !path.is_file() {
-                r.problem(&t.at(name), format!("file {} does not exist", path.display()));
+                r.problem(
+                    &t.at(name),
+                    format!("file {} does not exist", path.display()),
+                );
             }
         }
     }
@@ -97,19 +127,27 @@ fn server(r: &mut Reader, root: &Table<'_>) -> ServerConfig {
         Some(s) => match s.trim().parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                r.problem(&t.at("http_redirect_listen"), format!("{s:?} is not an address such as \"0.0.0.0:8080\""));
+                r.problem(
+                    &t.at("http_redirect_listen"),
+                    format!("{s:?} is not an address such as \"0.0.0.0:8080\""),
+                );
                 None
             }
         },
     };
     if http_redirect_listen.is_some() && tls.is_none() {
-        r.problem(&t.at("http_redirect_listen"), "needs tls_cert and tls_key: there is no https to redirect to");
+        r.problem(
+            &t.at("http_redirect_listen"),
+            "needs tls_cert and tls_key: there is no https to redirect to",
+        );
     }
     let prefix = r.string(&t, "prefix", "/_vestibule");
     let prefix_ok = prefix.len() > 1
         && prefix.starts_with('/')
         && !prefix.ends_with('/')
-        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
         && !prefix.contains("//")
         && !prefix.split('/').any(|s| s == "." || s == "..");
     if !prefix_ok {
@@ -118,15 +156,28 @@ fn server(r: &mut Reader, root: &Table<'_>) -> ServerConfig {
     let mut hostnames = Vec::new();
     for (i, h) in r.string_list(&t, "hostnames", &[]).into_iter().enumerate() {
         let h = h.to_ascii_lowercase();
-        if h.is_empty() || h.contains(['/', ' ', '@', '?', '#']) || h.parse::<http::uri::Authority>().is_err() {
-            r.problem(&format!("{}[{i}]", t.at("hostnames")), format!("{h:?} is not a host name"));
+        if h.is_empty()
+            || h.contains(['/', ' ', '@', '?', '#'])
+            || h.parse::<http::uri::Authority>().is_err()
+        {
+            r.problem(
+                &format!("{}[{i}]", t.at("hostnames")),
+                format!("{h:?} is not a host name"),
+            );
         } else {
             hostnames.push(h);
         }
     }
     let mut trusted_proxies = Vec::new();
-    for (i, p) in r.string_list(&t, "trusted_proxies", &[]).into_iter().enumerate() {
-        match p.parse::<IpNet>().or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from)) {
+    for (i, p) in r
+        .string_list(&t, "trusted_proxies", &[])
+        .into_iter()
+        .enumerate()
+    {
+        match p
+            .parse::<IpNet>()
+            .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+        {
             Ok(net) => trusted_proxies.push(net),
             Err(_) => r.problem(
                 &format!("{}[{i}]", t.at("trusted_proxies")),
@@ -141,15 +192,29 @@ fn server(r: &mut Reader, root: &Table<'_>) -> ServerConfig {
         prefix,
         hostnames,
         trusted_proxies,
-        max_request_header_bytes: r.integer(&t, "max_request_header_bytes", 16384, 1024, 1 << 20) as usize,
+        max_request_header_bytes: r.integer(&t, "max_request_header_bytes", 16384, 1024, 1 << 20)
+            as usize,
         max_connections: r.integer(&t, "max_connections", 25_000, 1, 1_000_000) as usize,
     }
 }
 
 fn upstream(r: &mut Reader, root: &Table<'_>) -> UpstreamConfig {
-    let t = r.table(root, "upstream", &["url", "connect_timeout", "response_timeout", "ca_file", "preserve_host"]);
+    let t = r.table(
+        root,
+        "upstream",
+        &[
+            "url",
+            "connect_timeout",
+            "response_timeout",
+            "ca_file",
+            "preserve_host",
+        ],
+    );
     let url = r.string(&t, "url", "http://127.0.0.1:3000");
-    let fallback = (http::uri::Scheme::HTTP, http::uri::Authority::from_static("127.0.0.1:3000"));
+    let fallback = (
+        http::uri::Scheme::HTTP,
+        http::uri::Authority::from_static("127.0.0.1:3000"),
+    );
     let (scheme, authority) = match url.trim().parse::<Uri>() {
         Ok(uri) => {
             let scheme_ok = matches!(uri.scheme_str(), Some("http") | Some("https"));
@@ -157,25 +222,38 @@ fn upstream(r: &mut Reader, root: &Table<'_>) -> UpstreamConfig {
             match (scheme_ok, uri.scheme().cloned(), uri.authority().cloned()) {
                 (true, Some(s), Some(a)) if path_ok && !a.as_str().contains('@') => (s, a),
                 (false, _, _) => {
-                    r.problem(&t.at("url"), format!("{url:?} must start with http:// or https://"));
+                    r.problem(
+                        &t.at("url"),
+                        format!("{url:?} must start with http:// or https://"),
+                    );
                     fallback
                 }
                 _ => {
-                    r.problem(&t.at("url"), format!("{url:?} must be scheme://host[:port] with no path, query or user"));
+                    r.problem(
+                        &t.at("url"),
+                        format!("{url:?} must be scheme://host[:port] with no path, query or user"),
+                    );
                     fallback
                 }
             }
         }
         Err(_) => {
-            r.problem(&t.at("url"), format!("{url:?} is not a URL such as \"http://127.0.0.1:3000\""));
+            r.problem(
+                &t.at("url"),
+                format!("{url:?} is not a URL such as \"http://127.0.0.1:3000\""),
+            );
             fallback
         }
     };
     let ca_file = r.optional_string(&t, "ca_file").map(PathBuf::from);
     if let Some(ca) = &ca_file
-        && !ca.is_file() {
-            r.problem(&t.at("ca_file"), format!("file {} does not exist", ca.display()));
-        }
+        && !ca.is_file()
+    {
+        r.problem(
+            &t.at("ca_file"),
+            format!("file {} does not exist", ca.display()),
+        );
+    }
     UpstreamConfig {
         scheme,
         authority,
@@ -197,7 +275,11 @@ fn header_name(r: &mut Reader, key: &str, value: &str) -> HeaderName {
 }
 
 fn headers(r: &mut Reader, root: &Table<'_>) -> HeadersConfig {
-    let t = r.table(root, "headers", &["user", "email", "name", "roles", "mfa", "strip"]);
+    let t = r.table(
+        root,
+        "headers",
+        &["user", "email", "name", "roles", "mfa", "strip"],
+    );
     let one = |r: &mut Reader, name: &str, default: &str| {
         let v = r.string(&t, name, default);
         header_name(r, &t.at(name), &v)
@@ -213,9 +295,19 @@ fn headers(r: &mut Reader, root: &Table<'_>) -> HeadersConfig {
         .enumerate()
         .map(|(i, s)| header_name(r, &format!("{}[{i}]", t.at("strip")), s))
         .collect();
-    let cfg = HeadersConfig { user, email, name, roles, mfa, strip };
+    let cfg = HeadersConfig {
+        user,
+        email,
+        name,
+        roles,
+        mfa,
+        strip,
+    };
     for h in cfg.identity() {
-        if crate::proxy::hop_by_hop::is_hop_by_hop(h) || h == http::header::HOST || h == http::header::COOKIE {
+        if crate::proxy::hop_by_hop::is_hop_by_hop(h)
+            || h == http::header::HOST
+            || h == http::header::COOKIE
+        {
             r.problem(&t.key, format!("{h} cannot be used as an identity header"));
         }
     }
@@ -241,12 +333,19 @@ fn policy(r: &mut Reader, root: &Table<'_>) -> PolicyConfig {
     let t = r.table(root, "policy", &["require_2fa_roles", "rules"]);
     let require_2fa_roles = r.string_list(&t, "require_2fa_roles", &["doctor", "clerk"]);
     let mut rules = Vec::new();
-    for rt in r.tables(&t, "rules", &["path_prefix", "path", "methods", "access", "roles"]) {
+    for rt in r.tables(
+        &t,
+        "rules",
+        &["path_prefix", "path", "methods", "access", "roles"],
+    ) {
         if let Some(rule) = rule(r, &rt) {
             rules.push(rule);
         }
     }
-    PolicyConfig { require_2fa_roles, rules }
+    PolicyConfig {
+        require_2fa_roles,
+        rules,
+    }
 }
 
 fn rule(r: &mut Reader, t: &Table<'_>) -> Option<Rule> {
@@ -273,9 +372,17 @@ fn rule(r: &mut Reader, t: &Table<'_>) -> Option<Rule> {
         }
     };
     let access = if t.has("access") {
-        [Access::Bypass, Access::Authenticated, Access::Deny][r.choice(t, "access", "authenticated", &["bypass", "authenticated", "deny"])]
+        [Access::Bypass, Access::Authenticated, Access::Deny][r.choice(
+            t,
+            "access",
+            "authenticated",
+            &["bypass", "authenticated", "deny"],
+        )]
     } else {
-        r.problem(&t.at("access"), "is required: bypass, authenticated or deny");
+        r.problem(
+            &t.at("access"),
+            "is required: bypass, authenticated or deny",
+        );
         Access::Deny
     };
     let methods = if t.has("methods") {
@@ -291,16 +398,30 @@ fn rule(r: &mut Reader, t: &Table<'_>) -> Option<Rule> {
     };
     let roles = r.string_list(t, "roles", &[]);
     if !roles.is_empty() && access != Access::Authenticated {
-        r.problem(&t.at("roles"), "only applies with access = \"authenticated\"");
+        r.problem(
+            &t.at("roles"),
+            "only applies with access = \"authenticated\"",
+        );
     }
-    Some(Rule { matcher, methods, access, roles })
+    Some(Rule {
+        matcher,
+        methods,
+        access,
+        roles,
+    })
 }
 
 fn session(r: &mut Reader, root: &Table<'_>) -> SessionConfig {
-    let t = r.table(root, "session", &["cookie_name", "idle_timeout", "absolute_timeout"]);
+    let t = r.table(
+        root,
+        "session",
+        &["cookie_name", "idle_timeout", "absolute_timeout"],
+    );
     let cookie_name = r.string(&t, "cookie_name", "vestibule_session");
     let token_ok = !cookie_name.is_empty()
-        && cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && cookie_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         && !cookie_name.starts_with("__");
     if !token_ok {
         r.problem(&t.at("cookie_name"), "must be letters, digits, - _ . and not start with \"__\" (the __Host- prefix is added under TLS)");
@@ -317,14 +438,31 @@ fn storage(r: &mut Reader, root: &Table<'_>) -> StorageConfig {
         root,
         "storage",
         &[
-            "backend", "path", "redis_url", "redis_mode", "redis_nodes", "redis_sentinel_master", "redis_ca_file", "key_prefix",
-            "encryption_key_file", "timeout",
+            "backend",
+            "path",
+            "redis_url",
+            "redis_mode",
+            "redis_nodes",
+            "redis_sentinel_master",
+            "redis_ca_file",
+            "key_prefix",
+            "encryption_key_file",
+            "timeout",
         ],
     );
-    let backend = [Backend::Embedded, Backend::Redis][r.choice(&t, "backend", "embedded", &["embedded", "redis"])];
+    let backend = [Backend::Embedded, Backend::Redis]
+        [r.choice(&t, "backend", "embedded", &["embedded", "redis"])];
     let redis_url = r.string(&t, "redis_url", "redis://127.0.0.1:6379/0");
-    let redis_mode = [RedisMode::Standalone, RedisMode::Sentinel, RedisMode::Cluster]
-        [r.choice(&t, "redis_mode", "standalone", &["standalone", "sentinel", "cluster"])];
+    let redis_mode = [
+        RedisMode::Standalone,
+        RedisMode::Sentinel,
+        RedisMode::Cluster,
+    ][r.choice(
+        &t,
+        "redis_mode",
+        "standalone",
+        &["standalone", "sentinel", "cluster"],
+    )];
     let redis_nodes = r.string_list(&t, "redis_nodes", &[]);
     let redis_sentinel_master = r.string(&t, "redis_sentinel_master", "mymaster");
     let redis_ca_file = r.optional_string(&t, "redis_ca_file").map(PathBuf::from);
@@ -335,24 +473,35 @@ fn storage(r: &mut Reader, root: &Table<'_>) -> StorageConfig {
                 r.problem(&t.at("redis_url"), "must start with redis:// or rediss://");
             }
             RedisMode::Cluster | RedisMode::Sentinel if redis_nodes.is_empty() => {
-                r.problem(&t.at("redis_nodes"), "must list the cluster nodes or sentinels, e.g. [\"redis://10.0.0.1:6379\"]");
+                r.problem(
+                    &t.at("redis_nodes"),
+                    "must list the cluster nodes or sentinels, e.g. [\"redis://10.0.0.1:6379\"]",
+                );
             }
             _ => {}
         }
         for (i, n) in redis_nodes.iter().enumerate() {
             if !url_ok(n) {
-                r.problem(&format!("{}[{i}]", t.at("redis_nodes")), "must start with redis:// or rediss://");
+                r.problem(
+                    &format!("{}[{i}]", t.at("redis_nodes")),
+                    "must start with redis:// or rediss://",
+                );
             }
         }
-        if let Some(ca) = &redis_ca_file {
-            if !ca.is_file() {
-                r.problem(&t.at("redis_ca_file"), format!("file {} does not exist", ca.display()));
+        if let Some(ca) = &redis_ca_file
+            && !ca.is_file() {
+                r.problem(
+                    &t.at("redis_ca_file"),
+                    format!("file {} does not exist", ca.display()),
+                );
             }
-        }
     }
     let key_prefix = r.string(&t, "key_prefix", "vestibule:");
     if key_prefix.contains(['{', '}', ' ']) {
-        r.problem(&t.at("key_prefix"), "must not contain braces or spaces (braces would break Redis Cluster hash tags)");
+        r.problem(
+            &t.at("key_prefix"),
+            "must not contain braces or spaces (braces would break Redis Cluster hash tags)",
+        );
     }
     StorageConfig {
         backend,
@@ -363,18 +512,25 @@ fn storage(r: &mut Reader, root: &Table<'_>) -> StorageConfig {
         redis_sentinel_master,
         redis_ca_file,
         key_prefix,
-        encryption_key_file: r.optional_string(&t, "encryption_key_file").map(PathBuf::from),
+        encryption_key_file: r
+            .optional_string(&t, "encryption_key_file")
+            .map(PathBuf::from),
         timeout: r.duration(&t, "timeout", "2s"),
     }
 }
 
 fn totp(r: &mut Reader, root: &Table<'_>) -> TotpSettings {
-    let t = r.table(root, "totp", &["issuer", "algorithm", "digits", "period", "skew"]);
+    let t = r.table(
+        root,
+        "totp",
+        &["issuer", "algorithm", "digits", "period", "skew"],
+    );
     let issuer = r.string(&t, "issuer", "Clinic");
     if issuer.trim().is_empty() || issuer.contains(':') {
         r.problem(&t.at("issuer"), "must be a non-empty name without ':'");
     }
-    let algorithm = [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512][r.choice(&t, "algorithm", "SHA1", &["SHA1", "SHA256", "SHA512"])];
+    let algorithm = [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512]
+        [r.choice(&t, "algorithm", "SHA1", &["SHA1", "SHA256", "SHA512"])];
     TotpSettings {
         issuer,
         algorithm,
@@ -386,19 +542,30 @@ fn totp(r: &mut Reader, root: &Table<'_>) -> TotpSettings {
 
 fn backup_codes(r: &mut Reader, root: &Table<'_>) -> BackupCodesConfig {
     let t = r.table(root, "backup_codes", &["count"]);
-    BackupCodesConfig { count: r.integer(&t, "count", 10, 1, 50) as usize }
+    BackupCodesConfig {
+        count: r.integer(&t, "count", 10, 1, 50) as usize,
+    }
 }
 
 fn remember_device(r: &mut Reader, root: &Table<'_>) -> RememberDeviceConfig {
     let t = r.table(root, "remember_device", &["enabled", "duration"]);
-    RememberDeviceConfig { enabled: r.boolean(&t, "enabled", true), duration: r.duration(&t, "duration", "30d") }
+    RememberDeviceConfig {
+        enabled: r.boolean(&t, "enabled", true),
+        duration: r.duration(&t, "duration", "30d"),
+    }
 }
 
 fn lockout(r: &mut Reader, root: &Table<'_>) -> LockoutConfig {
     let t = r.table(
         root,
         "lockout",
-        &["max_failures", "duration", "max_duration", "code_max_failures", "ip_failures_per_minute"],
+        &[
+            "max_failures",
+            "duration",
+            "max_duration",
+            "code_max_failures",
+            "ip_failures_per_minute",
+        ],
     );
     LockoutConfig {
         max_failures: r.integer(&t, "max_failures", 5, 1, 1_000_000) as u32,
@@ -412,21 +579,41 @@ fn lockout(r: &mut Reader, root: &Table<'_>) -> LockoutConfig {
 fn log(r: &mut Reader, root: &Table<'_>) -> LogConfig {
     let t = r.table(root, "log", &["format", "audit_file", "access_log"]);
     LogConfig {
-        format: [LogFormat::Text, LogFormat::Json][r.choice(&t, "format", "text", &["text", "json"])],
+        format: [LogFormat::Text, LogFormat::Json]
+            [r.choice(&t, "format", "text", &["text", "json"])],
         audit_file: r.optional_string(&t, "audit_file").map(PathBuf::from),
         access_log: r.boolean(&t, "access_log", true),
+    }
+}
+
+fn limits(r: &mut Reader, root: &Table<'_>) -> LimitsConfig {
+    let t = r.table(root, "limits", &["max_form_bytes", "own_pages_per_minute"]);
+    LimitsConfig {
+        max_form_bytes: r.integer(&t, "max_form_bytes", 16 * 1024, 1024, 1 << 20) as usize,
+        own_pages_per_minute: r.integer(&t, "own_pages_per_minute", 6000, 10, 10_000_000) as u32,
     }
 }
 
 /// Rules between keys of different sections.
 fn cross_checks(r: &mut Reader, c: &Config) {
     if c.lockout.max_duration < c.lockout.duration {
-        r.problem("lockout.max_duration", "must not be shorter than lockout.duration");
+        r.problem(
+            "lockout.max_duration",
+            "must not be shorter than lockout.duration",
+        );
     }
     if c.lockout.code_max_failures < c.lockout.max_failures {
-        r.problem("lockout.code_max_failures", "must not be smaller than lockout.max_failures");
+        r.problem(
+            "lockout.code_max_failures",
+            "must not be smaller than lockout.max_failures",
+        );
     }
-    let mut names: Vec<String> = c.headers.identity().iter().map(|h| h.as_str().to_string()).collect();
+    let mut names: Vec<String> = c
+        .headers
+        .identity()
+        .iter()
+        .map(|h| h.as_str().to_string())
+        .collect();
     names.sort();
     names.dedup();
     if names.len() != 5 {
@@ -437,7 +624,13 @@ fn cross_checks(r: &mut Reader, c: &Config) {
             PathMatch::Prefix(p) | PathMatch::Exact(p) => p,
         };
         if p.starts_with(&c.server.prefix) {
-            r.problem("policy.rules", format!("{p:?} lies under server.prefix {:?}, which the gateway reserves", c.server.prefix));
+            r.problem(
+                "policy.rules",
+                format!(
+                    "{p:?} lies under server.prefix {:?}, which the gateway reserves",
+                    c.server.prefix
+                ),
+            );
         }
     }
 }

@@ -83,13 +83,21 @@ mod tests {
         assert!(!is_complete(Stage::PasswordDone, false));
         assert!(!is_complete(Stage::Complete { factor: None }, true));
         assert!(is_complete(Stage::Complete { factor: None }, false));
-        assert!(is_complete(Stage::Complete { factor: Some(SecondFactor::Totp) }, true));
+        assert!(is_complete(
+            Stage::Complete {
+                factor: Some(SecondFactor::Totp)
+            },
+            true
+        ));
     }
 
     #[test]
     fn mfa_header_values_match_the_contract() {
         assert_eq!(mfa_label(None), "none");
         assert_eq!(mfa_label(Some(SecondFactor::BackupCode)), "backup-code");
-        assert_eq!(mfa_label(Some(SecondFactor::RememberedDevice)), "remembered-device");
+        assert_eq!(
+            mfa_label(Some(SecondFactor::RememberedDevice)),
+            "remembered-device"
+        );
     }
 }

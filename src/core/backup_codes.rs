@@ -12,7 +12,10 @@ pub fn generate(count: usize) -> Vec<String> {
     (0..count)
         .map(|_| {
             let bytes = random_bytes::<SYMBOLS>();
-            let s: String = bytes.iter().map(|b| ALPHABET[(b & 31) as usize] as char).collect();
+            let s: String = bytes
+                .iter()
+                .map(|b| ALPHABET[(b & 31) as usize] as char)
+                .collect();
             format!("{}-{}", &s[..5], &s[5..])
         })
         .collect()

@@ -49,7 +49,9 @@ pub struct LockRecord {
 pub enum LockState {
     Open,
     /// Locked for this many more milliseconds.
-    Locked { retry_after_ms: u64 },
+    Locked {
+        retry_after_ms: u64,
+    },
     /// Locked until `users unlock`.
     Blocked,
 }
@@ -59,7 +61,9 @@ impl LockRecord {
         if self.blocked {
             LockState::Blocked
         } else if self.locked_until_ms > now_ms {
-            LockState::Locked { retry_after_ms: self.locked_until_ms - now_ms }
+            LockState::Locked {
+                retry_after_ms: self.locked_until_ms - now_ms,
+            }
         } else {
             LockState::Open
         }
@@ -75,7 +79,9 @@ impl LockRecord {
         }
         if p.max_failures > 0 && self.failures.is_multiple_of(p.max_failures) {
             self.locks = self.locks.saturating_add(1);
-            let factor = 1u64.checked_shl(self.locks.saturating_sub(1).min(62)).unwrap_or(u64::MAX);
+            let factor = 1u64
+                .checked_shl(self.locks.saturating_sub(1).min(62))
+                .unwrap_or(u64::MAX);
             let dur = p.duration_ms.saturating_mul(factor).min(p.max_duration_ms);
             self.locked_until_ms = now_ms.saturating_add(dur);
             return (self, true);
@@ -88,7 +94,12 @@ impl LockRecord {
 mod tests {
     use super::*;
 
-    const P: LockPolicy = LockPolicy { max_failures: 2, duration_ms: 2000, max_duration_ms: 5000, code_max_failures: 4 };
+    const P: LockPolicy = LockPolicy {
+        max_failures: 2,
+        duration_ms: 2000,
+        max_duration_ms: 5000,
+        code_max_failures: 4,
+    };
 
     #[test]
     fn locks_after_max_failures_and_doubles_up_to_max() {
@@ -111,7 +122,12 @@ mod tests {
     fn state_reports_remaining_time() {
         let (r, _) = LockRecord::default().after_failure(Step::Password, 1000, &P);
         let (r, _) = r.after_failure(Step::Password, 1000, &P);
-        assert_eq!(r.state(1500), LockState::Locked { retry_after_ms: 1500 });
+        assert_eq!(
+            r.state(1500),
+            LockState::Locked {
+                retry_after_ms: 1500
+            }
+        );
         assert_eq!(r.state(3000), LockState::Open);
     }
 

@@ -31,17 +31,24 @@ pub struct Cost {
 }
 
 impl Cost {
-    pub const DEFAULT: Cost = Cost { m_kib: MIN_M_KIB, t: MIN_T, p: MIN_P };
+    pub const DEFAULT: Cost = Cost {
+        m_kib: MIN_M_KIB,
+        t: MIN_T,
+        p: MIN_P,
+    };
 }
 
 fn hasher(cost: Cost) -> Result<Argon2<'static>, PasswordError> {
-    let params = Params::new(cost.m_kib, cost.t, cost.p, None).map_err(|e| PasswordError::Hashing(e.to_string()))?;
+    let params = Params::new(cost.m_kib, cost.t, cost.p, None)
+        .map_err(|e| PasswordError::Hashing(e.to_string()))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
 /// Hashes `password` as argon2id with a fresh random salt; returns the PHC string.
 pub fn hash(password: &[u8], cost: Cost) -> Result<String, PasswordError> {
-    let h = hasher(cost)?.hash_password(password).map_err(|e| PasswordError::Hashing(e.to_string()))?;
+    let h = hasher(cost)?
+        .hash_password(password)
+        .map_err(|e| PasswordError::Hashing(e.to_string()))?;
     Ok(h.to_string())
 }
 
@@ -52,7 +59,11 @@ pub fn check_phc(phc: &str) -> Result<Cost, PasswordError> {
         return Err(PasswordError::NotArgon2id);
     }
     let params = Params::try_from(&parsed).map_err(|_| PasswordError::NotPhc)?;
-    let cost = Cost { m_kib: params.m_cost(), t: params.t_cost(), p: params.p_cost() };
+    let cost = Cost {
+        m_kib: params.m_cost(),
+        t: params.t_cost(),
+        p: params.p_cost(),
+    };
     if cost.m_kib < MIN_M_KIB || cost.t < MIN_T || cost.p < MIN_P {
         return Err(PasswordError::TooWeak);
     }
@@ -85,7 +96,15 @@ mod tests {
 
     #[test]
     fn refuses_weak_or_foreign_hashes() {
-        let weak = hash(b"x", Cost { m_kib: 1024, t: 1, p: 1 }).unwrap();
+        let weak = hash(
+            b"x",
+            Cost {
+                m_kib: 1024,
+                t: 1,
+                p: 1,
+            },
+        )
+        .unwrap();
         assert!(matches!(check_phc(&weak), Err(PasswordError::TooWeak)));
         assert!(matches!(check_phc("plaintext"), Err(PasswordError::NotPhc)));
         assert!(!verify(b"x", "not-a-hash"));

@@ -33,7 +33,10 @@ fn decode_segment(seg: &str) -> Result<String, PathError> {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            let (h, l) = match (bytes.get(i + 1).and_then(|&c| hex(c)), bytes.get(i + 2).and_then(|&c| hex(c))) {
+            let (h, l) = match (
+                bytes.get(i + 1).and_then(|&c| hex(c)),
+                bytes.get(i + 2).and_then(|&c| hex(c)),
+            ) {
                 (Some(h), Some(l)) => (h, l),
                 _ => return Err(PathError::BadEscape),
             };
@@ -107,7 +110,10 @@ mod tests {
 
     #[test]
     fn resolves_dots_and_repeated_slashes() {
-        assert_eq!(normalise("/static/./a//b/../c.css").unwrap(), "/static/a/c.css");
+        assert_eq!(
+            normalise("/static/./a//b/../c.css").unwrap(),
+            "/static/a/c.css"
+        );
         assert_eq!(normalise("//static/x").unwrap(), "/static/x");
         assert_eq!(normalise("/").unwrap(), "/");
         assert_eq!(normalise("/a/..").unwrap(), "/");
@@ -129,14 +135,33 @@ mod tests {
 
     #[test]
     fn refuses_what_cannot_be_normalised_safely() {
-        for bad in ["/a%2Fb", "/a%2fb", "/a%5Cb", "/a%00", "/a%0A", "/a%7f", "/..", "/a/../../b", "/%2e%2e/x", "/a\\b", "/a%zz", "/a%4", "x"] {
+        for bad in [
+            "/a%2Fb",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a%00",
+            "/a%0A",
+            "/a%7f",
+            "/..",
+            "/a/../../b",
+            "/%2e%2e/x",
+            "/a\\b",
+            "/a%zz",
+            "/a%4",
+            "x",
+        ] {
             assert!(normalise(bad).is_err(), "{bad} should be refused");
         }
     }
 
     #[test]
     fn normalising_is_idempotent() {
-        for p in ["/static/./a//b/../c.css", "/st%61tic/%61pp.css", "/a%20b/", "/x/y/z/../../w"] {
+        for p in [
+            "/static/./a//b/../c.css",
+            "/st%61tic/%61pp.css",
+            "/a%20b/",
+            "/x/y/z/../../w",
+        ] {
             let once = normalise(p).unwrap();
             assert_eq!(normalise(&once).unwrap(), once);
         }

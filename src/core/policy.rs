@@ -41,7 +41,11 @@ impl Rule {
             PathMatch::Exact(p) => path == p,
             PathMatch::Prefix(p) => path.starts_with(p.as_str()),
         };
-        path_ok && self.methods.as_ref().is_none_or(|ms| ms.iter().any(|m| m == method))
+        path_ok
+            && self
+                .methods
+                .as_ref()
+                .is_none_or(|ms| ms.iter().any(|m| m == method))
     }
 }
 
@@ -67,21 +71,36 @@ mod tests {
     use super::*;
 
     fn rule(m: PathMatch, methods: Option<&[&str]>, access: Access) -> Rule {
-        Rule { matcher: m, methods: methods.map(|ms| ms.iter().map(|s| s.to_string()).collect()), access, roles: vec![] }
+        Rule {
+            matcher: m,
+            methods: methods.map(|ms| ms.iter().map(|s| s.to_string()).collect()),
+            access,
+            roles: vec![],
+        }
     }
 
     #[test]
     fn first_matching_rule_wins_and_default_is_authenticated() {
         let rules = vec![
-            rule(PathMatch::Prefix("/static/".into()), Some(&["GET", "HEAD"]), Access::Bypass),
+            rule(
+                PathMatch::Prefix("/static/".into()),
+                Some(&["GET", "HEAD"]),
+                Access::Bypass,
+            ),
             rule(PathMatch::Prefix("/static/".into()), None, Access::Deny),
             rule(PathMatch::Exact("/exact".into()), None, Access::Bypass),
         ];
         assert_eq!(decide(&rules, "GET", "/static/a.css"), Decision::Bypass);
         assert_eq!(decide(&rules, "POST", "/static/a.css"), Decision::Deny);
         assert_eq!(decide(&rules, "GET", "/exact"), Decision::Bypass);
-        assert_eq!(decide(&rules, "GET", "/exact/more"), Decision::Authenticated { roles: &[] });
-        assert_eq!(decide(&rules, "GET", "/exactly"), Decision::Authenticated { roles: &[] });
+        assert_eq!(
+            decide(&rules, "GET", "/exact/more"),
+            Decision::Authenticated { roles: &[] }
+        );
+        assert_eq!(
+            decide(&rules, "GET", "/exactly"),
+            Decision::Authenticated { roles: &[] }
+        );
     }
 
     #[test]
@@ -89,6 +108,9 @@ mod tests {
         let req = vec!["admin".to_string()];
         assert!(roles_allow(&[], &[]));
         assert!(!roles_allow(&req, &["doctor".to_string()]));
-        assert!(roles_allow(&req, &["doctor".to_string(), "admin".to_string()]));
+        assert!(roles_allow(
+            &req,
+            &["doctor".to_string(), "admin".to_string()]
+        ));
     }
 }

@@ -2,7 +2,7 @@
 //! Anything doubtful becomes `/`: a wrong refusal costs a click, a wrong pass is an
 //! open redirect.
 
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
 /// Characters re-encoded when an accepted target is put into a `Location` header.
 const LOCATION_UNSAFE: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'<').add(b'>').add(b'`');
@@ -60,8 +60,18 @@ mod tests {
     #[test]
     fn neutralises_off_site_targets() {
         for bad in [
-            "//evil.example", "/\\evil.example", "https://evil.example", "javascript:alert(1)", "/%2f/evil.example",
-            "/%5cevil.example", "/%252f%252fevil.example", "\t//evil", "/\t/evil", "evil.example", "", "/%09/evil",
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "/%2f/evil.example",
+            "/%5cevil.example",
+            "/%252f%252fevil.example",
+            "\t//evil",
+            "/\t/evil",
+            "evil.example",
+            "",
+            "/%09/evil",
             "/.\\evil",
         ] {
             assert_eq!(safe_target(bad), "/", "{bad:?} must not be honoured");
@@ -74,7 +84,10 @@ mod tests {
         for line in corpus.lines() {
             let once = percent_decode_str(line).decode_utf8_lossy();
             let t = safe_target(&once);
-            assert!(t.starts_with('/') && !t.starts_with("//") && !t.starts_with("/\\"), "{line:?} -> {t:?}");
+            assert!(
+                t.starts_with('/') && !t.starts_with("//") && !t.starts_with("/\\"),
+                "{line:?} -> {t:?}"
+            );
         }
     }
 }

@@ -50,6 +50,21 @@ pub struct DeviceRecord {
     pub credential: [u8; 8],
 }
 
+/// Which stored TOTP secret: an active enrollment or one waiting for its first code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    Active,
+    Pending,
+}
+
+/// One encrypted secret, as `rotate-key` walks them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSecret {
+    pub user: String,
+    pub kind: SecretKind,
+    pub envelope: Vec<u8>,
+}
+
 /// Why a store call failed. Any error means "refuse": callers fail closed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -67,10 +82,20 @@ pub trait Store: Send + Sync {
     /// Cheap reachability check for the health endpoint.
     async fn ping(&self) -> StoreResult<()>;
 
-    async fn session_put(&self, id: &Fingerprint, rec: &SessionRecord, ttl_ms: u64) -> StoreResult<()>;
+    async fn session_put(
+        &self,
+        id: &Fingerprint,
+        rec: &SessionRecord,
+        ttl_ms: u64,
+    ) -> StoreResult<()>;
     async fn session_get(&self, id: &Fingerprint) -> StoreResult<Option<SessionRecord>>;
     /// Records activity; called at most every few seconds per session.
-    async fn session_touch(&self, id: &Fingerprint, last_seen_ms: u64, ttl_ms: u64) -> StoreResult<()>;
+    async fn session_touch(
+        &self,
+        id: &Fingerprint,
+        last_seen_ms: u64,
+        ttl_ms: u64,
+    ) -> StoreResult<()>;
     async fn session_delete(&self, id: &Fingerprint) -> StoreResult<()>;
     /// Ends every session of `user`; returns how many ended.
     async fn sessions_delete_user(&self, user: &str) -> StoreResult<u64>;
@@ -81,7 +106,12 @@ pub trait Store: Send + Sync {
     async fn pending_put(&self, user: &str, p: &PendingEnrollment) -> StoreResult<()>;
     /// Turns 2FA on with `rec` and the backup-code hashes, removing the pending secret.
     /// Returns false (and changes nothing) when 2FA is already on.
-    async fn mfa_enable(&self, user: &str, rec: &MfaRecord, backup: &[Fingerprint]) -> StoreResult<bool>;
+    async fn mfa_enable(
+        &self,
+        user: &str,
+        rec: &MfaRecord,
+        backup: &[Fingerprint],
+    ) -> StoreResult<bool>;
     async fn mfa_mark_used(&self, user: &str, now_ms: u64) -> StoreResult<()>;
     /// Removes the secret, pending secret, backup codes and remembered devices.
     async fn mfa_remove(&self, user: &str) -> StoreResult<()>;
@@ -96,16 +126,38 @@ pub trait Store: Send + Sync {
 
     async fn device_put(&self, token: &Fingerprint, rec: &DeviceRecord) -> StoreResult<()>;
     /// Atomically removes and returns the device record if it belongs to `user`.
-    async fn device_take(&self, token: &Fingerprint, user: &str) -> StoreResult<Option<DeviceRecord>>;
+    async fn device_take(
+        &self,
+        token: &Fingerprint,
+        user: &str,
+    ) -> StoreResult<Option<DeviceRecord>>;
     async fn devices_list(&self, user: &str) -> StoreResult<Vec<DeviceRecord>>;
     async fn devices_forget(&self, user: &str) -> StoreResult<u64>;
 
     async fn lock_get(&self, key: &str, step: Step) -> StoreResult<LockRecord>;
     /// Atomically records one failure; returns the new record and whether it locked.
-    async fn lock_fail(&self, key: &str, step: Step, now_ms: u64, policy: &LockPolicy) -> StoreResult<(LockRecord, bool)>;
+    async fn lock_fail(
+        &self,
+        key: &str,
+        step: Step,
+        now_ms: u64,
+        policy: &LockPolicy,
+    ) -> StoreResult<(LockRecord, bool)>;
     async fn lock_reset(&self, key: &str, step: Step) -> StoreResult<()>;
     /// Clears both steps (the `users unlock` command).
     async fn unlock(&self, key: &str) -> StoreResult<()>;
+
+    /// Every stored TOTP secret (active and pending), for key rotation.
+    async fn secrets_list(&self) -> StoreResult<Vec<StoredSecret>>;
+    /// Replaces a secret's envelope only if it is still `old` (compare-and-set), so a
+    /// rotation never overwrites a secret changed meanwhile.
+    async fn secret_swap(
+        &self,
+        user: &str,
+        kind: SecretKind,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool>;
 
     /// Drops expired sessions, devices, pending secrets and stale counters.
     async fn purge_expired(&self, now_ms: u64) -> StoreResult<()>;

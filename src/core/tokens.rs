@@ -1,8 +1,8 @@
 //! Random tokens and their one-way fingerprints: session ids, remember-device tokens,
 //! CSRF cookies. Only fingerprints are ever stored.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
@@ -20,7 +20,9 @@ pub fn new_token() -> String {
 
 /// True when `s` has the shape of a token made by [`new_token`].
 pub fn looks_like_token(s: &str) -> bool {
-    s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    s.len() == 43
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The stored form of a high-entropy token: SHA-256. (256 random bits cannot be
@@ -31,7 +33,8 @@ pub fn fingerprint(token: &str) -> [u8; 32] {
 
 /// HMAC-SHA256 of `data` under `key`.
 pub fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable_hmac());
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable_hmac());
     mac.update(data);
     mac.finalize().into_bytes().into()
 }

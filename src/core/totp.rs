@@ -63,7 +63,11 @@ pub fn base32(secret: &[u8]) -> String {
 
 /// Base32 in groups of four, easier to type by hand.
 pub fn grouped(b32: &str) -> String {
-    b32.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ")
+    b32.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The `otpauth://totp/…` URI for authenticator apps (label `issuer:account`).
@@ -73,12 +77,18 @@ pub fn otpauth_uri(settings: &TotpSettings, secret: &[u8], account: &str) -> Str
 
 /// What a person typed, without the spaces and dashes that are allowed in it.
 pub fn normalise_input(input: &str) -> String {
-    input.chars().filter(|c| !c.is_whitespace() && *c != '-').collect()
+    input
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect()
 }
 
 /// The code for `step` (used by enrollment tests and the demo).
 pub fn code_at_step(settings: &TotpSettings, secret: &[u8], step: u64) -> String {
-    settings.totp(secret, "x").generate(step * settings.period).to_string()
+    settings
+        .totp(secret, "x")
+        .generate(step * settings.period)
+        .to_string()
 }
 
 /// Checks `code` (already normalised) at `unix_secs`, `skew` steps either side, in
@@ -105,7 +115,13 @@ mod tests {
     use super::*;
 
     fn settings(alg: Algorithm, digits: u32) -> TotpSettings {
-        TotpSettings { issuer: "Clinic".into(), algorithm: alg, digits, period: 30, skew: 1 }
+        TotpSettings {
+            issuer: "Clinic".into(),
+            algorithm: alg,
+            digits,
+            period: 30,
+            skew: 1,
+        }
     }
 
     #[test]
@@ -119,7 +135,9 @@ mod tests {
                 "SHA256" => Algorithm::Sha256,
                 _ => Algorithm::Sha512,
             };
-            let seed = data_encoding::HEXLOWER_PERMISSIVE.decode(f[1].as_bytes()).unwrap();
+            let seed = data_encoding::HEXLOWER_PERMISSIVE
+                .decode(f[1].as_bytes())
+                .unwrap();
             let time: u64 = f[2].parse().unwrap();
             let s = settings(alg, 8);
             assert_eq!(code_at_step(&s, &seed, s.step_of(time)), f[4], "{line}");
@@ -138,7 +156,11 @@ mod tests {
         for (offset, ok) in [(-2i64, false), (-1, true), (0, true), (1, true), (2, false)] {
             let st = (step as i64 + offset) as u64;
             let code = code_at_step(&s, &secret, st);
-            assert_eq!(verify(&s, &secret, &code, now) == Some(st), ok, "offset {offset}");
+            assert_eq!(
+                verify(&s, &secret, &code, now) == Some(st),
+                ok,
+                "offset {offset}"
+            );
         }
     }
 
@@ -156,10 +178,23 @@ mod tests {
 
     #[test]
     fn otpauth_uri_names_issuer_account_and_secret() {
-        let s = TotpSettings { issuer: "Clinic Test".into(), algorithm: Algorithm::Sha256, digits: 8, period: 60, skew: 1 };
+        let s = TotpSettings {
+            issuer: "Clinic Test".into(),
+            algorithm: Algorithm::Sha256,
+            digits: 8,
+            period: 60,
+            skew: 1,
+        };
         let uri = otpauth_uri(&s, &[1u8; 20], "dr.grey");
-        assert!(uri.starts_with("otpauth://totp/Clinic%20Test:dr.grey?"), "{uri}");
+        assert!(
+            uri.starts_with("otpauth://totp/Clinic%20Test:dr.grey?"),
+            "{uri}"
+        );
         assert!(uri.contains(&format!("secret={}", base32(&[1u8; 20]))));
-        assert!(uri.contains("algorithm=SHA256") && uri.contains("digits=8") && uri.contains("period=60"));
+        assert!(
+            uri.contains("algorithm=SHA256")
+                && uri.contains("digits=8")
+                && uri.contains("period=60")
+        );
     }
 }

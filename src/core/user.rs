@@ -48,7 +48,10 @@ pub fn validate_username(name: &str) -> Result<(), UsernameError> {
     if name.is_empty() || name.len() > 64 {
         return Err(UsernameError::Length);
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b)) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
+    {
         return Err(UsernameError::Characters);
     }
     Ok(())
@@ -87,7 +90,10 @@ pub struct Directory {
 impl Directory {
     /// Builds the directory; names must already be unique case-insensitively.
     pub fn new(users: Vec<User>) -> Self {
-        let by_key = users.into_iter().map(|u| (lockout_key(&u.username), Arc::new(u))).collect();
+        let by_key = users
+            .into_iter()
+            .map(|u| (lockout_key(&u.username), Arc::new(u)))
+            .collect();
         Self { by_key }
     }
 
@@ -125,7 +131,9 @@ mod tests {
 
     #[test]
     fn staff_roles_require_2fa_patients_do_not() {
-        let p = RolePolicy { require_2fa_roles: vec!["doctor".into(), "clerk".into()] };
+        let p = RolePolicy {
+            require_2fa_roles: vec!["doctor".into(), "clerk".into()],
+        };
         assert!(p.requires_2fa(&user("d", &["doctor"]).roles));
         assert!(p.requires_2fa(&user("c", &["patient", "clerk"]).roles));
         assert!(!p.requires_2fa(&user("p", &["patient"]).roles));

@@ -13,7 +13,10 @@ pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
 /// IPv4-mapped IPv6 addresses compare as IPv4.
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     }
 }

@@ -1,7 +1,7 @@
 //! Reading request cookies and writing the gateway's own.
 
 use cookie::{Cookie, SameSite};
-use http::header::{HeaderMap, COOKIE};
+use http::header::{COOKIE, HeaderMap};
 
 /// The value of cookie `name` in the request (all `Cookie` headers are searched).
 pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

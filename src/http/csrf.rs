@@ -3,8 +3,8 @@
 //! a server key. A token copied from another browser does not match this browser's
 //! cookie; a cross-site form cannot read the cookie to forge one.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
 
 use super::cookies;
@@ -22,7 +22,11 @@ pub struct Csrf {
 
 impl Csrf {
     pub fn new(key: [u8; 32], tls: bool) -> Self {
-        Self { key, cookie: cookies::wire_name(COOKIE_BASE, tls), tls }
+        Self {
+            key,
+            cookie: cookies::wire_name(COOKIE_BASE, tls),
+            tls,
+        }
     }
 
     /// The cookie's name on the wire.
@@ -41,14 +45,20 @@ impl Csrf {
             Some(b) => (self.token_for(b), None),
             None => {
                 let b = new_token();
-                (self.token_for(&b), Some(cookies::set(&self.cookie, &b, self.tls, None)))
+                (
+                    self.token_for(&b),
+                    Some(cookies::set(&self.cookie, &b, self.tls, None)),
+                )
             }
         }
     }
 
     /// True when `token` was issued to the browser that sent `headers`.
     pub fn verify(&self, headers: &HeaderMap, token: Option<&str>) -> bool {
-        match (cookies::get(headers, &self.cookie).filter(|v| looks_like_token(v)), token) {
+        match (
+            cookies::get(headers, &self.cookie).filter(|v| looks_like_token(v)),
+            token,
+        ) {
             (Some(b), Some(t)) => ct_eq(self.token_for(b).as_bytes(), t.as_bytes()),
             _ => false,
         }
@@ -58,8 +68,8 @@ impl Csrf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::COOKIE;
     use http::HeaderValue;
+    use http::header::COOKIE;
 
     fn headers_with(cookie: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -72,7 +82,14 @@ mod tests {
         let csrf = Csrf::new([1; 32], true);
         let (token, set) = csrf.issue(&HeaderMap::new());
         let set = set.unwrap();
-        let value = set.split(';').next().unwrap().split_once('=').unwrap().1.to_string();
+        let value = set
+            .split(';')
+            .next()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
+            .to_string();
         let mine = headers_with(&format!("__Host-vestibule_csrf={value}"));
         assert!(csrf.verify(&mine, Some(&token)));
         let other = headers_with(&format!("__Host-vestibule_csrf={}", new_token()));

@@ -40,8 +40,12 @@ pub enum GatewayError {
     StoreUnavailable(String),
     #[error("too many attempts")]
     Locked { retry_after_secs: u64 },
+    #[error("too many requests from one address")]
+    RateLimited { retry_after_secs: u64 },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("stored second factor cannot be decrypted")]
+    SecretUnreadable,
 }
 
 impl GatewayError {
@@ -58,8 +62,8 @@ impl GatewayError {
             UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Locked { .. } | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Internal(_) | SecretUnreadable => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -79,27 +83,64 @@ impl GatewayError {
             UpstreamTimeout => "upstream_timeout",
             StoreUnavailable(_) => "service_unavailable",
             Locked { .. } => "too_many_attempts",
+            RateLimited { .. } => "too_many_requests",
             Internal(_) => "internal_error",
+            SecretUnreadable => "second_factor_unreadable",
         }
     }
 
     fn title_and_message(&self) -> (&'static str, &'static str) {
         use GatewayError::*;
         match self {
-            BadRequest(_) => ("Bad request", "The address or request could not be understood."),
+            BadRequest(_) => (
+                "Bad request",
+                "The address or request could not be understood.",
+            ),
             MisdirectedHost => ("Wrong address", "This site is not served at this address."),
             Denied | ForeignOrigin => ("Access denied", "This page is not available."),
-            MissingRole => ("Access denied", "Your account does not have access to this page. Ask your administrator if you need it."),
-            Csrf => ("Form expired", "This form has expired or was sent from elsewhere. Go back, reload the page and try again."),
+            MissingRole => (
+                "Access denied",
+                "Your account does not have access to this page. Ask your administrator if you need it.",
+            ),
+            Csrf => (
+                "Form expired",
+                "This form has expired or was sent from elsewhere. Go back, reload the page and try again.",
+            ),
             NotFound => ("Not found", "There is nothing at this address."),
             MethodNotAllowed => ("Not allowed", "This action is not possible here."),
-            HeadersTooLarge => ("Request too large", "Your browser sent too much data (often: too many cookies). Clear this site's cookies and try again."),
+            HeadersTooLarge => (
+                "Request too large",
+                "Your browser sent too much data (often: too many cookies). Clear this site's cookies and try again.",
+            ),
             PayloadTooLarge => ("Request too large", "The form sent too much data."),
-            UpstreamUnreachable(_) => ("Application unavailable", "The clinic application is not answering right now. Please try again in a minute."),
-            UpstreamTimeout => ("Application too slow", "The clinic application took too long to answer. Please try again."),
-            StoreUnavailable(_) => ("Temporarily unavailable", "Sign-in is temporarily unavailable. Please try again in a minute."),
-            Locked { .. } => ("Too many attempts", "For your security, sign-in is paused for this account after several failed attempts."),
-            Internal(_) => ("Something went wrong", "Something went wrong on our side. Please try again."),
+            UpstreamUnreachable(_) => (
+                "Application unavailable",
+                "The clinic application is not answering right now. Please try again in a minute.",
+            ),
+            UpstreamTimeout => (
+                "Application too slow",
+                "The clinic application took too long to answer. Please try again.",
+            ),
+            StoreUnavailable(_) => (
+                "Temporarily unavailable",
+                "Sign-in is temporarily unavailable. Please try again in a minute.",
+            ),
+            Locked { .. } => (
+                "Too many attempts",
+                "For your security, sign-in is paused for this account after several failed attempts.",
+            ),
+            RateLimited { .. } => (
+                "Too many requests",
+                "Too many requests came from your network in the last minute. Please wait a moment and try again.",
+            ),
+            Internal(_) => (
+                "Something went wrong",
+                "Something went wrong on our side. Please try again.",
+            ),
+            SecretUnreadable => (
+                "Two-step sign-in needs a reset",
+                "Your two-step sign-in cannot be checked right now. Please ask your administrator to reset it; you will then set it up again.",
+            ),
         }
     }
 
@@ -107,14 +148,19 @@ impl GatewayError {
     pub fn into_response(self, html: bool, brand: &Brand, tls: bool) -> Response<Body> {
         let status = self.status();
         match &self {
-            GatewayError::UpstreamUnreachable(d) => tracing::warn!(detail = %d, "upstream unreachable"),
+            GatewayError::UpstreamUnreachable(d) => {
+                tracing::warn!(detail = %d, "upstream unreachable")
+            }
             GatewayError::UpstreamTimeout => tracing::warn!("upstream response timeout"),
-            GatewayError::StoreUnavailable(d) => tracing::error!(detail = %d, "store unavailable; failing closed"),
+            GatewayError::StoreUnavailable(d) => {
+                tracing::error!(detail = %d, "store unavailable; failing closed")
+            }
             GatewayError::Internal(d) => tracing::error!(detail = %d, "internal error"),
             _ => tracing::debug!(error = %self, "request refused"),
         }
         let retry = match &self {
-            GatewayError::Locked { retry_after_secs } => Some(*retry_after_secs),
+            GatewayError::Locked { retry_after_secs }
+            | GatewayError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             GatewayError::StoreUnavailable(_) => Some(5),
             _ => None,
         };
@@ -125,17 +171,32 @@ impl GatewayError {
                 brand,
                 title,
                 message,
-                retry_after: retry.filter(|_| matches!(self, GatewayError::Locked { .. })).map(render::human_wait),
-                back_href: if matches!(self, GatewayError::Locked { .. } | GatewayError::Csrf) { &back } else { "/" },
-                back_label: if matches!(self, GatewayError::Locked { .. } | GatewayError::Csrf) { "Back to sign-in" } else { "Go to the start page" },
+                retry_after: retry
+                    .filter(|_| matches!(self, GatewayError::Locked { .. }))
+                    .map(render::human_wait),
+                back_href: if matches!(self, GatewayError::Locked { .. } | GatewayError::Csrf) {
+                    &back
+                } else {
+                    "/"
+                },
+                back_label: if matches!(self, GatewayError::Locked { .. } | GatewayError::Csrf) {
+                    "Back to sign-in"
+                } else {
+                    "Go to the start page"
+                },
             };
             render::html(status, &page, tls, &[])
         } else {
             let (_, message) = self.title_and_message();
-            render::json(status, &json!({ "error": self.code(), "message": message }), tls)
+            render::json(
+                status,
+                &json!({ "error": self.code(), "message": message }),
+                tls,
+            )
         };
         if let Some(secs) = retry {
-            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         resp
     }

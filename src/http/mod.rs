@@ -7,4 +7,5 @@ pub mod cookies;
 pub mod csrf;
 pub mod error;
 pub mod facts;
+pub mod rate;
 pub mod request_id;

@@ -5,8 +5,8 @@
 
 use std::net::IpAddr;
 
-use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 
 use super::client_ip;
@@ -22,7 +22,10 @@ const MAX_LEN: usize = 128;
 /// that need no escaping anywhere (no spaces, quotes or control characters).
 fn acceptable(v: &HeaderValue) -> bool {
     let b = v.as_bytes();
-    !b.is_empty() && b.len() <= MAX_LEN && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+    !b.is_empty()
+        && b.len() <= MAX_LEN
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
 }
 
 /// A new id: 64 random bits as 16 lower-case hex digits.
@@ -43,7 +46,10 @@ pub fn assign(headers: &mut HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> Heade
     let from_proxy = if trusted.is_empty() || !client_ip::is_trusted(peer, trusted) {
         None
     } else {
-        headers.get(&X_REQUEST_ID).filter(|v| acceptable(v)).cloned()
+        headers
+            .get(&X_REQUEST_ID)
+            .filter(|v| acceptable(v))
+            .cloned()
     };
     let id = from_proxy.unwrap_or_else(generate);
     headers.insert(X_REQUEST_ID.clone(), id.clone());
@@ -86,8 +92,14 @@ mod tests {
         assert_ne!(id, "chosen-by-client");
         assert_eq!(h[&X_REQUEST_ID], id);
         let mut h = with("has space");
-        assert_ne!(assign(&mut h, "10.1.1.1".parse().unwrap(), &trusted), "has space");
+        assert_ne!(
+            assign(&mut h, "10.1.1.1".parse().unwrap(), &trusted),
+            "has space"
+        );
         let mut h = with(&"x".repeat(129));
-        assert_eq!(assign(&mut h, "10.1.1.1".parse().unwrap(), &trusted).len(), 16);
+        assert_eq!(
+            assign(&mut h, "10.1.1.1".parse().unwrap(), &trusted).len(),
+            16
+        );
     }
 }

@@ -17,15 +17,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Gauge, Histogram, Unit};
+use metrics::{
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::http::client_ip;
 
 /// Upstream response times: from a few milliseconds to the longest sensible timeout.
-const UPSTREAM_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const UPSTREAM_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 /// Store calls: sub-millisecond (embedded) to the store timeout.
-const STORE_BUCKETS: &[f64] = &[0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+const STORE_BUCKETS: &[f64] = &[
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 /// The active-sessions gauge is refreshed at most this often (one store count).
 const SESSIONS_REFRESH: Duration = Duration::from_secs(10);
 
@@ -148,9 +155,15 @@ impl Metrics {
     pub fn new(backend: &'static str, tls: bool) -> Result<Self, MetricsError> {
         let err = |e: metrics_exporter_prometheus::BuildError| MetricsError(e.to_string());
         let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Full("vestibule_upstream_response_seconds".into()), UPSTREAM_BUCKETS)
+            .set_buckets_for_metric(
+                Matcher::Full("vestibule_upstream_response_seconds".into()),
+                UPSTREAM_BUCKETS,
+            )
             .map_err(err)?
-            .set_buckets_for_metric(Matcher::Full("vestibule_store_operation_seconds".into()), STORE_BUCKETS)
+            .set_buckets_for_metric(
+                Matcher::Full("vestibule_store_operation_seconds".into()),
+                STORE_BUCKETS,
+            )
             .map_err(err)?
             .build_recorder();
         let handle = recorder.handle();
@@ -164,19 +177,24 @@ impl Metrics {
             };
             Metrics {
                 handle: handle.clone(),
-                requests: Outcome::ALL.map(|o| counter!("vestibule_requests_total", "outcome" => o.label())),
+                requests: Outcome::ALL
+                    .map(|o| counter!("vestibule_requests_total", "outcome" => o.label())),
                 upstream_seconds: histogram!("vestibule_upstream_response_seconds"),
-                upstream_errors: ["connect", "timeout"].map(|k| counter!("vestibule_upstream_errors_total", "kind" => k)),
-                logins: ["success", "failure", "locked"].map(|r| counter!("vestibule_logins_total", "result" => r)),
+                upstream_errors: ["connect", "timeout"]
+                    .map(|k| counter!("vestibule_upstream_errors_total", "kind" => k)),
+                logins: ["success", "failure", "locked"]
+                    .map(|r| counter!("vestibule_logins_total", "result" => r)),
                 code_checks: [code("totp"), code("backup_code"), code("remembered_device")],
-                lockouts: ["password", "code"].map(|s| counter!("vestibule_lockouts_total", "step" => s)),
+                lockouts: ["password", "code"]
+                    .map(|s| counter!("vestibule_lockouts_total", "step" => s)),
                 active_sessions: gauge!("vestibule_active_sessions"),
                 sessions_refreshed_ms: AtomicU64::new(0),
                 enrollments: counter!("vestibule_enrollments_completed_total"),
                 backup_codes_used: counter!("vestibule_backup_codes_used_total"),
                 store_seconds: histogram!("vestibule_store_operation_seconds", "backend" => backend),
                 store_errors: counter!("vestibule_store_errors_total", "backend" => backend),
-                handshakes: ["success", "failure", "timeout"].map(|r| counter!("vestibule_tls_handshakes_total", "result" => r)),
+                handshakes: ["success", "failure", "timeout"]
+                    .map(|r| counter!("vestibule_tls_handshakes_total", "result" => r)),
                 cert_expiry: tls.then(|| gauge!("vestibule_tls_certificate_expiry_seconds")),
             }
         });
@@ -230,7 +248,10 @@ impl Metrics {
     pub fn sessions_due(&self, now_ms: u64) -> bool {
         let last = self.sessions_refreshed_ms.load(Ordering::Relaxed);
         now_ms.saturating_sub(last) >= SESSIONS_REFRESH.as_millis() as u64
-            && self.sessions_refreshed_ms.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            && self
+                .sessions_refreshed_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     pub fn set_active_sessions(&self, n: u64) {
@@ -262,18 +283,50 @@ impl Metrics {
 /// HELP lines (and units) for the exposition.
 fn describe() {
     describe_counter!("vestibule_requests_total", "Requests by how they ended.");
-    describe_histogram!("vestibule_upstream_response_seconds", Unit::Seconds, "Time until the upstream's response headers.");
-    describe_counter!("vestibule_upstream_errors_total", "Forwards that failed: connect (unreachable) or timeout.");
-    describe_counter!("vestibule_logins_total", "Password-step attempts by result.");
-    describe_counter!("vestibule_code_checks_total", "Second-factor checks by method and result.");
+    describe_histogram!(
+        "vestibule_upstream_response_seconds",
+        Unit::Seconds,
+        "Time until the upstream's response headers."
+    );
+    describe_counter!(
+        "vestibule_upstream_errors_total",
+        "Forwards that failed: connect (unreachable) or timeout."
+    );
+    describe_counter!(
+        "vestibule_logins_total",
+        "Password-step attempts by result."
+    );
+    describe_counter!(
+        "vestibule_code_checks_total",
+        "Second-factor checks by method and result."
+    );
     describe_counter!("vestibule_lockouts_total", "Locks imposed, by step.");
-    describe_gauge!("vestibule_active_sessions", "Sessions in the store (refreshed at most every 10 s).");
-    describe_counter!("vestibule_enrollments_completed_total", "TOTP enrollments completed.");
+    describe_gauge!(
+        "vestibule_active_sessions",
+        "Sessions in the store (refreshed at most every 10 s)."
+    );
+    describe_counter!(
+        "vestibule_enrollments_completed_total",
+        "TOTP enrollments completed."
+    );
     describe_counter!("vestibule_backup_codes_used_total", "Backup codes used.");
-    describe_histogram!("vestibule_store_operation_seconds", Unit::Seconds, "Latency of store operations.");
-    describe_counter!("vestibule_store_errors_total", "Store operations that failed.");
-    describe_counter!("vestibule_tls_handshakes_total", "TLS handshakes by result.");
-    describe_gauge!("vestibule_tls_certificate_expiry_seconds", "Seconds until the served certificate's notAfter (negative: expired).");
+    describe_histogram!(
+        "vestibule_store_operation_seconds",
+        Unit::Seconds,
+        "Latency of store operations."
+    );
+    describe_counter!(
+        "vestibule_store_errors_total",
+        "Store operations that failed."
+    );
+    describe_counter!(
+        "vestibule_tls_handshakes_total",
+        "TLS handshakes by result."
+    );
+    describe_gauge!(
+        "vestibule_tls_certificate_expiry_seconds",
+        "Seconds until the served certificate's notAfter (negative: expired)."
+    );
 }
 
 /// Who may read `P/metrics`: loopback peers and the configured trusted proxies. The
@@ -293,7 +346,10 @@ mod tests {
         assert!(scrape_allowed("127.0.0.1".parse().unwrap(), &trusted));
         assert!(scrape_allowed("127.0.0.2".parse().unwrap(), &trusted));
         assert!(scrape_allowed("::1".parse().unwrap(), &trusted));
-        assert!(scrape_allowed("::ffff:127.0.0.1".parse().unwrap(), &trusted));
+        assert!(scrape_allowed(
+            "::ffff:127.0.0.1".parse().unwrap(),
+            &trusted
+        ));
         assert!(scrape_allowed("10.0.0.7".parse().unwrap(), &trusted));
         assert!(!scrape_allowed("10.1.2.3".parse().unwrap(), &trusted));
         assert!(!scrape_allowed("192.0.2.1".parse().unwrap(), &trusted));
@@ -308,12 +364,32 @@ mod tests {
         m.upstream_time(Duration::from_millis(30));
         m.set_cert_expiry(86_400);
         let text = String::from_utf8(m.render()).unwrap();
-        assert!(text.contains("vestibule_requests_total{outcome=\"forwarded\"} 1"), "{text}");
-        assert!(text.contains("vestibule_requests_total{outcome=\"locked_429\"} 0"), "{text}");
-        assert!(text.contains("vestibule_code_checks_total{method=\"backup_code\",result=\"failure\"} 1"), "{text}");
-        assert!(text.contains("vestibule_upstream_response_seconds_bucket{le=\"0.05\"} 1"), "{text}");
-        assert!(text.contains("vestibule_tls_certificate_expiry_seconds 86400"), "{text}");
-        assert!(text.contains("vestibule_store_operation_seconds_count{backend=\"embedded\"} 0"), "{text}");
+        assert!(
+            text.contains("vestibule_requests_total{outcome=\"forwarded\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vestibule_requests_total{outcome=\"locked_429\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "vestibule_code_checks_total{method=\"backup_code\",result=\"failure\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("vestibule_upstream_response_seconds_bucket{le=\"0.05\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vestibule_tls_certificate_expiry_seconds 86400"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vestibule_store_operation_seconds_count{backend=\"embedded\"} 0"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -38,13 +38,23 @@ impl Store for MeteredStore {
     async fn ping(&self) -> StoreResult<()> {
         timed!(self.ping())
     }
-    async fn session_put(&self, id: &Fingerprint, rec: &SessionRecord, ttl_ms: u64) -> StoreResult<()> {
+    async fn session_put(
+        &self,
+        id: &Fingerprint,
+        rec: &SessionRecord,
+        ttl_ms: u64,
+    ) -> StoreResult<()> {
         timed!(self.session_put(id, rec, ttl_ms))
     }
     async fn session_get(&self, id: &Fingerprint) -> StoreResult<Option<SessionRecord>> {
         timed!(self.session_get(id))
     }
-    async fn session_touch(&self, id: &Fingerprint, last_seen_ms: u64, ttl_ms: u64) -> StoreResult<()> {
+    async fn session_touch(
+        &self,
+        id: &Fingerprint,
+        last_seen_ms: u64,
+        ttl_ms: u64,
+    ) -> StoreResult<()> {
         timed!(self.session_touch(id, last_seen_ms, ttl_ms))
     }
     async fn session_delete(&self, id: &Fingerprint) -> StoreResult<()> {
@@ -65,7 +75,12 @@ impl Store for MeteredStore {
     async fn pending_put(&self, user: &str, p: &PendingEnrollment) -> StoreResult<()> {
         timed!(self.pending_put(user, p))
     }
-    async fn mfa_enable(&self, user: &str, rec: &MfaRecord, backup: &[Fingerprint]) -> StoreResult<bool> {
+    async fn mfa_enable(
+        &self,
+        user: &str,
+        rec: &MfaRecord,
+        backup: &[Fingerprint],
+    ) -> StoreResult<bool> {
         timed!(self.mfa_enable(user, rec, backup))
     }
     async fn mfa_mark_used(&self, user: &str, now_ms: u64) -> StoreResult<()> {
@@ -89,7 +104,11 @@ impl Store for MeteredStore {
     async fn device_put(&self, token: &Fingerprint, rec: &DeviceRecord) -> StoreResult<()> {
         timed!(self.device_put(token, rec))
     }
-    async fn device_take(&self, token: &Fingerprint, user: &str) -> StoreResult<Option<DeviceRecord>> {
+    async fn device_take(
+        &self,
+        token: &Fingerprint,
+        user: &str,
+    ) -> StoreResult<Option<DeviceRecord>> {
         timed!(self.device_take(token, user))
     }
     async fn devices_list(&self, user: &str) -> StoreResult<Vec<DeviceRecord>> {
@@ -101,7 +120,13 @@ impl Store for MeteredStore {
     async fn lock_get(&self, key: &str, step: Step) -> StoreResult<LockRecord> {
         timed!(self.lock_get(key, step))
     }
-    async fn lock_fail(&self, key: &str, step: Step, now_ms: u64, policy: &LockPolicy) -> StoreResult<(LockRecord, bool)> {
+    async fn lock_fail(
+        &self,
+        key: &str,
+        step: Step,
+        now_ms: u64,
+        policy: &LockPolicy,
+    ) -> StoreResult<(LockRecord, bool)> {
         timed!(self.lock_fail(key, step, now_ms, policy))
     }
     async fn lock_reset(&self, key: &str, step: Step) -> StoreResult<()> {
@@ -109,6 +134,18 @@ impl Store for MeteredStore {
     }
     async fn unlock(&self, key: &str) -> StoreResult<()> {
         timed!(self.unlock(key))
+    }
+    async fn secrets_list(&self) -> StoreResult<Vec<StoredSecret>> {
+        timed!(self.secrets_list())
+    }
+    async fn secret_swap(
+        &self,
+        user: &str,
+        kind: SecretKind,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool> {
+        timed!(self.secret_swap(user, kind, old, new))
     }
     async fn purge_expired(&self, now_ms: u64) -> StoreResult<()> {
         timed!(self.purge_expired(now_ms))

@@ -4,9 +4,9 @@
 use http::{Response, StatusCode};
 use serde_json::json;
 
-use super::render::{self, human_time, AccountPage};
+use super::render::{self, AccountPage, human_time};
 use super::second_factor::{self, Verdict};
-use super::{current, to_login, Ctx, Form};
+use super::{Ctx, Form, current, to_login};
 use crate::app::now_ms;
 use crate::core::auth_flow::{self, Stage};
 use crate::http::body::Body;
@@ -16,19 +16,38 @@ use crate::session::Current;
 /// A complete session, or where to go instead.
 async fn complete(ctx: &Ctx<'_>) -> Result<Result<Current, Response<Body>>, GatewayError> {
     let account = ctx.p("/account");
-    let Some(cur) = current(ctx).await? else { return Ok(Err(to_login(ctx, &account))) };
-    if !auth_flow::is_complete(cur.record.stage, ctx.app.roles.requires_2fa(&cur.user.roles)) {
+    let Some(cur) = current(ctx).await? else {
+        return Ok(Err(to_login(ctx, &account)));
+    };
+    if !auth_flow::is_complete(
+        cur.record.stage,
+        ctx.app.roles.requires_2fa(&cur.user.roles),
+    ) {
         return Ok(Err(to_login(ctx, &account)));
     }
     Ok(Ok(cur))
 }
 
-async fn page(ctx: &Ctx<'_>, cur: &Current, status: StatusCode, notice: Option<&str>, error: Option<&str>) -> Result<Response<Body>, GatewayError> {
+async fn page(
+    ctx: &Ctx<'_>,
+    cur: &Current,
+    status: StatusCode,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Result<Response<Body>, GatewayError> {
     let app = ctx.app;
     let user = &cur.user;
-    let mfa = app.store.mfa_get(&user.username).await.map_err(Ctx::store_err)?;
+    let mfa = app
+        .store
+        .mfa_get(&user.username)
+        .await
+        .map_err(Ctx::store_err)?;
     let (backup_left, devices) = if mfa.is_some() {
-        let left = app.store.backup_count(&user.username).await.map_err(Ctx::store_err)?;
+        let left = app
+            .store
+            .backup_count(&user.username)
+            .await
+            .map_err(Ctx::store_err)?;
         let now = now_ms();
         let devices: Vec<String> = app
             .store
@@ -37,7 +56,13 @@ async fn page(ctx: &Ctx<'_>, cur: &Current, status: StatusCode, notice: Option<&
             .map_err(Ctx::store_err)?
             .into_iter()
             .filter(|d| d.expires_ms > now && d.credential == user.credential_fingerprint())
-            .map(|d| format!("{} — remembered {}", d.label, human_time(Some(d.created_ms))))
+            .map(|d| {
+                format!(
+                    "{} — remembered {}",
+                    d.label,
+                    human_time(Some(d.created_ms))
+                )
+            })
             .collect();
         (left, devices)
     } else {
@@ -62,7 +87,12 @@ async fn page(ctx: &Ctx<'_>, cur: &Current, status: StatusCode, notice: Option<&
         notice,
         error,
     };
-    Ok(render::html(status, &page, ctx.tls, &set.into_iter().collect::<Vec<_>>()))
+    Ok(render::html(
+        status,
+        &page,
+        ctx.tls,
+        &set.into_iter().collect::<Vec<_>>(),
+    ))
 }
 
 pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
@@ -80,11 +110,28 @@ pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
 }
 
 /// Checks a current TOTP code for an account action; `Err(response)` on a wrong one.
-async fn verify_current_code(ctx: &Ctx<'_>, cur: &Current, form: &Form) -> Result<Result<(), Response<Body>>, GatewayError> {
+async fn verify_current_code(
+    ctx: &Ctx<'_>,
+    cur: &Current,
+    form: &Form,
+) -> Result<Result<(), Response<Body>>, GatewayError> {
     let user = &cur.user;
     second_factor::ensure_open(ctx, user).await?;
-    let Some(mfa) = ctx.app.store.mfa_get(&user.username).await.map_err(Ctx::store_err)? else {
-        return Ok(Err(page(ctx, cur, StatusCode::CONFLICT, None, Some("Two-step sign-in is not on.")).await?));
+    let Some(mfa) = ctx
+        .app
+        .store
+        .mfa_get(&user.username)
+        .await
+        .map_err(Ctx::store_err)?
+    else {
+        return Ok(Err(page(
+            ctx,
+            cur,
+            StatusCode::CONFLICT,
+            None,
+            Some("Two-step sign-in is not on."),
+        )
+        .await?));
     };
     let secret = second_factor::open_secret(ctx, user, &mfa.secret)?;
     match second_factor::check(ctx, user, form.get("code"), &secret, false).await? {
@@ -96,7 +143,14 @@ async fn verify_current_code(ctx: &Ctx<'_>, cur: &Current, form: &Form) -> Resul
             if let Some(locked) = second_factor::failed(ctx, user, "account").await? {
                 return Err(locked);
             }
-            Ok(Err(page(ctx, cur, StatusCode::UNAUTHORIZED, None, Some("That code did not work. Enter the newest code from your app.")).await?))
+            Ok(Err(page(
+                ctx,
+                cur,
+                StatusCode::UNAUTHORIZED,
+                None,
+                Some("That code did not work. Enter the newest code from your app."),
+            )
+            .await?))
         }
     }
 }
@@ -110,9 +164,24 @@ pub async fn regenerate_codes(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body
         return Ok(resp);
     }
     let (codes, hashes) = second_factor::new_backup_codes(ctx, &cur.user);
-    ctx.app.store.backup_replace(&cur.user.username, &hashes).await.map_err(Ctx::store_err)?;
-    ctx.app.audit.event("mfa.backup_codes.regenerated", &cur.user.username, Some(ctx.ip), json!({ "count": codes.len() }));
-    Ok(second_factor::codes_page(ctx, &codes, false, &ctx.p("/account"), &[]))
+    ctx.app
+        .store
+        .backup_replace(&cur.user.username, &hashes)
+        .await
+        .map_err(Ctx::store_err)?;
+    ctx.app.audit.event(
+        "mfa.backup_codes.regenerated",
+        &cur.user.username,
+        Some(ctx.ip),
+        json!({ "count": codes.len() }),
+    );
+    Ok(second_factor::codes_page(
+        ctx,
+        &codes,
+        false,
+        &ctx.p("/account"),
+        &[],
+    ))
 }
 
 pub async fn forget_devices(ctx: &Ctx<'_>, _form: Form) -> Result<Response<Body>, GatewayError> {
@@ -120,9 +189,24 @@ pub async fn forget_devices(ctx: &Ctx<'_>, _form: Form) -> Result<Response<Body>
         Ok(c) => c,
         Err(resp) => return Ok(resp),
     };
-    let n = ctx.app.store.devices_forget(&cur.user.username).await.map_err(Ctx::store_err)?;
-    ctx.app.audit.event("mfa.devices.forgotten", &cur.user.username, Some(ctx.ip), json!({ "count": n, "by": "user" }));
-    Ok(render::redirect(StatusCode::SEE_OTHER, &format!("{}?done=forgotten", ctx.p("/account")), ctx.tls, &[]))
+    let n = ctx
+        .app
+        .store
+        .devices_forget(&cur.user.username)
+        .await
+        .map_err(Ctx::store_err)?;
+    ctx.app.audit.event(
+        "mfa.devices.forgotten",
+        &cur.user.username,
+        Some(ctx.ip),
+        json!({ "count": n, "by": "user" }),
+    );
+    Ok(render::redirect(
+        StatusCode::SEE_OTHER,
+        &format!("{}?done=forgotten", ctx.p("/account")),
+        ctx.tls,
+        &[],
+    ))
 }
 
 pub async fn disable_2fa(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, GatewayError> {
@@ -137,12 +221,31 @@ pub async fn disable_2fa(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Ga
         return Ok(resp);
     }
     let app = ctx.app;
-    app.store.mfa_remove(&cur.user.username).await.map_err(Ctx::store_err)?;
-    app.audit.event("mfa.disabled", &cur.user.username, Some(ctx.ip), json!({ "by": "user" }));
-    let cookie = app
-        .sessions
-        .issue(&cur.user, Stage::Complete { factor: None }, Some(&cur.id), Some(cur.record.created_ms), now_ms())
+    app.store
+        .mfa_remove(&cur.user.username)
         .await
         .map_err(Ctx::store_err)?;
-    Ok(render::redirect(StatusCode::SEE_OTHER, &format!("{}?done=disabled", ctx.p("/account")), ctx.tls, &[cookie]))
+    app.audit.event(
+        "mfa.disabled",
+        &cur.user.username,
+        Some(ctx.ip),
+        json!({ "by": "user" }),
+    );
+    let cookie = app
+        .sessions
+        .issue(
+            &cur.user,
+            Stage::Complete { factor: None },
+            Some(&cur.id),
+            Some(cur.record.created_ms),
+            now_ms(),
+        )
+        .await
+        .map_err(Ctx::store_err)?;
+    Ok(render::redirect(
+        StatusCode::SEE_OTHER,
+        &format!("{}?done=disabled", ctx.p("/account")),
+        ctx.tls,
+        &[cookie],
+    ))
 }

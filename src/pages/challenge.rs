@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::render::{self, ChallengePage};
 use super::second_factor::{self, Verdict};
-use super::{current, to_login, Ctx, Form};
+use super::{Ctx, Form, current, to_login};
 use crate::app::now_ms;
 use crate::core::auth_flow::{SecondFactor, Stage};
 use crate::core::redirect::safe_target;
@@ -33,14 +33,38 @@ fn page(ctx: &Ctx<'_>, rd: &str, status: StatusCode, error: Option<&str>) -> Res
 }
 
 /// A password-done session of a user with 2FA on, or where to go instead.
-async fn eligible(ctx: &Ctx<'_>, rd: &str) -> Result<Result<(Current, MfaRecord), Response<Body>>, GatewayError> {
-    let Some(cur) = current(ctx).await? else { return Ok(Err(to_login(ctx, rd))) };
-    if crate::core::auth_flow::is_complete(cur.record.stage, ctx.app.roles.requires_2fa(&cur.user.roles)) {
-        return Ok(Err(render::redirect(StatusCode::SEE_OTHER, rd, ctx.tls, &[])));
+async fn eligible(
+    ctx: &Ctx<'_>,
+    rd: &str,
+) -> Result<Result<(Current, MfaRecord), Response<Body>>, GatewayError> {
+    let Some(cur) = current(ctx).await? else {
+        return Ok(Err(to_login(ctx, rd)));
+    };
+    if crate::core::auth_flow::is_complete(
+        cur.record.stage,
+        ctx.app.roles.requires_2fa(&cur.user.roles),
+    ) {
+        return Ok(Err(render::redirect(
+            StatusCode::SEE_OTHER,
+            rd,
+            ctx.tls,
+            &[],
+        )));
     }
-    match ctx.app.store.mfa_get(&cur.user.username).await.map_err(Ctx::store_err)? {
+    match ctx
+        .app
+        .store
+        .mfa_get(&cur.user.username)
+        .await
+        .map_err(Ctx::store_err)?
+    {
         Some(m) => Ok(Ok((cur, m))),
-        None => Ok(Err(render::redirect(StatusCode::SEE_OTHER, &format!("{}?rd={}", ctx.p("/setup"), super::encode_rd(rd)), ctx.tls, &[]))),
+        None => Ok(Err(render::redirect(
+            StatusCode::SEE_OTHER,
+            &format!("{}?rd={}", ctx.p("/setup"), super::encode_rd(rd)),
+            ctx.tls,
+            &[],
+        ))),
     }
 }
 
@@ -62,32 +86,67 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
     let user = cur.user.clone();
     second_factor::ensure_open(ctx, &user).await?;
     let secret = second_factor::open_secret(ctx, &user, &mfa.secret)?;
-    let (factor, left) = match second_factor::check(ctx, &user, form.get("code"), &secret, true).await? {
+    let (factor, left) = match second_factor::check(ctx, &user, form.get("code"), &secret, true)
+        .await?
+    {
         Verdict::Accepted(f, left) => (f, left),
         Verdict::Wrong => {
             if let Some(locked) = second_factor::failed(ctx, &user, "challenge").await? {
                 return Err(locked);
             }
-            return Ok(page(ctx, &rd, StatusCode::UNAUTHORIZED, Some("That code did not work. Enter the newest code from your app, or a backup code.")));
+            return Ok(page(
+                ctx,
+                &rd,
+                StatusCode::UNAUTHORIZED,
+                Some(
+                    "That code did not work. Enter the newest code from your app, or a backup code.",
+                ),
+            ));
         }
     };
     second_factor::succeeded(ctx, &user).await?;
     let now = now_ms();
-    app.store.mfa_mark_used(&user.username, now).await.map_err(Ctx::store_err)?;
+    app.store
+        .mfa_mark_used(&user.username, now)
+        .await
+        .map_err(Ctx::store_err)?;
     if let Some(left) = left {
         app.metrics.backup_code_used();
-        app.audit.event("mfa.backup_code.used", &user.username, Some(ctx.ip), json!({ "remaining": left }));
+        app.audit.event(
+            "mfa.backup_code.used",
+            &user.username,
+            Some(ctx.ip),
+            json!({ "remaining": left }),
+        );
     }
-    app.audit.event("mfa.challenge.success", &user.username, Some(ctx.ip), json!({ "method": crate::core::auth_flow::mfa_label(Some(factor)) }));
-    let mut cookies_out = vec![app
-        .sessions
-        .issue(&user, Stage::Complete { factor: Some(factor) }, Some(&cur.id), None, now)
-        .await
-        .map_err(Ctx::store_err)?];
+    app.audit.event(
+        "mfa.challenge.success",
+        &user.username,
+        Some(ctx.ip),
+        json!({ "method": crate::core::auth_flow::mfa_label(Some(factor)) }),
+    );
+    let mut cookies_out = vec![
+        app.sessions
+            .issue(
+                &user,
+                Stage::Complete {
+                    factor: Some(factor),
+                },
+                Some(&cur.id),
+                None,
+                now,
+            )
+            .await
+            .map_err(Ctx::store_err)?,
+    ];
     let rm = &app.cfg.remember_device;
     if rm.enabled && form.has("remember_device") && factor != SecondFactor::RememberedDevice {
         let token = new_token();
-        let ua = ctx.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown browser");
+        let ua = ctx
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown browser");
         let rec = DeviceRecord {
             user: user.username.clone(),
             created_ms: now,
@@ -95,11 +154,29 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
             label: browser_label(ua),
             credential: user.credential_fingerprint(),
         };
-        app.store.device_put(&fingerprint(&token), &rec).await.map_err(Ctx::store_err)?;
-        cookies_out.push(cookies::set(&app.device_cookie, &token, ctx.tls, Some(rm.duration.as_secs() as i64)));
-        app.audit.event("mfa.device.remembered", &user.username, Some(ctx.ip), json!({ "browser": rec.label }));
+        app.store
+            .device_put(&fingerprint(&token), &rec)
+            .await
+            .map_err(Ctx::store_err)?;
+        cookies_out.push(cookies::set(
+            &app.device_cookie,
+            &token,
+            ctx.tls,
+            Some(rm.duration.as_secs() as i64),
+        ));
+        app.audit.event(
+            "mfa.device.remembered",
+            &user.username,
+            Some(ctx.ip),
+            json!({ "browser": rec.label }),
+        );
     }
-    Ok(render::redirect(StatusCode::SEE_OTHER, &rd, ctx.tls, &cookies_out))
+    Ok(render::redirect(
+        StatusCode::SEE_OTHER,
+        &rd,
+        ctx.tls,
+        &cookies_out,
+    ))
 }
 
 /// A short, human description of a browser for the account page.
@@ -114,6 +191,10 @@ fn browser_label(ua: &str) -> String {
             _ => "Safari",
         })
         .unwrap_or("Browser");
-    let os = ["Windows", "Android", "iPhone", "iPad", "Mac OS", "Linux"].iter().find(|o| ua.contains(*o)).copied().unwrap_or("unknown system");
+    let os = ["Windows", "Android", "iPhone", "iPad", "Mac OS", "Linux"]
+        .iter()
+        .find(|o| ua.contains(*o))
+        .copied()
+        .unwrap_or("unknown system");
     format!("{browser} on {os}")
 }

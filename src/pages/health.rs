@@ -6,12 +6,12 @@ use std::time::Duration;
 use http::{Response, StatusCode};
 use serde_json::json;
 
-use super::render;
 use super::Ctx;
-use crate::app::{now_ms, App};
+use super::render;
+use crate::app::{App, now_ms};
 use crate::core::auth_flow::{self, Stage};
 use crate::http::body::Body;
-use crate::http::error::{authentication_required, GatewayError};
+use crate::http::error::{GatewayError, authentication_required};
 
 /// How long one look at the store and the users file answers for: a load balancer
 /// probing every few milliseconds costs at most one store ping per second.
@@ -33,27 +33,43 @@ async fn slow_checks(app: &App) -> (bool, bool) {
     let now = now_ms();
     let last = cache.checked_ms.load(Ordering::Relaxed);
     if last != 0 && now.saturating_sub(last) < CACHE_MS {
-        return (cache.store_ok.load(Ordering::Relaxed), cache.users_readable.load(Ordering::Relaxed));
+        return (
+            cache.store_ok.load(Ordering::Relaxed),
+            cache.users_readable.load(Ordering::Relaxed),
+        );
     }
-    let store_ok = matches!(tokio::time::timeout(PING_TIMEOUT, app.store.ping()).await, Ok(Ok(())));
+    let store_ok = matches!(
+        tokio::time::timeout(PING_TIMEOUT, app.store.ping()).await,
+        Ok(Ok(()))
+    );
     // The watcher only notices changed files; one that became unreadable in place
     // (permissions, a vanished mount) is caught here.
     let users_readable = std::fs::File::open(&app.cfg.users.file).is_ok();
     cache.store_ok.store(store_ok, Ordering::Relaxed);
-    cache.users_readable.store(users_readable, Ordering::Relaxed);
+    cache
+        .users_readable
+        .store(users_readable, Ordering::Relaxed);
     cache.checked_ms.store(now, Ordering::Relaxed);
     (store_ok, users_readable)
 }
 
 /// 200 when the gateway can serve; 503 naming the (first) failing part otherwise:
-/// `store` (unreachable), `users_file` (unreadable, or the last reload failed and an
-/// older version is in force) or `certificate` (expired).
+/// `store` (unreachable), `users_file` (unreadable) or `certificate` (expired).
+///
+/// A users file that no longer parses does not fail the check: the last good version
+/// stays in force (SPEC §4), so the gateway still serves, and one typo must not take
+/// every instance out of the load balancer. It is logged as an error instead.
 pub async fn health(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
     let app = ctx.app;
-    let (store_ok, users_readable) = slow_checks(app).await;
-    let users_ok = users_readable && app.users.healthy();
+    let (store_ok, users_ok) = slow_checks(app).await;
     let cert_ok = !app.cert_expiry.expired();
-    let failing = [("store", store_ok), ("users_file", users_ok), ("certificate", cert_ok)].into_iter().find(|(_, ok)| !ok);
+    let failing = [
+        ("store", store_ok),
+        ("users_file", users_ok),
+        ("certificate", cert_ok),
+    ]
+    .into_iter()
+    .find(|(_, ok)| !ok);
     if let Some((part, _)) = failing {
         let state = |ok: bool| if ok { "ok" } else { "failing" };
         let body = json!({
@@ -61,9 +77,17 @@ pub async fn health(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
             "failing": part,
             "checks": { "store": state(store_ok), "users_file": state(users_ok), "certificate": state(cert_ok) },
         });
-        return Ok(render::json(StatusCode::SERVICE_UNAVAILABLE, &body, ctx.tls));
+        return Ok(render::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &body,
+            ctx.tls,
+        ));
     }
-    Ok(render::json(StatusCode::OK, &json!({ "status": "ok" }), ctx.tls))
+    Ok(render::json(
+        StatusCode::OK,
+        &json!({ "status": "ok" }),
+        ctx.tls,
+    ))
 }
 
 /// The current complete session as JSON, or the §5.1 401.
@@ -73,11 +97,20 @@ pub async fn session_api(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> 
         return Ok(authentication_required(&app.cfg.server.prefix, ctx.tls));
     };
     let factor = match cur.record.stage {
-        Stage::Complete { factor } if auth_flow::is_complete(cur.record.stage, app.roles.requires_2fa(&cur.user.roles)) => factor,
+        Stage::Complete { factor }
+            if auth_flow::is_complete(
+                cur.record.stage,
+                app.roles.requires_2fa(&cur.user.roles),
+            ) =>
+        {
+            factor
+        }
         _ => return Ok(authentication_required(&app.cfg.server.prefix, ctx.tls)),
     };
     let expires = app.sessions.expires_at_ms(&cur.record);
-    let expires_at = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(expires)).to_string();
+    let expires_at =
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(expires))
+            .to_string();
     let body = json!({
         "user": cur.user.username,
         "display_name": cur.user.display_name,

@@ -9,11 +9,11 @@ use super::{Ctx, Form};
 use crate::app::now_ms;
 use crate::core::auth_flow::{self, Next, SecondFactor, Stage};
 use crate::core::lockout::{LockState, Step};
+use crate::core::password;
 use crate::core::redirect::safe_target;
 use crate::core::store::DeviceRecord;
 use crate::core::tokens::{fingerprint, looks_like_token, new_token};
-use crate::core::user::{lockout_key, User};
-use crate::core::password;
+use crate::core::user::{User, lockout_key};
 use crate::http::body::Body;
 use crate::http::cookies;
 use crate::http::error::GatewayError;
@@ -21,20 +21,53 @@ use crate::metrics::{CodeMethod, LockStep, LoginResult};
 
 const WRONG: &str = "The username or password is not right. Check both and try again.";
 
-fn form_page(ctx: &Ctx<'_>, status: StatusCode, rd: &str, username: &str, error: Option<&str>, notice: Option<&str>) -> Response<Body> {
+fn form_page(
+    ctx: &Ctx<'_>,
+    status: StatusCode,
+    rd: &str,
+    username: &str,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> Response<Body> {
     let (token, set) = ctx.app.csrf.issue(&ctx.headers);
-    let page = LoginPage { brand: &ctx.app.brand, csrf_token: &token, rd, username, error, notice };
+    let page = LoginPage {
+        brand: &ctx.app.brand,
+        csrf_token: &token,
+        rd,
+        username,
+        error,
+        notice,
+    };
     render::html(status, &page, ctx.tls, &set.into_iter().collect::<Vec<_>>())
 }
 
 pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
-    let notice = ctx.query.contains_key("logged_out").then_some("You have signed out.");
-    Ok(form_page(ctx, StatusCode::OK, &ctx.rd_from_query(), "", None, notice))
+    let notice = ctx
+        .query
+        .contains_key("logged_out")
+        .then_some("You have signed out.");
+    Ok(form_page(
+        ctx,
+        StatusCode::OK,
+        &ctx.rd_from_query(),
+        "",
+        None,
+        notice,
+    ))
 }
 
 /// Runs argon2 on the blocking pool, at most `hashing` permits at once.
-async fn verify_off_thread(ctx: &Ctx<'_>, password: String, hash: String) -> Result<bool, GatewayError> {
-    let _permit = ctx.app.hashing.acquire().await.map_err(|_| GatewayError::Internal("hashing pool closed".into()))?;
+async fn verify_off_thread(
+    ctx: &Ctx<'_>,
+    password: String,
+    hash: String,
+) -> Result<bool, GatewayError> {
+    let _permit = ctx
+        .app
+        .hashing
+        .acquire()
+        .await
+        .map_err(|_| GatewayError::Internal("hashing pool closed".into()))?;
     let pw = zeroize::Zeroizing::new(password);
     tokio::task::spawn_blocking(move || password::verify(pw.as_bytes(), &hash))
         .await
@@ -48,14 +81,32 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
     let key = lockout_key(&username);
     if username.is_empty() || username.len() > 256 || form.get("password").is_empty() {
         app.metrics.login(LoginResult::Failure);
-        return Ok(form_page(ctx, StatusCode::UNAUTHORIZED, &rd, &username, Some(WRONG), None));
+        return Ok(form_page(
+            ctx,
+            StatusCode::UNAUTHORIZED,
+            &rd,
+            &username,
+            Some(WRONG),
+            None,
+        ));
     }
     let now = now_ms();
-    let lock = app.store.lock_get(&key, Step::Password).await.map_err(Ctx::store_err)?;
+    let lock = app
+        .store
+        .lock_get(&key, Step::Password)
+        .await
+        .map_err(Ctx::store_err)?;
     if let LockState::Locked { retry_after_ms } = lock.state(now) {
-        app.audit.event("login.failure", &username, Some(ctx.ip), json!({ "reason": "locked" }));
+        app.audit.event(
+            "login.failure",
+            &username,
+            Some(ctx.ip),
+            json!({ "reason": "locked" }),
+        );
         app.metrics.login(LoginResult::Locked);
-        return Err(GatewayError::Locked { retry_after_secs: retry_after_ms.div_ceil(1000) });
+        return Err(GatewayError::Locked {
+            retry_after_secs: retry_after_ms.div_ceil(1000),
+        });
     }
     let delay = app.velocity.delay(ctx.ip);
     if !delay.is_zero() {
@@ -64,7 +115,10 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
 
     let snapshot = app.users.get();
     let user = snapshot.directory.find(&username).cloned();
-    let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| snapshot.decoy_hash.clone());
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| snapshot.decoy_hash.clone());
     let matches = verify_off_thread(ctx, form.get("password").to_string(), hash).await?;
     let user = match user {
         Some(u) if matches && !u.disabled => u,
@@ -75,34 +129,75 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
                 Some(_) => "wrong_password",
             };
             app.velocity.failed(ctx.ip);
-            let (rec, newly_locked) = app.store.lock_fail(&key, Step::Password, now_ms(), &app.lock_policy).await.map_err(Ctx::store_err)?;
-            app.audit.event("login.failure", &username, Some(ctx.ip), json!({ "reason": reason, "failures": rec.failures }));
+            let (rec, newly_locked) = app
+                .store
+                .lock_fail(&key, Step::Password, now_ms(), &app.lock_policy)
+                .await
+                .map_err(Ctx::store_err)?;
+            app.audit.event(
+                "login.failure",
+                &username,
+                Some(ctx.ip),
+                json!({ "reason": reason, "failures": rec.failures }),
+            );
             app.metrics.login(LoginResult::Failure);
             if newly_locked {
                 app.metrics.lockout(LockStep::Password);
-                app.audit.event("login.locked", &username, Some(ctx.ip), json!({ "failures": rec.failures, "locks": rec.locks }));
+                app.audit.event(
+                    "login.locked",
+                    &username,
+                    Some(ctx.ip),
+                    json!({ "failures": rec.failures, "locks": rec.locks }),
+                );
                 if let LockState::Locked { retry_after_ms } = rec.state(now_ms()) {
-                    return Err(GatewayError::Locked { retry_after_secs: retry_after_ms.div_ceil(1000) });
+                    return Err(GatewayError::Locked {
+                        retry_after_secs: retry_after_ms.div_ceil(1000),
+                    });
                 }
             }
-            return Ok(form_page(ctx, StatusCode::UNAUTHORIZED, &rd, &username, Some(WRONG), None));
+            return Ok(form_page(
+                ctx,
+                StatusCode::UNAUTHORIZED,
+                &rd,
+                &username,
+                Some(WRONG),
+                None,
+            ));
         }
     };
-    app.store.lock_reset(&key, Step::Password).await.map_err(Ctx::store_err)?;
+    app.store
+        .lock_reset(&key, Step::Password)
+        .await
+        .map_err(Ctx::store_err)?;
     let requires = app.roles.requires_2fa(&user.roles);
-    let mfa_on = app.store.mfa_get(&user.username).await.map_err(Ctx::store_err)?.is_some();
+    let mfa_on = app
+        .store
+        .mfa_get(&user.username)
+        .await
+        .map_err(Ctx::store_err)?
+        .is_some();
     let mut next = auth_flow::after_password(requires, mfa_on);
     let mut cookies_out = Vec::new();
     let mut factor = None;
     if next == Next::Challenge
-        && let Some(cookie) = remembered_device(ctx, &user).await? {
-            cookies_out.push(cookie);
-            next = Next::Complete;
-            factor = Some(SecondFactor::RememberedDevice);
-        }
-    let stage = if next == Next::Complete { Stage::Complete { factor } } else { Stage::PasswordDone };
+        && let Some(cookie) = remembered_device(ctx, &user).await?
+    {
+        cookies_out.push(cookie);
+        next = Next::Complete;
+        factor = Some(SecondFactor::RememberedDevice);
+    }
+    let stage = if next == Next::Complete {
+        Stage::Complete { factor }
+    } else {
+        Stage::PasswordDone
+    };
     let previous = app.sessions.presented(&ctx.headers);
-    cookies_out.push(app.sessions.issue(&user, stage, previous.as_ref(), None, now_ms()).await.map_err(Ctx::store_err)?);
+    cookies_out.push(
+        app.sessions
+            .issue(&user, stage, previous.as_ref(), None, now_ms())
+            .await
+            .map_err(Ctx::store_err)?,
+    );
     let next_name = match next {
         Next::Complete => "complete",
         Next::Enroll => "setup",
@@ -120,7 +215,12 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
         Next::Enroll => format!("{}?rd={}", ctx.p("/setup"), super::encode_rd(&rd)),
         Next::Challenge => format!("{}?rd={}", ctx.p("/challenge"), super::encode_rd(&rd)),
     };
-    Ok(render::redirect(StatusCode::SEE_OTHER, &location, ctx.tls, &cookies_out))
+    Ok(render::redirect(
+        StatusCode::SEE_OTHER,
+        &location,
+        ctx.tls,
+        &cookies_out,
+    ))
 }
 
 /// If this browser carries a valid remember-device token of `user`, uses it up and
@@ -130,8 +230,17 @@ async fn remembered_device(ctx: &Ctx<'_>, user: &User) -> Result<Option<String>,
     if !app.cfg.remember_device.enabled {
         return Ok(None);
     }
-    let Some(token) = cookies::get(&ctx.headers, &app.device_cookie).filter(|t| looks_like_token(t)) else { return Ok(None) };
-    let Some(rec) = app.store.device_take(&fingerprint(token), &user.username).await.map_err(Ctx::store_err)? else {
+    let Some(token) =
+        cookies::get(&ctx.headers, &app.device_cookie).filter(|t| looks_like_token(t))
+    else {
+        return Ok(None);
+    };
+    let Some(rec) = app
+        .store
+        .device_take(&fingerprint(token), &user.username)
+        .await
+        .map_err(Ctx::store_err)?
+    else {
         app.metrics.code_check(CodeMethod::RememberedDevice, false);
         return Ok(None);
     };
@@ -142,8 +251,19 @@ async fn remembered_device(ctx: &Ctx<'_>, user: &User) -> Result<Option<String>,
     }
     app.metrics.code_check(CodeMethod::RememberedDevice, true);
     let fresh = new_token();
-    let next = DeviceRecord { created_ms: rec.created_ms, ..rec };
-    app.store.device_put(&fingerprint(&fresh), &next).await.map_err(Ctx::store_err)?;
+    let next = DeviceRecord {
+        created_ms: rec.created_ms,
+        ..rec
+    };
+    app.store
+        .device_put(&fingerprint(&fresh), &next)
+        .await
+        .map_err(Ctx::store_err)?;
     let max_age = (next.expires_ms.saturating_sub(now) / 1000) as i64;
-    Ok(Some(cookies::set(&app.device_cookie, &fresh, ctx.tls, Some(max_age))))
+    Ok(Some(cookies::set(
+        &app.device_cookie,
+        &fresh,
+        ctx.tls,
+        Some(max_age),
+    )))
 }

@@ -12,10 +12,20 @@ pub async fn submit(ctx: &Ctx<'_>, _form: Form) -> Result<Response<Body>, Gatewa
     let app = ctx.app;
     if let Some(cur) = super::current(ctx).await? {
         app.sessions.end(&cur.id).await.map_err(Ctx::store_err)?;
-        app.audit.event("session.logout", &cur.user.username, Some(ctx.ip), json!({}));
+        app.audit.event(
+            "session.logout",
+            &cur.user.username,
+            Some(ctx.ip),
+            json!({}),
+        );
     } else if let Some(id) = app.sessions.presented(&ctx.headers) {
         app.sessions.end(&id).await.map_err(Ctx::store_err)?;
     }
     let location = format!("{}?logged_out=1", ctx.p("/login"));
-    Ok(render::redirect(StatusCode::SEE_OTHER, &location, ctx.tls, &[app.sessions.clear_cookie()]))
+    Ok(render::redirect(
+        StatusCode::SEE_OTHER,
+        &location,
+        ctx.tls,
+        &[app.sessions.clear_cookie()],
+    ))
 }

@@ -4,12 +4,12 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 
 use super::Ctx;
-use crate::app::{now_ms, App};
-use crate::http::body::{full, Body};
+use crate::app::{App, now_ms};
+use crate::http::body::{Body, full};
 use crate::http::error::GatewayError;
 use crate::metrics::scrape_allowed;
 
@@ -39,8 +39,14 @@ pub async fn serve(ctx: &Ctx<'_>, peer: IpAddr) -> Result<Response<Body>, Gatewa
     let mut resp = Response::new(full(app.metrics.render()));
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     Ok(resp)
 }

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::app::App;
 use crate::http::body::Body;
@@ -29,11 +29,13 @@ use crate::http::client_ip;
 use crate::http::error::GatewayError;
 use crate::proxy::forward::Peer;
 
-/// Largest form body accepted.
-const MAX_FORM_BYTES: usize = 16 * 1024;
-
 /// Characters kept as they are when `rd` travels in a query string.
-const RD_KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'/').remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const RD_KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Encodes a redirect target as a query value.
 pub fn encode_rd(rd: &str) -> String {
@@ -81,24 +83,41 @@ impl Form {
 
 /// Reads a url-encoded form (bounded) and checks its CSRF token: 403 otherwise.
 async fn read_form(ctx: &Ctx<'_>, body: Incoming) -> Result<Form, GatewayError> {
-    let bytes: Bytes = Limited::new(body, MAX_FORM_BYTES)
+    let bytes: Bytes = Limited::new(body, ctx.app.cfg.limits.max_form_bytes)
         .collect()
         .await
         .map_err(|_| GatewayError::PayloadTooLarge)?
         .to_bytes();
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).map_err(|_| GatewayError::BadRequest("malformed form"))?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
+        .map_err(|_| GatewayError::BadRequest("malformed form"))?;
     let map: HashMap<String, String> = pairs.into_iter().collect();
-    if !ctx.app.csrf.verify(&ctx.headers, map.get("csrf_token").map(String::as_str)) {
+    if !ctx
+        .app
+        .csrf
+        .verify(&ctx.headers, map.get("csrf_token").map(String::as_str))
+    {
         return Err(GatewayError::Csrf);
     }
     Ok(Form(map))
 }
 
 /// Serves a request under `server.prefix`.
-pub async fn serve(app: &App, peer: Peer, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+pub async fn serve(
+    app: &App,
+    peer: Peer,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = req.into_parts();
-    let sub = parts.uri.path().strip_prefix(app.cfg.server.prefix.as_str()).unwrap_or("").to_string();
-    let xff = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let sub = parts
+        .uri
+        .path()
+        .strip_prefix(app.cfg.server.prefix.as_str())
+        .unwrap_or("")
+        .to_string();
+    let xff = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
     let ip = client_ip::client_ip(peer.addr, xff, &app.cfg.server.trusted_proxies);
     let query: HashMap<String, String> = parts
         .uri
@@ -106,9 +125,26 @@ pub async fn serve(app: &App, peer: Peer, req: Request<Incoming>) -> Result<Resp
         .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
         .map(|v| v.into_iter().collect())
         .unwrap_or_default();
-    let ctx = Ctx { app, ip, tls: peer.tls, headers: parts.headers, query };
+    let ctx = Ctx {
+        app,
+        ip,
+        tls: peer.tls,
+        headers: parts.headers,
+        query,
+    };
     let get = parts.method == Method::GET || parts.method == Method::HEAD;
     let post = parts.method == Method::POST;
+    if post {
+        let (n, left) = app.page_posts.hit(ip);
+        if n > app.cfg.limits.own_pages_per_minute {
+            if n == app.cfg.limits.own_pages_per_minute + 1 {
+                tracing::warn!(client = %ip, limit = app.cfg.limits.own_pages_per_minute, "own-page request limit reached for a client address");
+            }
+            return Err(GatewayError::RateLimited {
+                retry_after_secs: left.as_secs().max(1),
+            });
+        }
+    }
     match sub.as_str() {
         "/login" if get => login::show(&ctx).await,
         "/login" if post => login::submit(&ctx, read_form(&ctx, body).await?).await,
@@ -117,17 +153,37 @@ pub async fn serve(app: &App, peer: Peer, req: Request<Incoming>) -> Result<Resp
         "/challenge" if get => challenge::show(&ctx).await,
         "/challenge" if post => challenge::submit(&ctx, read_form(&ctx, body).await?).await,
         "/account" if get => account::show(&ctx).await,
-        "/account/backup-codes" if post => account::regenerate_codes(&ctx, read_form(&ctx, body).await?).await,
-        "/account/forget-devices" if post => account::forget_devices(&ctx, read_form(&ctx, body).await?).await,
-        "/account/disable-2fa" if post => account::disable_2fa(&ctx, read_form(&ctx, body).await?).await,
+        "/account/backup-codes" if post => {
+            account::regenerate_codes(&ctx, read_form(&ctx, body).await?).await
+        }
+        "/account/forget-devices" if post => {
+            account::forget_devices(&ctx, read_form(&ctx, body).await?).await
+        }
+        "/account/disable-2fa" if post => {
+            account::disable_2fa(&ctx, read_form(&ctx, body).await?).await
+        }
         "/logout" if post => logout::submit(&ctx, read_form(&ctx, body).await?).await,
         "/health" if get => health::health(&ctx).await,
         "/metrics" if get => metrics::serve(&ctx, peer.addr.ip()).await,
         "/api/session" if get => health::session_api(&ctx).await,
         s if get && s.starts_with("/assets/") => assets::serve(&ctx, s),
-        "" | "/" if get => Ok(render::redirect(StatusCode::FOUND, &ctx.p("/account"), ctx.tls, &[])),
-        "/login" | "/setup" | "/challenge" | "/account" | "/account/backup-codes" | "/account/forget-devices"
-        | "/account/disable-2fa" | "/logout" | "/health" | "/metrics" | "/api/session" => Err(GatewayError::MethodNotAllowed),
+        "" | "/" if get => Ok(render::redirect(
+            StatusCode::FOUND,
+            &ctx.p("/account"),
+            ctx.tls,
+            &[],
+        )),
+        "/login"
+        | "/setup"
+        | "/challenge"
+        | "/account"
+        | "/account/backup-codes"
+        | "/account/forget-devices"
+        | "/account/disable-2fa"
+        | "/logout"
+        | "/health"
+        | "/metrics"
+        | "/api/session" => Err(GatewayError::MethodNotAllowed),
         _ => Err(GatewayError::NotFound),
     }
 }
@@ -135,10 +191,19 @@ pub async fn serve(app: &App, peer: Peer, req: Request<Incoming>) -> Result<Resp
 /// The request's session, if valid (store errors fail closed).
 async fn current(ctx: &Ctx<'_>) -> Result<Option<crate::session::Current>, GatewayError> {
     let users = ctx.app.users.get();
-    ctx.app.sessions.load(&ctx.headers, &users, crate::app::now_ms()).await.map_err(Ctx::store_err)
+    ctx.app
+        .sessions
+        .load(&ctx.headers, &users, crate::app::now_ms())
+        .await
+        .map_err(Ctx::store_err)
 }
 
 /// Sends a person without the needed session back to the sign-in page.
 fn to_login(ctx: &Ctx<'_>, rd: &str) -> Response<Body> {
-    render::redirect(StatusCode::SEE_OTHER, &format!("{}?rd={}", ctx.p("/login"), encode_rd(rd)), ctx.tls, &[])
+    render::redirect(
+        StatusCode::SEE_OTHER,
+        &format!("{}?rd={}", ctx.p("/login"), encode_rd(rd)),
+        ctx.tls,
+        &[],
+    )
 }

@@ -1,8 +1,8 @@
 //! The enrollment QR code as a PNG (qrcode for the modules, png for the file), sized
 //! for a phone to scan from a laptop screen.
 
-use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use qrcode::{Color, EcLevel, QrCode};
 
 /// Pixels per module and the quiet zone in modules.

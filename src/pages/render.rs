@@ -2,10 +2,10 @@
 //! carries, and the one catalogue of error pages.
 
 use askama::Template;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, SET_COOKIE};
 use http::{HeaderMap, Response, StatusCode};
 
-use crate::http::body::{full, Body};
+use crate::http::body::{Body, full};
 
 /// What every page shows around its content.
 #[derive(Debug, Clone)]
@@ -99,21 +99,35 @@ pub fn secure_headers(headers: &mut HeaderMap, tls: bool) {
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     if tls {
-        headers.insert("strict-transport-security", HeaderValue::from_static("max-age=31536000"));
+        headers.insert(
+            "strict-transport-security",
+            HeaderValue::from_static("max-age=31536000"),
+        );
     }
 }
 
 /// An HTML response with the security headers and any cookies to set.
-pub fn html(status: StatusCode, page: &impl Template, tls: bool, set_cookies: &[String]) -> Response<Body> {
+pub fn html(
+    status: StatusCode,
+    page: &impl Template,
+    tls: bool,
+    set_cookies: &[String],
+) -> Response<Body> {
     let body = page.render().unwrap_or_else(|e| {
         tracing::error!(error = %e, "template rendering failed");
         "<!doctype html><title>Error</title><p>Something went wrong.</p>".to_string()
     });
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     secure_headers(resp.headers_mut(), tls);
     add_cookies(&mut resp, set_cookies);
     resp
@@ -123,19 +137,26 @@ pub fn html(status: StatusCode, page: &impl Template, tls: bool, set_cookies: &[
 pub fn json(status: StatusCode, value: &serde_json::Value, tls: bool) -> Response<Body> {
     let mut resp = Response::new(full(value.to_string()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     secure_headers(resp.headers_mut(), tls);
     resp
 }
 
 /// A redirect (302 or 303) with the security headers and cookies.
-pub fn redirect(status: StatusCode, location: &str, tls: bool, set_cookies: &[String]) -> Response<Body> {
+pub fn redirect(
+    status: StatusCode,
+    location: &str,
+    tls: bool,
+    set_cookies: &[String],
+) -> Response<Body> {
     let mut resp = Response::new(crate::http::body::empty());
     *resp.status_mut() = status;
     if let Ok(v) = HeaderValue::from_str(location) {
         resp.headers_mut().insert(http::header::LOCATION, v);
     } else {
-        resp.headers_mut().insert(http::header::LOCATION, HeaderValue::from_static("/"));
+        resp.headers_mut()
+            .insert(http::header::LOCATION, HeaderValue::from_static("/"));
     }
     secure_headers(resp.headers_mut(), tls);
     add_cookies(&mut resp, set_cookies);
@@ -162,8 +183,17 @@ pub fn human_wait(secs: u64) -> String {
 
 /// Human date for the account page, e.g. "2026-11-23 14:05 UTC".
 pub fn human_time(ms: Option<u64>) -> String {
-    match ms.and_then(|ms| cookie::time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64).ok()) {
-        Some(t) => format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), t.month() as u8, t.day(), t.hour(), t.minute()),
+    match ms
+        .and_then(|ms| cookie::time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64).ok())
+    {
+        Some(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+            t.year(),
+            t.month() as u8,
+            t.day(),
+            t.hour(),
+            t.minute()
+        ),
         None => "never".to_string(),
     }
 }

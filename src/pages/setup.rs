@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::render::{self, SetupPage};
 use super::second_factor::{self, Verdict};
-use super::{current, to_login, Ctx, Form};
+use super::{Ctx, Form, current, to_login};
 use crate::app::now_ms;
 use crate::core::auth_flow::{SecondFactor, Stage};
 use crate::core::redirect::safe_target;
@@ -18,40 +18,83 @@ use crate::http::error::GatewayError;
 use crate::session::Current;
 
 /// Who may enroll now, or where to send them instead.
-async fn eligible(ctx: &Ctx<'_>, rd: &str) -> Result<Result<Current, Response<Body>>, GatewayError> {
-    let Some(cur) = current(ctx).await? else { return Ok(Err(to_login(ctx, rd))) };
-    let mfa_on = ctx.app.store.mfa_get(&cur.user.username).await.map_err(Ctx::store_err)?.is_some();
+async fn eligible(
+    ctx: &Ctx<'_>,
+    rd: &str,
+) -> Result<Result<Current, Response<Body>>, GatewayError> {
+    let Some(cur) = current(ctx).await? else {
+        return Ok(Err(to_login(ctx, rd)));
+    };
+    let mfa_on = ctx
+        .app
+        .store
+        .mfa_get(&cur.user.username)
+        .await
+        .map_err(Ctx::store_err)?
+        .is_some();
     if mfa_on {
         let target = match cur.record.stage {
             Stage::PasswordDone => format!("{}?rd={}", ctx.p("/challenge"), super::encode_rd(rd)),
             Stage::Complete { .. } => ctx.p("/account"),
         };
-        return Ok(Err(render::redirect(StatusCode::SEE_OTHER, &target, ctx.tls, &[])));
+        return Ok(Err(render::redirect(
+            StatusCode::SEE_OTHER,
+            &target,
+            ctx.tls,
+            &[],
+        )));
     }
     Ok(Ok(cur))
 }
 
 /// The pending secret of `user`, created (and audited) on first sight.
-async fn pending_secret(ctx: &Ctx<'_>, user: &User) -> Result<zeroize::Zeroizing<Vec<u8>>, GatewayError> {
+async fn pending_secret(
+    ctx: &Ctx<'_>,
+    user: &User,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, GatewayError> {
     let app = ctx.app;
-    if let Some(p) = app.store.pending_get(&user.username).await.map_err(Ctx::store_err)?
-        && let Ok(secret) = app.keys.open(&user.username, &p.secret) {
-            return Ok(secret);
-        }
+    if let Some(p) = app
+        .store
+        .pending_get(&user.username)
+        .await
+        .map_err(Ctx::store_err)?
+        && let Ok(secret) = app.keys.get().open(&user.username, &p.secret)
+    {
+        return Ok(secret);
+    }
     let secret = totp::new_secret();
-    let sealed = app.keys.seal(&user.username, secret.expose());
+    let sealed = app.keys.get().seal(&user.username, secret.expose());
     app.store
-        .pending_put(&user.username, &PendingEnrollment { secret: sealed, created_ms: now_ms() })
+        .pending_put(
+            &user.username,
+            &PendingEnrollment {
+                secret: sealed,
+                created_ms: now_ms(),
+            },
+        )
         .await
         .map_err(Ctx::store_err)?;
-    app.audit.event("mfa.enroll.started", &user.username, Some(ctx.ip), json!({}));
+    app.audit.event(
+        "mfa.enroll.started",
+        &user.username,
+        Some(ctx.ip),
+        json!({}),
+    );
     Ok(zeroize::Zeroizing::new(secret.expose().clone()))
 }
 
-fn page(ctx: &Ctx<'_>, user: &User, secret: &[u8], rd: &str, status: StatusCode, error: Option<&str>) -> Result<Response<Body>, GatewayError> {
+fn page(
+    ctx: &Ctx<'_>,
+    user: &User,
+    secret: &[u8],
+    rd: &str,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Result<Response<Body>, GatewayError> {
     let settings = &ctx.app.cfg.totp;
     let uri = totp::otpauth_uri(settings, secret, &user.username);
-    let (qr, size) = super::qr::png_base64(&uri).ok_or_else(|| GatewayError::Internal("QR encoding failed".into()))?;
+    let (qr, size) = super::qr::png_base64(&uri)
+        .ok_or_else(|| GatewayError::Internal("QR encoding failed".into()))?;
     let b32 = zeroize::Zeroizing::new(totp::base32(secret));
     let grouped = zeroize::Zeroizing::new(totp::grouped(&b32));
     let (token, set) = ctx.app.csrf.issue(&ctx.headers);
@@ -65,7 +108,12 @@ fn page(ctx: &Ctx<'_>, user: &User, secret: &[u8], rd: &str, status: StatusCode,
         secret_grouped: &grouped,
         error,
     };
-    Ok(render::html(status, &page, ctx.tls, &set.into_iter().collect::<Vec<_>>()))
+    Ok(render::html(
+        status,
+        &page,
+        ctx.tls,
+        &set.into_iter().collect::<Vec<_>>(),
+    ))
 }
 
 pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
@@ -93,20 +141,54 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
             if let Some(locked) = second_factor::failed(ctx, &user, "setup").await? {
                 return Err(locked);
             }
-            page(ctx, &user, &secret, &rd, StatusCode::UNAUTHORIZED, Some("That code did not work. Check the app shows the account you just added, and enter the newest code."))
+            page(
+                ctx,
+                &user,
+                &secret,
+                &rd,
+                StatusCode::UNAUTHORIZED,
+                Some(
+                    "That code did not work. Check the app shows the account you just added, and enter the newest code.",
+                ),
+            )
         }
         Verdict::Accepted(..) => {
             second_factor::succeeded(ctx, &user).await?;
             let (codes, hashes) = second_factor::new_backup_codes(ctx, &user);
             let now = now_ms();
-            let rec = MfaRecord { secret: app.keys.seal(&user.username, &secret), enabled_ms: now, last_used_ms: Some(now) };
-            if !app.store.mfa_enable(&user.username, &rec, &hashes).await.map_err(Ctx::store_err)? {
-                return Ok(render::redirect(StatusCode::SEE_OTHER, &ctx.p("/account"), ctx.tls, &[]));
+            let rec = MfaRecord {
+                secret: app.keys.get().seal(&user.username, &secret),
+                enabled_ms: now,
+                last_used_ms: Some(now),
+            };
+            if !app
+                .store
+                .mfa_enable(&user.username, &rec, &hashes)
+                .await
+                .map_err(Ctx::store_err)?
+            {
+                return Ok(render::redirect(
+                    StatusCode::SEE_OTHER,
+                    &ctx.p("/account"),
+                    ctx.tls,
+                    &[],
+                ));
             }
-            let stage = Stage::Complete { factor: Some(SecondFactor::Totp) };
-            let cookie = app.sessions.issue(&user, stage, Some(&cur.id), None, now).await.map_err(Ctx::store_err)?;
+            let stage = Stage::Complete {
+                factor: Some(SecondFactor::Totp),
+            };
+            let cookie = app
+                .sessions
+                .issue(&user, stage, Some(&cur.id), None, now)
+                .await
+                .map_err(Ctx::store_err)?;
             app.metrics.enrollment_completed();
-            app.audit.event("mfa.enroll.completed", &user.username, Some(ctx.ip), json!({ "backup_codes": codes.len() }));
+            app.audit.event(
+                "mfa.enroll.completed",
+                &user.username,
+                Some(ctx.ip),
+                json!({ "backup_codes": codes.len() }),
+            );
             Ok(second_factor::codes_page(ctx, &codes, true, &rd, &[cookie]))
         }
     }

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use crate::config::UpstreamConfig;
 use crate::http::body::Body;
@@ -18,8 +18,11 @@ use crate::http::body::Body;
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// Where the operating system keeps its CA bundle (Debian/Ubuntu, RHEL, Alpine).
-const SYSTEM_BUNDLES: &[&str] =
-    &["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
 
 /// Why the client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -41,15 +44,21 @@ pub fn build(cfg: &UpstreamConfig) -> Result<UpstreamClient, ClientError> {
     }
     if let Some(ca) = &cfg.ca_file {
         let name = ca.display().to_string();
-        let iter = CertificateDer::pem_file_iter(ca).map_err(|e| ClientError::CaFile(name.clone(), e.to_string()))?;
+        let iter = CertificateDer::pem_file_iter(ca)
+            .map_err(|e| ClientError::CaFile(name.clone(), e.to_string()))?;
         let mut added = 0;
         for cert in iter {
             let cert = cert.map_err(|e| ClientError::CaFile(name.clone(), e.to_string()))?;
-            roots.add(cert).map_err(|e| ClientError::CaFile(name.clone(), e.to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|e| ClientError::CaFile(name.clone(), e.to_string()))?;
             added += 1;
         }
         if added == 0 {
-            return Err(ClientError::CaFile(name, "no certificate in the file".into()));
+            return Err(ClientError::CaFile(
+                name,
+                "no certificate in the file".into(),
+            ));
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -63,7 +72,11 @@ pub fn build(cfg: &UpstreamConfig) -> Result<UpstreamClient, ClientError> {
     http.set_nodelay(true);
     http.set_connect_timeout(Some(cfg.connect_timeout));
     http.set_keepalive(Some(Duration::from_secs(60)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(2048)

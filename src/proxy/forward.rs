@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, COOKIE, HOST};
+use http::header::{COOKIE, HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -49,7 +49,10 @@ impl hyper::body::Body for NoTrailers {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match Pin::new(&mut self.0).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) if f.is_trailers() => Poll::Ready(None),
             Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
@@ -88,16 +91,27 @@ impl Forwarder {
             .collect();
         headers.remove(COOKIE);
         if !kept.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-                headers.insert(COOKIE, v);
-            }
+            && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+        {
+            headers.insert(COOKIE, v);
+        }
     }
 
-    fn forwarding_headers(&self, headers: &mut http::HeaderMap, peer: Peer, host: Option<&HeaderValue>) {
+    fn forwarding_headers(
+        &self,
+        headers: &mut http::HeaderMap,
+        peer: Peer,
+        host: Option<&HeaderValue>,
+    ) {
         let peer_ip = client_ip::canonical(peer.addr.ip());
         let trusted = client_ip::is_trusted(peer_ip, &self.trusted_proxies);
         let prior: Vec<String> = if trusted {
-            headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect()
+            headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_string)
+                .collect()
         } else {
             Vec::new()
         };
@@ -111,9 +125,15 @@ impl Forwarder {
             headers.insert("x-forwarded-for", v);
         }
         let proto_ok = trusted
-            && headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|v| v == "https" || v == "http");
+            && headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v == "https" || v == "http");
         if !proto_ok {
-            headers.insert("x-forwarded-proto", HeaderValue::from_static(if peer.tls { "https" } else { "http" }));
+            headers.insert(
+                "x-forwarded-proto",
+                HeaderValue::from_static(if peer.tls { "https" } else { "http" }),
+            );
         }
         if !(trusted && headers.contains_key("x-forwarded-host")) {
             headers.remove("x-forwarded-host");
@@ -132,11 +152,15 @@ impl Forwarder {
         peer: Peer,
         identity: Option<&Identity<'_>>,
     ) -> Result<Response<Body>, GatewayError> {
-        let upgrade = super::websocket::is_upgrade(req.method(), req.headers()) && req.version() == Version::HTTP_11;
+        let upgrade = super::websocket::is_upgrade(req.method(), req.headers())
+            && req.version() == Version::HTTP_11;
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let host = parts.headers.get(HOST).cloned().or_else(|| {
-            parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
 
         let headers = &mut parts.headers;
@@ -147,7 +171,11 @@ impl Forwarder {
         }
         self.filter_cookies(headers);
         self.forwarding_headers(headers, peer, host.as_ref());
-        let host_header = if self.preserve_host { host.unwrap_or_else(|| self.upstream_host.clone()) } else { self.upstream_host.clone() };
+        let host_header = if self.preserve_host {
+            host.unwrap_or_else(|| self.upstream_host.clone())
+        } else {
+            self.upstream_host.clone()
+        };
         headers.insert(HOST, host_header);
 
         parts.uri = Uri::builder()
@@ -168,7 +196,9 @@ impl Forwarder {
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
-                return Err(GatewayError::UpstreamUnreachable("unexpected 101 from upstream".into()));
+                return Err(GatewayError::UpstreamUnreachable(
+                    "unexpected 101 from upstream".into(),
+                ));
             };
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             tokio::spawn(async move {

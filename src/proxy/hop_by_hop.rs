@@ -1,7 +1,7 @@
 //! Hop-by-hop headers (RFC 9110 §7.6.1): meaningful for one connection only, so never
 //! forwarded — neither the standard ones nor any header named in `Connection`.
 
-use http::header::{HeaderMap, HeaderName, CONNECTION};
+use http::header::{CONNECTION, HeaderMap, HeaderName};
 
 /// Header names that always belong to a single connection.
 const HOP_BY_HOP: &[&str] = &[
@@ -54,7 +54,10 @@ mod tests {
     #[test]
     fn removes_standard_and_connection_named_headers() {
         let mut h = HeaderMap::new();
-        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, X-Foo, remote-user"));
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Foo, remote-user"),
+        );
         h.insert("x-foo", HeaderValue::from_static("1"));
         h.insert("remote-user", HeaderValue::from_static("evil"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));

@@ -32,8 +32,18 @@ fn canonical(name: &str) -> String {
 
 impl IdentityHeaders {
     pub fn new(cfg: &HeadersConfig) -> Self {
-        let names = [cfg.user.clone(), cfg.email.clone(), cfg.name.clone(), cfg.roles.clone(), cfg.mfa.clone()];
-        let strip = names.iter().chain(cfg.strip.iter()).map(|h| canonical(h.as_str())).collect();
+        let names = [
+            cfg.user.clone(),
+            cfg.email.clone(),
+            cfg.name.clone(),
+            cfg.roles.clone(),
+            cfg.mfa.clone(),
+        ];
+        let strip = names
+            .iter()
+            .chain(cfg.strip.iter())
+            .map(|h| canonical(h.as_str()))
+            .collect();
         Self { names, strip }
     }
 
@@ -86,11 +96,24 @@ mod tests {
     fn strips_spoofed_identity_header_in_every_spelling() {
         let ih = IdentityHeaders::new(&cfg());
         let mut h = HeaderMap::new();
-        for n in ["remote-user", "remote_user", "REMOTE_GROUPS", "x_forwarded_user", "x-forwarded-user", "x-other"] {
-            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_static("evil"));
+        for n in [
+            "remote-user",
+            "remote_user",
+            "REMOTE_GROUPS",
+            "x_forwarded_user",
+            "x-forwarded-user",
+            "x-other",
+        ] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("evil"),
+            );
         }
         ih.strip(&mut h);
-        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["x-other"]);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["x-other"]
+        );
     }
 
     #[test]
@@ -99,7 +122,16 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append("remote-user", HeaderValue::from_static("evil"));
         ih.strip(&mut h);
-        ih.insert(&mut h, &Identity { user: "pat", email: "p@x", name: "Pät", roles: "patient", mfa: "none" });
+        ih.insert(
+            &mut h,
+            &Identity {
+                user: "pat",
+                email: "p@x",
+                name: "Pät",
+                roles: "patient",
+                mfa: "none",
+            },
+        );
         assert_eq!(h.get_all("remote-user").iter().count(), 1);
         assert_eq!(h["remote-user"], "pat");
         assert_eq!(h["remote-mfa"], "none");

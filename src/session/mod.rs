@@ -32,7 +32,13 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub fn new(store: Arc<dyn Store>, cookie_base: &str, tls: bool, idle: Duration, absolute: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cookie_base: &str,
+        tls: bool,
+        idle: Duration,
+        absolute: Duration,
+    ) -> Self {
         let idle_ms = idle.as_millis() as u64;
         Self {
             store,
@@ -52,18 +58,34 @@ impl Sessions {
 
     /// The raw id fingerprint from the request's cookie, if it has a well-formed one.
     pub fn presented(&self, headers: &HeaderMap) -> Option<Fingerprint> {
-        cookies::get(headers, &self.cookie).filter(|v| looks_like_token(v)).map(fingerprint)
+        cookies::get(headers, &self.cookie)
+            .filter(|v| looks_like_token(v))
+            .map(fingerprint)
     }
 
     /// Loads the request's session: one store lookup. Expired, revoked, disabled or
     /// password-changed sessions are `None`. Store errors propagate (fail closed).
-    pub async fn load(&self, headers: &HeaderMap, users: &UsersSnapshot, now_ms: u64) -> Result<Option<Current>, StoreError> {
-        let Some(id) = self.presented(headers) else { return Ok(None) };
-        let Some(record) = self.store.session_get(&id).await? else { return Ok(None) };
+    pub async fn load(
+        &self,
+        headers: &HeaderMap,
+        users: &UsersSnapshot,
+        now_ms: u64,
+    ) -> Result<Option<Current>, StoreError> {
+        let Some(id) = self.presented(headers) else {
+            return Ok(None);
+        };
+        let Some(record) = self.store.session_get(&id).await? else {
+            return Ok(None);
+        };
         let idle_expired = now_ms.saturating_sub(record.last_seen_ms) > self.idle_ms;
         let absolute_expired = now_ms.saturating_sub(record.created_ms) > self.absolute_ms;
-        let user = users.directory.find(&record.user).filter(|u| !u.disabled && u.credential_fingerprint() == record.credential);
-        let Some(user) = user.cloned() else { return Ok(None) };
+        let user = users
+            .directory
+            .find(&record.user)
+            .filter(|u| !u.disabled && u.credential_fingerprint() == record.credential);
+        let Some(user) = user.cloned() else {
+            return Ok(None);
+        };
         if idle_expired || absolute_expired {
             let store = self.store.clone();
             tokio::spawn(async move {
@@ -83,7 +105,14 @@ impl Sessions {
 
     /// Starts a session at `stage` under a new id (ending `previous`, if any): the id
     /// changes at every privilege change. Returns the `Set-Cookie` value.
-    pub async fn issue(&self, user: &User, stage: Stage, previous: Option<&Fingerprint>, created_ms: Option<u64>, now_ms: u64) -> Result<String, StoreError> {
+    pub async fn issue(
+        &self,
+        user: &User,
+        stage: Stage,
+        previous: Option<&Fingerprint>,
+        created_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<String, StoreError> {
         if let Some(old) = previous {
             self.store.session_delete(old).await?;
         }
@@ -95,7 +124,9 @@ impl Sessions {
             last_seen_ms: now_ms,
             credential: user.credential_fingerprint(),
         };
-        self.store.session_put(&fingerprint(&token), &rec, self.idle_ms).await?;
+        self.store
+            .session_put(&fingerprint(&token), &rec, self.idle_ms)
+            .await?;
         Ok(cookies::set(&self.cookie, &token, self.tls, None))
     }
 

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, Key, KeyInit};
-use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -22,11 +22,15 @@ pub const KEY_ENV: &str = "VESTIBULE_ENCRYPTION_KEY";
 /// Why the key material or an envelope is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
-    #[error("no encryption key: set storage.encryption_key_file or the environment variable {KEY_ENV} (create one with `vestibule gen-key`)")]
+    #[error(
+        "no encryption key: set storage.encryption_key_file or the environment variable {KEY_ENV} (create one with `vestibule gen-key`)"
+    )]
     NoKey,
     #[error("cannot read the encryption key file {0}: {1}")]
     Unreadable(String, String),
-    #[error("the encryption key must be 32 bytes, base64-encoded (as printed by `vestibule gen-key`)")]
+    #[error(
+        "the encryption key must be 32 bytes, base64-encoded (as printed by `vestibule gen-key`)"
+    )]
     Malformed,
     #[error("stored secret cannot be decrypted with any configured key")]
     Decrypt,
@@ -49,6 +53,9 @@ impl std::fmt::Debug for Keyring {
     }
 }
 
+/// Purpose string of the backup-code hashing keys.
+pub const BACKUP_CODES_PURPOSE: &str = "vestibule backup codes v1";
+
 /// A new random key, base64 (the `gen-key` output).
 pub fn generate_key() -> String {
     STANDARD.encode(random_bytes::<32>())
@@ -59,11 +66,17 @@ impl Keyring {
     pub fn load(file: Option<&Path>) -> Result<Self, CryptoError> {
         let text = match file {
             Some(p) if p.exists() => Zeroizing::new(
-                std::fs::read_to_string(p).map_err(|e| CryptoError::Unreadable(p.display().to_string(), e.to_string()))?,
+                std::fs::read_to_string(p)
+                    .map_err(|e| CryptoError::Unreadable(p.display().to_string(), e.to_string()))?,
             ),
             Some(p) => match std::env::var(KEY_ENV) {
                 Ok(v) if !v.trim().is_empty() => Zeroizing::new(v),
-                _ => return Err(CryptoError::Unreadable(p.display().to_string(), "no such file".into())),
+                _ => {
+                    return Err(CryptoError::Unreadable(
+                        p.display().to_string(),
+                        "no such file".into(),
+                    ));
+                }
             },
             None => match std::env::var(KEY_ENV) {
                 Ok(v) if !v.trim().is_empty() => Zeroizing::new(v),
@@ -76,9 +89,16 @@ impl Keyring {
     /// Parses one base64 key per line (`#` comments allowed); the first line is primary.
     pub fn parse(text: &str) -> Result<Self, CryptoError> {
         let mut keys = Vec::new();
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             let bytes = Zeroizing::new(STANDARD.decode(line).map_err(|_| CryptoError::Malformed)?);
-            let raw: [u8; 32] = bytes.as_slice().try_into().map_err(|_| CryptoError::Malformed)?;
+            let raw: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| CryptoError::Malformed)?;
             keys.push(Self::entry(raw));
         }
         if keys.is_empty() {
@@ -91,7 +111,11 @@ impl Keyring {
         let digest = Sha256::digest(raw);
         let mut id = [0u8; 8];
         id.copy_from_slice(&digest[..8]);
-        KeyEntry { id, cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(raw)), raw: Zeroizing::new(raw) }
+        KeyEntry {
+            id,
+            cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(raw)),
+            raw: Zeroizing::new(raw),
+        }
     }
 
     fn primary(&self) -> &KeyEntry {
@@ -103,7 +127,16 @@ impl Keyring {
         let k = self.primary();
         let nonce_bytes = random_bytes::<12>();
         let nonce = aes_gcm::aead::Nonce::<Aes256Gcm>::from(nonce_bytes);
-        let ct = k.cipher.encrypt(&nonce, Payload { msg: plain, aad: user.as_bytes() }).unwrap_or_default();
+        let ct = k
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plain,
+                    aad: user.as_bytes(),
+                },
+            )
+            .unwrap_or_default();
         let mut out = Vec::with_capacity(1 + 8 + 12 + ct.len());
         out.push(VERSION);
         out.extend_from_slice(&k.id);
@@ -119,10 +152,21 @@ impl Keyring {
         }
         let (id, rest) = envelope[1..].split_at(8);
         let (nonce, ct) = rest.split_at(12);
-        let k = self.keys.iter().find(|k| k.id == id).ok_or(CryptoError::Decrypt)?;
-        let nonce = aes_gcm::aead::Nonce::<Aes256Gcm>::try_from(nonce).map_err(|_| CryptoError::Decrypt)?;
+        let k = self
+            .keys
+            .iter()
+            .find(|k| k.id == id)
+            .ok_or(CryptoError::Decrypt)?;
+        let nonce =
+            aes_gcm::aead::Nonce::<Aes256Gcm>::try_from(nonce).map_err(|_| CryptoError::Decrypt)?;
         k.cipher
-            .decrypt(&nonce, Payload { msg: ct, aad: user.as_bytes() })
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: ct,
+                    aad: user.as_bytes(),
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Decrypt)
     }
@@ -133,9 +177,85 @@ impl Keyring {
         hmac(self.primary().raw.as_slice(), purpose.as_bytes())
     }
 
+    /// Key ids (hex), primary first: what `rotate-key` lists.
+    pub fn ids(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|k| data_encoding::HEXLOWER.encode(&k.id))
+            .collect()
+    }
+
+    /// The key id (hex) an envelope was sealed with.
+    pub fn envelope_key_id(envelope: &[u8]) -> Option<String> {
+        (envelope.len() > 9 && envelope[0] == VERSION)
+            .then(|| data_encoding::HEXLOWER.encode(&envelope[1..9]))
+    }
+
+    /// True when `envelope` was sealed with the primary key.
+    pub fn is_primary(&self, envelope: &[u8]) -> bool {
+        envelope.len() > 9 && envelope[1..9] == self.primary().id
+    }
+
     /// The same purpose key under every configured key (for checking old hashes).
     pub fn derive_all(&self, purpose: &str) -> Vec<[u8; 32]> {
-        self.keys.iter().map(|k| hmac(k.raw.as_slice(), purpose.as_bytes())).collect()
+        self.keys
+            .iter()
+            .map(|k| hmac(k.raw.as_slice(), purpose.as_bytes()))
+            .collect()
+    }
+}
+
+/// The keyring in force, reloaded when the key file changes, so `rotate-key` works
+/// while gateways run: they learn the new key before secrets are re-encrypted with it.
+pub struct KeyringHandle {
+    file: Option<std::path::PathBuf>,
+    current: std::sync::RwLock<std::sync::Arc<Keyring>>,
+    stamp: std::sync::Mutex<Option<std::time::SystemTime>>,
+}
+
+fn modified(p: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+impl KeyringHandle {
+    pub fn load(file: Option<&Path>) -> Result<Self, CryptoError> {
+        let ring = Keyring::load(file)?;
+        Ok(Self {
+            file: file.map(Path::to_path_buf),
+            stamp: std::sync::Mutex::new(file.and_then(modified)),
+            current: std::sync::RwLock::new(std::sync::Arc::new(ring)),
+        })
+    }
+
+    pub fn get(&self) -> std::sync::Arc<Keyring> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Reloads the key file if it changed; a broken file keeps the old keys (logged).
+    pub fn reload_if_changed(&self) {
+        let Some(file) = &self.file else { return };
+        let now = modified(file);
+        let Ok(mut stamp) = self.stamp.lock() else {
+            return;
+        };
+        if *stamp == now {
+            return;
+        }
+        *stamp = now;
+        match Keyring::load(Some(file)) {
+            Ok(ring) => {
+                tracing::info!(keys = ?ring.ids(), "encryption keys reloaded");
+                if let Ok(mut cur) = self.current.write() {
+                    *cur = std::sync::Arc::new(ring);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "encryption key file not reloaded; the previous keys stay in force")
+            }
+        }
     }
 }
 
@@ -151,8 +271,14 @@ mod tests {
     fn round_trips_and_binds_the_user() {
         let k = ring();
         let env = k.seal("doctor", b"JBSWY3DPEHPK3PXP");
-        assert_eq!(k.open("doctor", &env).unwrap().as_slice(), b"JBSWY3DPEHPK3PXP");
-        assert!(k.open("clerk", &env).is_err(), "the username is associated data");
+        assert_eq!(
+            k.open("doctor", &env).unwrap().as_slice(),
+            b"JBSWY3DPEHPK3PXP"
+        );
+        assert!(
+            k.open("clerk", &env).is_err(),
+            "the username is associated data"
+        );
         assert!(!env.windows(16).any(|w| w == b"JBSWY3DPEHPK3PXP"));
     }
 
@@ -179,8 +305,14 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_refused() {
-        assert!(matches!(Keyring::parse("dG9vc2hvcnQ="), Err(CryptoError::Malformed)));
-        assert!(matches!(Keyring::parse("not base64 !!"), Err(CryptoError::Malformed)));
+        assert!(matches!(
+            Keyring::parse("dG9vc2hvcnQ="),
+            Err(CryptoError::Malformed)
+        ));
+        assert!(matches!(
+            Keyring::parse("not base64 !!"),
+            Err(CryptoError::Malformed)
+        ));
         assert!(matches!(Keyring::parse(""), Err(CryptoError::Malformed)));
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::core::auth_flow::Stage;
 use crate::core::lockout::{LockPolicy, LockRecord, Step};
@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS lockouts(key TEXT NOT NULL, step TEXT NOT NULL, data 
 
 /// Pending secrets older than this are dropped by the purge.
 const PENDING_MAX_AGE_MS: u64 = 7 * 24 * 3600 * 1000;
-/// Lockout records untouched for this long are dropped (except permanent code blocks).
+/// Password-step lockout records untouched for this long are dropped.
 const LOCK_MAX_AGE_MS: u64 = 7 * 24 * 3600 * 1000;
 
 struct Inner {
@@ -62,7 +62,8 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
 impl EmbeddedStore {
     /// Opens (creating if needed) the database in directory `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -71,7 +72,12 @@ impl EmbeddedStore {
         let path = dir.join("vestibule.sqlite3");
         let conn = open(&path).map_err(unavailable)?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
-        Ok(Self { inner: Arc::new(Inner { path, pool: Mutex::new(vec![conn]) }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                pool: Mutex::new(vec![conn]),
+            }),
+        })
     }
 
     /// The database file, for operators and tests.
@@ -79,17 +85,25 @@ impl EmbeddedStore {
         &self.inner.path
     }
 
-    fn with_conn<T>(inner: &Inner, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
-        let taken = inner.pool.lock().map_err(|_| unavailable("pool poisoned"))?.pop();
+    fn with_conn<T>(
+        inner: &Inner,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> StoreResult<T> {
+        let taken = inner
+            .pool
+            .lock()
+            .map_err(|_| unavailable("pool poisoned"))?
+            .pop();
         let mut conn = match taken {
             Some(c) => c,
             None => open(&inner.path).map_err(unavailable)?,
         };
         let result = f(&mut conn).map_err(unavailable);
         if let Ok(mut pool) = inner.pool.lock()
-            && pool.len() < 16 {
-                pool.push(conn);
-            }
+            && pool.len() < 16
+        {
+            pool.push(conn);
+        }
         result
     }
 
@@ -104,7 +118,9 @@ impl EmbeddedStore {
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> StoreResult<T> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || Self::with_conn(&inner, f)).await.map_err(unavailable)?
+        tokio::task::spawn_blocking(move || Self::with_conn(&inner, f))
+            .await
+            .map_err(unavailable)?
     }
 }
 
@@ -130,13 +146,23 @@ impl Store for EmbeddedStore {
         // deleted or replaced on disk (writes would then vanish), so look at the path too.
         match std::fs::metadata(&self.inner.path) {
             Ok(m) if m.is_file() => {}
-            Ok(_) => return Err(unavailable(format!("{} is not a database file", self.inner.path.display()))),
+            Ok(_) => {
+                return Err(unavailable(format!(
+                    "{} is not a database file",
+                    self.inner.path.display()
+                )));
+            }
             Err(e) => return Err(unavailable(format!("{}: {e}", self.inner.path.display()))),
         }
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
     }
 
-    async fn session_put(&self, id: &Fingerprint, rec: &SessionRecord, ttl_ms: u64) -> StoreResult<()> {
+    async fn session_put(
+        &self,
+        id: &Fingerprint,
+        rec: &SessionRecord,
+        ttl_ms: u64,
+    ) -> StoreResult<()> {
         let (id, rec) = (*id, rec.clone());
         self.write(move |c| {
             c.prepare_cached(
@@ -158,31 +184,42 @@ impl Store for EmbeddedStore {
 
     async fn session_get(&self, id: &Fingerprint) -> StoreResult<Option<SessionRecord>> {
         self.read(|c| {
-            c.prepare_cached("SELECT user,stage,created_ms,last_seen_ms,credential FROM sessions WHERE id=?1")?
-                .query_row([&id[..]], |r| {
-                    let stage: String = r.get(1)?;
-                    let cred: Vec<u8> = r.get(4)?;
-                    let mut credential = [0u8; 8];
-                    if cred.len() == 8 {
-                        credential.copy_from_slice(&cred);
-                    }
-                    Ok(SessionRecord {
-                        user: r.get(0)?,
-                        stage: serde_json::from_str(&stage).map_err(corrupt)?,
-                        created_ms: r.get::<_, i64>(2)? as u64,
-                        last_seen_ms: r.get::<_, i64>(3)? as u64,
-                        credential,
-                    })
+            c.prepare_cached(
+                "SELECT user,stage,created_ms,last_seen_ms,credential FROM sessions WHERE id=?1",
+            )?
+            .query_row([&id[..]], |r| {
+                let stage: String = r.get(1)?;
+                let cred: Vec<u8> = r.get(4)?;
+                let mut credential = [0u8; 8];
+                if cred.len() == 8 {
+                    credential.copy_from_slice(&cred);
+                }
+                Ok(SessionRecord {
+                    user: r.get(0)?,
+                    stage: serde_json::from_str(&stage).map_err(corrupt)?,
+                    created_ms: r.get::<_, i64>(2)? as u64,
+                    last_seen_ms: r.get::<_, i64>(3)? as u64,
+                    credential,
                 })
-                .optional()
+            })
+            .optional()
         })
     }
 
-    async fn session_touch(&self, id: &Fingerprint, last_seen_ms: u64, ttl_ms: u64) -> StoreResult<()> {
+    async fn session_touch(
+        &self,
+        id: &Fingerprint,
+        last_seen_ms: u64,
+        ttl_ms: u64,
+    ) -> StoreResult<()> {
         let id = *id;
         self.write(move |c| {
             c.prepare_cached("UPDATE sessions SET last_seen_ms=?2, expires_ms=?3 WHERE id=?1")?
-                .execute(params![&id[..], last_seen_ms as i64, last_seen_ms.saturating_add(ttl_ms) as i64])
+                .execute(params![
+                    &id[..],
+                    last_seen_ms as i64,
+                    last_seen_ms.saturating_add(ttl_ms) as i64
+                ])
                 .map(|_| ())
         })
         .await
@@ -190,16 +227,27 @@ impl Store for EmbeddedStore {
 
     async fn session_delete(&self, id: &Fingerprint) -> StoreResult<()> {
         let id = *id;
-        self.write(move |c| c.execute("DELETE FROM sessions WHERE id=?1", [&id[..]]).map(|_| ())).await
+        self.write(move |c| {
+            c.execute("DELETE FROM sessions WHERE id=?1", [&id[..]])
+                .map(|_| ())
+        })
+        .await
     }
 
     async fn sessions_delete_user(&self, user: &str) -> StoreResult<u64> {
         let user = user.to_string();
-        self.write(move |c| c.execute("DELETE FROM sessions WHERE user=?1", [user]).map(|n| n as u64)).await
+        self.write(move |c| {
+            c.execute("DELETE FROM sessions WHERE user=?1", [user])
+                .map(|n| n as u64)
+        })
+        .await
     }
 
     async fn sessions_count(&self) -> StoreResult<u64> {
-        self.read(|c| c.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get::<_, i64>(0)).map(|n| n as u64))
+        self.read(|c| {
+            c.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+        })
     }
 
     async fn mfa_get(&self, user: &str) -> StoreResult<Option<MfaRecord>> {
@@ -219,7 +267,12 @@ impl Store for EmbeddedStore {
     async fn pending_get(&self, user: &str) -> StoreResult<Option<PendingEnrollment>> {
         self.read(|c| {
             c.prepare_cached("SELECT secret,created_ms FROM pending WHERE user=?1")?
-                .query_row([user], |r| Ok(PendingEnrollment { secret: r.get(0)?, created_ms: r.get::<_, i64>(1)? as u64 }))
+                .query_row([user], |r| {
+                    Ok(PendingEnrollment {
+                        secret: r.get(0)?,
+                        created_ms: r.get::<_, i64>(1)? as u64,
+                    })
+                })
                 .optional()
         })
     }
@@ -236,22 +289,39 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn mfa_enable(&self, user: &str, rec: &MfaRecord, backup: &[Fingerprint]) -> StoreResult<bool> {
+    async fn mfa_enable(
+        &self,
+        user: &str,
+        rec: &MfaRecord,
+        backup: &[Fingerprint],
+    ) -> StoreResult<bool> {
         let (user, rec, backup) = (user.to_string(), rec.clone(), backup.to_vec());
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let exists: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM mfa WHERE user=?1)", [&user], |r| r.get(0))?;
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM mfa WHERE user=?1)",
+                [&user],
+                |r| r.get(0),
+            )?;
             if exists {
                 return Ok(false);
             }
             tx.execute(
                 "INSERT INTO mfa(user,secret,enabled_ms,last_used_ms) VALUES(?1,?2,?3,?4)",
-                params![user, rec.secret, rec.enabled_ms as i64, rec.last_used_ms.map(|v| v as i64)],
+                params![
+                    user,
+                    rec.secret,
+                    rec.enabled_ms as i64,
+                    rec.last_used_ms.map(|v| v as i64)
+                ],
             )?;
             tx.execute("DELETE FROM pending WHERE user=?1", [&user])?;
             tx.execute("DELETE FROM backup_codes WHERE user=?1", [&user])?;
             for h in &backup {
-                tx.execute("INSERT OR IGNORE INTO backup_codes(user,hash) VALUES(?1,?2)", params![user, &h[..]])?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO backup_codes(user,hash) VALUES(?1,?2)",
+                    params![user, &h[..]],
+                )?;
             }
             tx.commit()?;
             Ok(true)
@@ -261,8 +331,14 @@ impl Store for EmbeddedStore {
 
     async fn mfa_mark_used(&self, user: &str, now_ms: u64) -> StoreResult<()> {
         let user = user.to_string();
-        self.write(move |c| c.execute("UPDATE mfa SET last_used_ms=?2 WHERE user=?1", params![user, now_ms as i64]).map(|_| ()))
-            .await
+        self.write(move |c| {
+            c.execute(
+                "UPDATE mfa SET last_used_ms=?2 WHERE user=?1",
+                params![user, now_ms as i64],
+            )
+            .map(|_| ())
+        })
+        .await
     }
 
     async fn mfa_remove(&self, user: &str) -> StoreResult<()> {
@@ -297,7 +373,10 @@ impl Store for EmbeddedStore {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM backup_codes WHERE user=?1", [&user])?;
             for h in &hashes {
-                tx.execute("INSERT OR IGNORE INTO backup_codes(user,hash) VALUES(?1,?2)", params![user, &h[..]])?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO backup_codes(user,hash) VALUES(?1,?2)",
+                    params![user, &h[..]],
+                )?;
             }
             tx.commit()
         })
@@ -308,8 +387,15 @@ impl Store for EmbeddedStore {
         let (user, hash) = (user.to_string(), *hash);
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let n = tx.execute("DELETE FROM backup_codes WHERE user=?1 AND hash=?2", params![user, &hash[..]])?;
-            let left: i64 = tx.query_row("SELECT COUNT(*) FROM backup_codes WHERE user=?1", [&user], |r| r.get(0))?;
+            let n = tx.execute(
+                "DELETE FROM backup_codes WHERE user=?1 AND hash=?2",
+                params![user, &hash[..]],
+            )?;
+            let left: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM backup_codes WHERE user=?1",
+                [&user],
+                |r| r.get(0),
+            )?;
             tx.commit()?;
             Ok((n == 1).then_some(left as u32))
         })
@@ -317,7 +403,14 @@ impl Store for EmbeddedStore {
     }
 
     async fn backup_count(&self, user: &str) -> StoreResult<u32> {
-        self.read(|c| c.query_row("SELECT COUNT(*) FROM backup_codes WHERE user=?1", [user], |r| r.get::<_, i64>(0)).map(|n| n as u32))
+        self.read(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM backup_codes WHERE user=?1",
+                [user],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u32)
+        })
     }
 
     async fn device_put(&self, token: &Fingerprint, rec: &DeviceRecord) -> StoreResult<()> {
@@ -333,12 +426,20 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn device_take(&self, token: &Fingerprint, user: &str) -> StoreResult<Option<DeviceRecord>> {
+    async fn device_take(
+        &self,
+        token: &Fingerprint,
+        user: &str,
+    ) -> StoreResult<Option<DeviceRecord>> {
         let (token, user) = (*token, user.to_string());
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let data: Option<String> = tx
-                .query_row("SELECT data FROM devices WHERE token=?1 AND user=?2", params![&token[..], user], |r| r.get(0))
+                .query_row(
+                    "SELECT data FROM devices WHERE token=?1 AND user=?2",
+                    params![&token[..], user],
+                    |r| r.get(0),
+                )
                 .optional()?;
             let Some(data) = data else { return Ok(None) };
             tx.execute("DELETE FROM devices WHERE token=?1", [&token[..]])?;
@@ -350,7 +451,8 @@ impl Store for EmbeddedStore {
 
     async fn devices_list(&self, user: &str) -> StoreResult<Vec<DeviceRecord>> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT data FROM devices WHERE user=?1 ORDER BY expires_ms")?;
+            let mut stmt =
+                c.prepare_cached("SELECT data FROM devices WHERE user=?1 ORDER BY expires_ms")?;
             let rows = stmt.query_map([user], |r| r.get::<_, String>(0))?;
             let mut out = Vec::new();
             for row in rows {
@@ -362,7 +464,11 @@ impl Store for EmbeddedStore {
 
     async fn devices_forget(&self, user: &str) -> StoreResult<u64> {
         let user = user.to_string();
-        self.write(move |c| c.execute("DELETE FROM devices WHERE user=?1", [user]).map(|n| n as u64)).await
+        self.write(move |c| {
+            c.execute("DELETE FROM devices WHERE user=?1", [user])
+                .map(|n| n as u64)
+        })
+        .await
     }
 
     async fn lock_get(&self, key: &str, step: Step) -> StoreResult<LockRecord> {
@@ -375,12 +481,22 @@ impl Store for EmbeddedStore {
         })
     }
 
-    async fn lock_fail(&self, key: &str, step: Step, now_ms: u64, policy: &LockPolicy) -> StoreResult<(LockRecord, bool)> {
+    async fn lock_fail(
+        &self,
+        key: &str,
+        step: Step,
+        now_ms: u64,
+        policy: &LockPolicy,
+    ) -> StoreResult<(LockRecord, bool)> {
         let (key, policy) = (key.to_string(), *policy);
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let data: Option<String> = tx
-                .query_row("SELECT data FROM lockouts WHERE key=?1 AND step=?2", params![key, step.as_str()], |r| r.get(0))
+                .query_row(
+                    "SELECT data FROM lockouts WHERE key=?1 AND step=?2",
+                    params![key, step.as_str()],
+                    |r| r.get(0),
+                )
                 .optional()?;
             let (next, locked) = lock_from(data)?.after_failure(step, now_ms, &policy);
             let json = serde_json::to_string(&next).map_err(corrupt)?;
@@ -396,13 +512,69 @@ impl Store for EmbeddedStore {
 
     async fn lock_reset(&self, key: &str, step: Step) -> StoreResult<()> {
         let key = key.to_string();
-        self.write(move |c| c.execute("DELETE FROM lockouts WHERE key=?1 AND step=?2", params![key, step.as_str()]).map(|_| ()))
-            .await
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM lockouts WHERE key=?1 AND step=?2",
+                params![key, step.as_str()],
+            )
+            .map(|_| ())
+        })
+        .await
     }
 
     async fn unlock(&self, key: &str) -> StoreResult<()> {
         let key = key.to_string();
-        self.write(move |c| c.execute("DELETE FROM lockouts WHERE key=?1", [key]).map(|_| ())).await
+        self.write(move |c| {
+            c.execute("DELETE FROM lockouts WHERE key=?1", [key])
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn secrets_list(&self) -> StoreResult<Vec<StoredSecret>> {
+        self.read(|c| {
+            let mut out = Vec::new();
+            for (table, kind) in [
+                ("mfa", SecretKind::Active),
+                ("pending", SecretKind::Pending),
+            ] {
+                let mut stmt = c.prepare(&format!("SELECT user, secret FROM {table}"))?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })?;
+                for row in rows {
+                    let (user, envelope) = row?;
+                    out.push(StoredSecret {
+                        user,
+                        kind,
+                        envelope,
+                    });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    async fn secret_swap(
+        &self,
+        user: &str,
+        kind: SecretKind,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool> {
+        let (user, old, new) = (user.to_string(), old.to_vec(), new.to_vec());
+        let table = match kind {
+            SecretKind::Active => "mfa",
+            SecretKind::Pending => "pending",
+        };
+        self.write(move |c| {
+            c.execute(
+                &format!("UPDATE {table} SET secret=?3 WHERE user=?1 AND secret=?2"),
+                params![user, old, new],
+            )
+            .map(|n| n == 1)
+        })
+        .await
     }
 
     async fn purge_expired(&self, now_ms: u64) -> StoreResult<()> {
@@ -410,9 +582,14 @@ impl Store for EmbeddedStore {
             let now = now_ms as i64;
             c.execute("DELETE FROM sessions WHERE expires_ms < ?1", [now])?;
             c.execute("DELETE FROM devices WHERE expires_ms < ?1", [now])?;
-            c.execute("DELETE FROM pending WHERE created_ms < ?1", [now - PENDING_MAX_AGE_MS as i64])?;
             c.execute(
-                "DELETE FROM lockouts WHERE updated_ms < ?1 AND NOT (step='code' AND data LIKE '%\"blocked\":true%')",
+                "DELETE FROM pending WHERE created_ms < ?1",
+                [now - PENDING_MAX_AGE_MS as i64],
+            )?;
+            // Only password-step counters age out: the code counter is never reset by
+            // time (SPEC §6), and it exists only for real users, so it stays bounded.
+            c.execute(
+                "DELETE FROM lockouts WHERE updated_ms < ?1 AND step='password'",
                 [now - LOCK_MAX_AGE_MS as i64],
             )?;
             Ok(())

@@ -70,7 +70,10 @@ impl ConnectionLike for Conn {
             Conn::Sentinel(s) => Box::pin(async move {
                 let mut c = s.connection().await?;
                 let r = c.req_packed_command(cmd).await;
-                if r.as_ref().is_err_and(|e| e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()) || is_readonly(&r) {
+                if r.as_ref().is_err_and(|e| {
+                    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
+                }) || is_readonly(&r)
+                {
                     s.forget();
                 }
                 r
@@ -78,7 +81,12 @@ impl ConnectionLike for Conn {
         }
     }
 
-    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
@@ -122,6 +130,7 @@ struct Scripts {
     backup_replace: Script,
     device_take: Script,
     compare_and_set: Script,
+    secret_swap: Script,
 }
 
 impl Scripts {
@@ -158,11 +167,18 @@ impl Scripts {
                  if cjson.decode(v)['user'] ~= ARGV[1] then return false end
                  redis.call('DEL', KEYS[1]) return v",
             ),
-            // KEYS k; ARGV expected ('' = absent), new, ttl_ms.
+            // KEYS k; ARGV expected ('' = absent), new, ttl_ms (0: no expiry).
             compare_and_set: Script::new(
                 "local cur = redis.call('GET', KEYS[1]) or ''
                  if cur ~= ARGV[1] then return 0 end
-                 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1",
+                 if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+                 else redis.call('SET', KEYS[1], ARGV[2]) end
+                 return 1",
+            ),
+            // KEYS hash; ARGV old, new.
+            secret_swap: Script::new(
+                "if redis.call('HGET', KEYS[1], 'secret') ~= ARGV[1] then return 0 end
+                 redis.call('HSET', KEYS[1], 'secret', ARGV[2]) return 1",
             ),
         }
     }
@@ -176,9 +192,8 @@ fn hex(b: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(b)
 }
 
-/// Lockout counters outlive the longest lock; code-step blocks are kept for a year.
+/// Password-step lockout counters outlive the longest lock, then age out.
 const LOCK_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
-const BLOCK_TTL_MS: u64 = 365 * 24 * 3600 * 1000;
 const PENDING_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
 
 impl RedisStore {
@@ -193,7 +208,10 @@ impl RedisStore {
         let certs = match &cfg.redis_ca_file {
             Some(p) => Some(redis::TlsCertificates {
                 client_tls: None,
-                root_cert: Some(std::fs::read(p).map_err(|e| unavailable(format!("storage.redis_ca_file: {e}")))?),
+                root_cert: Some(
+                    std::fs::read(p)
+                        .map_err(|e| unavailable(format!("storage.redis_ca_file: {e}")))?,
+                ),
             }),
             None => None,
         };
@@ -204,7 +222,10 @@ impl RedisStore {
                     None => redis::Client::open(cfg.redis_url.as_str()),
                 }
                 .map_err(unavailable)?;
-                Conn::Single(ConnectionManager::new_lazy_with_config(client, manager_cfg).map_err(unavailable)?)
+                Conn::Single(
+                    ConnectionManager::new_lazy_with_config(client, manager_cfg)
+                        .map_err(unavailable)?,
+                )
             }
             RedisMode::Cluster => {
                 let mut b = redis::cluster::ClusterClient::builder(cfg.redis_nodes.clone())
@@ -236,7 +257,12 @@ impl RedisStore {
                 }))
             }
         };
-        Ok(Self { conn, prefix: cfg.key_prefix.clone(), timeout: cfg.timeout, scripts: Scripts::new() })
+        Ok(Self {
+            conn,
+            prefix: cfg.key_prefix.clone(),
+            timeout: cfg.timeout,
+            scripts: Scripts::new(),
+        })
     }
 
     /// Bounds one store call in time and maps its error.
@@ -265,12 +291,19 @@ impl RedisStore {
     fn user_key(&self, user: &str, what: &str) -> String {
         format!("{}{{u:{}}}:{what}", self.prefix, user)
     }
+    /// Users that hold a secret (active or pending): one set, so rotation can walk
+    /// them on every topology (SCAN would have to visit every cluster node).
+    fn secret_users(&self) -> String {
+        format!("{}secret-users", self.prefix)
+    }
     fn lock_key(&self, key: &str, step: Step) -> String {
         format!("{}l:{}:{}", self.prefix, hex(key.as_bytes()), step.as_str())
     }
 
     async fn lock_record(&self, k: &str) -> StoreResult<(String, LockRecord)> {
-        let raw: Option<String> = self.call(redis::cmd("GET").arg(k).query_async(&mut self.conn())).await?;
+        let raw: Option<String> = self
+            .call(redis::cmd("GET").arg(k).query_async(&mut self.conn()))
+            .await?;
         let raw = raw.unwrap_or_default();
         if raw.is_empty() {
             return Ok((raw, LockRecord::default()));
@@ -283,84 +316,201 @@ impl RedisStore {
 #[async_trait]
 impl Store for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
-        let _: String = self.call(redis::cmd("PING").query_async(&mut self.conn())).await?;
+        let _: String = self
+            .call(redis::cmd("PING").query_async(&mut self.conn()))
+            .await?;
         Ok(())
     }
 
-    async fn session_put(&self, id: &Fingerprint, rec: &SessionRecord, ttl_ms: u64) -> StoreResult<()> {
+    async fn session_put(
+        &self,
+        id: &Fingerprint,
+        rec: &SessionRecord,
+        ttl_ms: u64,
+    ) -> StoreResult<()> {
         let json = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let key = self.session_key(id);
         let mut c = self.conn();
-        let _: () = self.call(redis::cmd("SET").arg(&key).arg(json).arg("PX").arg(ttl_ms.max(1)).query_async(&mut c)).await?;
-        let _: () = self.call(redis::cmd("SADD").arg(self.user_key(&rec.user, "sessions")).arg(hex(id)).query_async(&mut c)).await?;
         let _: () = self
-            .call(redis::cmd("ZADD").arg(self.sessions_index()).arg(rec.last_seen_ms + ttl_ms).arg(hex(id)).query_async(&mut c))
+            .call(
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(json)
+                    .arg("PX")
+                    .arg(ttl_ms.max(1))
+                    .query_async(&mut c),
+            )
+            .await?;
+        let _: () = self
+            .call(
+                redis::cmd("SADD")
+                    .arg(self.user_key(&rec.user, "sessions"))
+                    .arg(hex(id))
+                    .query_async(&mut c),
+            )
+            .await?;
+        let _: () = self
+            .call(
+                redis::cmd("ZADD")
+                    .arg(self.sessions_index())
+                    .arg(rec.last_seen_ms + ttl_ms)
+                    .arg(hex(id))
+                    .query_async(&mut c),
+            )
             .await?;
         Ok(())
     }
 
     async fn session_get(&self, id: &Fingerprint) -> StoreResult<Option<SessionRecord>> {
-        let raw: Option<String> = self.call(redis::cmd("GET").arg(self.session_key(id)).query_async(&mut self.conn())).await?;
-        raw.map(|r| serde_json::from_str(&r).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+        let raw: Option<String> = self
+            .call(
+                redis::cmd("GET")
+                    .arg(self.session_key(id))
+                    .query_async(&mut self.conn()),
+            )
+            .await?;
+        raw.map(|r| serde_json::from_str(&r).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
     }
 
-    async fn session_touch(&self, id: &Fingerprint, last_seen_ms: u64, ttl_ms: u64) -> StoreResult<()> {
-        let Some(mut rec) = self.session_get(id).await? else { return Ok(()) };
+    async fn session_touch(
+        &self,
+        id: &Fingerprint,
+        last_seen_ms: u64,
+        ttl_ms: u64,
+    ) -> StoreResult<()> {
+        let Some(mut rec) = self.session_get(id).await? else {
+            return Ok(());
+        };
         rec.last_seen_ms = last_seen_ms;
         let json = serde_json::to_string(&rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut c = self.conn();
         // XX: never resurrect a session deleted in the meantime (logout, revoke).
-        let _: Option<String> =
-            self.call(redis::cmd("SET").arg(self.session_key(id)).arg(json).arg("PX").arg(ttl_ms.max(1)).arg("XX").query_async(&mut c)).await?;
+        let _: Option<String> = self
+            .call(
+                redis::cmd("SET")
+                    .arg(self.session_key(id))
+                    .arg(json)
+                    .arg("PX")
+                    .arg(ttl_ms.max(1))
+                    .arg("XX")
+                    .query_async(&mut c),
+            )
+            .await?;
         let _: () = self
-            .call(redis::cmd("ZADD").arg(self.sessions_index()).arg("XX").arg(last_seen_ms + ttl_ms).arg(hex(id)).query_async(&mut c))
+            .call(
+                redis::cmd("ZADD")
+                    .arg(self.sessions_index())
+                    .arg("XX")
+                    .arg(last_seen_ms + ttl_ms)
+                    .arg(hex(id))
+                    .query_async(&mut c),
+            )
             .await?;
         Ok(())
     }
 
     async fn session_delete(&self, id: &Fingerprint) -> StoreResult<()> {
         let mut c = self.conn();
-        let _: () = self.call(redis::cmd("DEL").arg(self.session_key(id)).query_async(&mut c)).await?;
-        let _: () = self.call(redis::cmd("ZREM").arg(self.sessions_index()).arg(hex(id)).query_async(&mut c)).await?;
+        let _: () = self
+            .call(
+                redis::cmd("DEL")
+                    .arg(self.session_key(id))
+                    .query_async(&mut c),
+            )
+            .await?;
+        let _: () = self
+            .call(
+                redis::cmd("ZREM")
+                    .arg(self.sessions_index())
+                    .arg(hex(id))
+                    .query_async(&mut c),
+            )
+            .await?;
         Ok(())
     }
 
     async fn sessions_delete_user(&self, user: &str) -> StoreResult<u64> {
         let index = self.user_key(user, "sessions");
         let mut c = self.conn();
-        let ids: Vec<String> = self.call(redis::cmd("SMEMBERS").arg(&index).query_async(&mut c)).await?;
+        let ids: Vec<String> = self
+            .call(redis::cmd("SMEMBERS").arg(&index).query_async(&mut c))
+            .await?;
         let mut ended = 0;
         for id in &ids {
-            let n: u64 = self.call(redis::cmd("DEL").arg(format!("{}s:{id}", self.prefix)).query_async(&mut c)).await?;
+            let n: u64 = self
+                .call(
+                    redis::cmd("DEL")
+                        .arg(format!("{}s:{id}", self.prefix))
+                        .query_async(&mut c),
+                )
+                .await?;
             ended += n;
-            let _: () = self.call(redis::cmd("ZREM").arg(self.sessions_index()).arg(id).query_async(&mut c)).await?;
+            let _: () = self
+                .call(
+                    redis::cmd("ZREM")
+                        .arg(self.sessions_index())
+                        .arg(id)
+                        .query_async(&mut c),
+                )
+                .await?;
         }
-        let _: () = self.call(redis::cmd("DEL").arg(&index).query_async(&mut c)).await?;
+        let _: () = self
+            .call(redis::cmd("DEL").arg(&index).query_async(&mut c))
+            .await?;
         Ok(ended)
     }
 
     async fn sessions_count(&self) -> StoreResult<u64> {
         let mut c = self.conn();
         let now = crate::app::now_ms();
-        let _: () = self.call(redis::cmd("ZREMRANGEBYSCORE").arg(self.sessions_index()).arg("-inf").arg(now).query_async(&mut c)).await?;
-        self.call(redis::cmd("ZCARD").arg(self.sessions_index()).query_async(&mut c)).await
+        let _: () = self
+            .call(
+                redis::cmd("ZREMRANGEBYSCORE")
+                    .arg(self.sessions_index())
+                    .arg("-inf")
+                    .arg(now)
+                    .query_async(&mut c),
+            )
+            .await?;
+        self.call(
+            redis::cmd("ZCARD")
+                .arg(self.sessions_index())
+                .query_async(&mut c),
+        )
+        .await
     }
 
     async fn mfa_get(&self, user: &str) -> StoreResult<Option<MfaRecord>> {
         let (secret, enabled, used): (Option<Vec<u8>>, Option<u64>, Option<String>) = self
-            .call(redis::cmd("HMGET").arg(self.user_key(user, "mfa")).arg("secret").arg("enabled_ms").arg("last_used_ms").query_async(&mut self.conn()))
+            .call(
+                redis::cmd("HMGET")
+                    .arg(self.user_key(user, "mfa"))
+                    .arg("secret")
+                    .arg("enabled_ms")
+                    .arg("last_used_ms")
+                    .query_async(&mut self.conn()),
+            )
             .await?;
         Ok(match (secret, enabled) {
-            (Some(secret), Some(enabled_ms)) => {
-                Some(MfaRecord { secret, enabled_ms, last_used_ms: used.and_then(|u| u.parse().ok()).filter(|v: &u64| *v > 0) })
-            }
+            (Some(secret), Some(enabled_ms)) => Some(MfaRecord {
+                secret,
+                enabled_ms,
+                last_used_ms: used.and_then(|u| u.parse().ok()).filter(|v: &u64| *v > 0),
+            }),
             _ => None,
         })
     }
 
     async fn pending_get(&self, user: &str) -> StoreResult<Option<PendingEnrollment>> {
         let (secret, created): (Option<Vec<u8>>, Option<u64>) = self
-            .call(redis::cmd("HMGET").arg(self.user_key(user, "pending")).arg("secret").arg("created_ms").query_async(&mut self.conn()))
+            .call(
+                redis::cmd("HMGET")
+                    .arg(self.user_key(user, "pending"))
+                    .arg("secret")
+                    .arg("created_ms")
+                    .query_async(&mut self.conn()),
+            )
             .await?;
         Ok(match (secret, created) {
             (Some(secret), Some(created_ms)) => Some(PendingEnrollment { secret, created_ms }),
@@ -372,26 +522,72 @@ impl Store for RedisStore {
         let key = self.user_key(user, "pending");
         let mut c = self.conn();
         let _: () = self
-            .call(redis::cmd("HSET").arg(&key).arg("secret").arg(&p.secret).arg("created_ms").arg(p.created_ms).query_async(&mut c))
+            .call(
+                redis::cmd("HSET")
+                    .arg(&key)
+                    .arg("secret")
+                    .arg(&p.secret)
+                    .arg("created_ms")
+                    .arg(p.created_ms)
+                    .query_async(&mut c),
+            )
             .await?;
-        let _: () = self.call(redis::cmd("PEXPIRE").arg(&key).arg(PENDING_TTL_MS).query_async(&mut c)).await?;
+        let _: () = self
+            .call(
+                redis::cmd("PEXPIRE")
+                    .arg(&key)
+                    .arg(PENDING_TTL_MS)
+                    .query_async(&mut c),
+            )
+            .await?;
+        let _: () = self
+            .call(
+                redis::cmd("SADD")
+                    .arg(self.secret_users())
+                    .arg(user)
+                    .query_async(&mut c),
+            )
+            .await?;
         Ok(())
     }
 
-    async fn mfa_enable(&self, user: &str, rec: &MfaRecord, backup: &[Fingerprint]) -> StoreResult<bool> {
+    async fn mfa_enable(
+        &self,
+        user: &str,
+        rec: &MfaRecord,
+        backup: &[Fingerprint],
+    ) -> StoreResult<bool> {
         let mut inv = self.scripts.mfa_enable.prepare_invoke();
-        inv.key(self.user_key(user, "mfa")).key(self.user_key(user, "pending")).key(self.user_key(user, "backup"));
-        inv.arg(&rec.secret).arg(rec.enabled_ms).arg(rec.last_used_ms.unwrap_or(0));
+        inv.key(self.user_key(user, "mfa"))
+            .key(self.user_key(user, "pending"))
+            .key(self.user_key(user, "backup"));
+        inv.arg(&rec.secret)
+            .arg(rec.enabled_ms)
+            .arg(rec.last_used_ms.unwrap_or(0));
         for h in backup {
             inv.arg(&h[..]);
         }
         let n: i64 = self.call(inv.invoke_async(&mut self.conn())).await?;
+        let _: () = self
+            .call(
+                redis::cmd("SADD")
+                    .arg(self.secret_users())
+                    .arg(user)
+                    .query_async(&mut self.conn()),
+            )
+            .await?;
         Ok(n == 1)
     }
 
     async fn mfa_mark_used(&self, user: &str, now_ms: u64) -> StoreResult<()> {
         let _: () = self
-            .call(redis::cmd("HSET").arg(self.user_key(user, "mfa")).arg("last_used_ms").arg(now_ms).query_async(&mut self.conn()))
+            .call(
+                redis::cmd("HSET")
+                    .arg(self.user_key(user, "mfa"))
+                    .arg("last_used_ms")
+                    .arg(now_ms)
+                    .query_async(&mut self.conn()),
+            )
             .await?;
         Ok(())
     }
@@ -403,6 +599,14 @@ impl Store for RedisStore {
                     .arg(self.user_key(user, "mfa"))
                     .arg(self.user_key(user, "pending"))
                     .arg(self.user_key(user, "backup"))
+                    .query_async(&mut self.conn()),
+            )
+            .await?;
+        let _: () = self
+            .call(
+                redis::cmd("SREM")
+                    .arg(self.secret_users())
+                    .arg(user)
                     .query_async(&mut self.conn()),
             )
             .await?;
@@ -434,38 +638,85 @@ impl Store for RedisStore {
     }
 
     async fn backup_count(&self, user: &str) -> StoreResult<u32> {
-        self.call(redis::cmd("SCARD").arg(self.user_key(user, "backup")).query_async(&mut self.conn())).await
+        self.call(
+            redis::cmd("SCARD")
+                .arg(self.user_key(user, "backup"))
+                .query_async(&mut self.conn()),
+        )
+        .await
     }
 
     async fn device_put(&self, token: &Fingerprint, rec: &DeviceRecord) -> StoreResult<()> {
         let json = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let ttl = rec.expires_ms.saturating_sub(crate::app::now_ms()).max(1);
         let mut c = self.conn();
-        let _: () = self.call(redis::cmd("SET").arg(self.device_key(token)).arg(json).arg("PX").arg(ttl).query_async(&mut c)).await?;
-        let _: () = self.call(redis::cmd("SADD").arg(self.user_key(&rec.user, "devices")).arg(hex(token)).query_async(&mut c)).await?;
+        let _: () = self
+            .call(
+                redis::cmd("SET")
+                    .arg(self.device_key(token))
+                    .arg(json)
+                    .arg("PX")
+                    .arg(ttl)
+                    .query_async(&mut c),
+            )
+            .await?;
+        let _: () = self
+            .call(
+                redis::cmd("SADD")
+                    .arg(self.user_key(&rec.user, "devices"))
+                    .arg(hex(token))
+                    .query_async(&mut c),
+            )
+            .await?;
         Ok(())
     }
 
-    async fn device_take(&self, token: &Fingerprint, user: &str) -> StoreResult<Option<DeviceRecord>> {
+    async fn device_take(
+        &self,
+        token: &Fingerprint,
+        user: &str,
+    ) -> StoreResult<Option<DeviceRecord>> {
         let mut inv = self.scripts.device_take.prepare_invoke();
         inv.key(self.device_key(token)).arg(user);
         let raw: Option<String> = self.call(inv.invoke_async(&mut self.conn())).await?;
         let Some(raw) = raw else { return Ok(None) };
-        let _: () = self.call(redis::cmd("SREM").arg(self.user_key(user, "devices")).arg(hex(token)).query_async(&mut self.conn())).await?;
-        serde_json::from_str(&raw).map(Some).map_err(|e| StoreError::Corrupt(e.to_string()))
+        let _: () = self
+            .call(
+                redis::cmd("SREM")
+                    .arg(self.user_key(user, "devices"))
+                    .arg(hex(token))
+                    .query_async(&mut self.conn()),
+            )
+            .await?;
+        serde_json::from_str(&raw)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     async fn devices_list(&self, user: &str) -> StoreResult<Vec<DeviceRecord>> {
         let index = self.user_key(user, "devices");
         let mut c = self.conn();
-        let ids: Vec<String> = self.call(redis::cmd("SMEMBERS").arg(&index).query_async(&mut c)).await?;
+        let ids: Vec<String> = self
+            .call(redis::cmd("SMEMBERS").arg(&index).query_async(&mut c))
+            .await?;
         let mut out = Vec::new();
         for id in ids {
-            let raw: Option<String> = self.call(redis::cmd("GET").arg(format!("{}d:{id}", self.prefix)).query_async(&mut c)).await?;
+            let raw: Option<String> = self
+                .call(
+                    redis::cmd("GET")
+                        .arg(format!("{}d:{id}", self.prefix))
+                        .query_async(&mut c),
+                )
+                .await?;
             match raw {
-                Some(r) => out.push(serde_json::from_str::<DeviceRecord>(&r).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+                Some(r) => out.push(
+                    serde_json::from_str::<DeviceRecord>(&r)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                ),
                 None => {
-                    let _: () = self.call(redis::cmd("SREM").arg(&index).arg(&id).query_async(&mut c)).await?;
+                    let _: () = self
+                        .call(redis::cmd("SREM").arg(&index).arg(&id).query_async(&mut c))
+                        .await?;
                 }
             }
         }
@@ -476,13 +727,23 @@ impl Store for RedisStore {
     async fn devices_forget(&self, user: &str) -> StoreResult<u64> {
         let index = self.user_key(user, "devices");
         let mut c = self.conn();
-        let ids: Vec<String> = self.call(redis::cmd("SMEMBERS").arg(&index).query_async(&mut c)).await?;
+        let ids: Vec<String> = self
+            .call(redis::cmd("SMEMBERS").arg(&index).query_async(&mut c))
+            .await?;
         let mut n = 0;
         for id in ids {
-            let d: u64 = self.call(redis::cmd("DEL").arg(format!("{}d:{id}", self.prefix)).query_async(&mut c)).await?;
+            let d: u64 = self
+                .call(
+                    redis::cmd("DEL")
+                        .arg(format!("{}d:{id}", self.prefix))
+                        .query_async(&mut c),
+                )
+                .await?;
             n += d;
         }
-        let _: () = self.call(redis::cmd("DEL").arg(&index).query_async(&mut c)).await?;
+        let _: () = self
+            .call(redis::cmd("DEL").arg(&index).query_async(&mut c))
+            .await?;
         Ok(n)
     }
 
@@ -490,15 +751,28 @@ impl Store for RedisStore {
         Ok(self.lock_record(&self.lock_key(key, step)).await?.1)
     }
 
-    async fn lock_fail(&self, key: &str, step: Step, now_ms: u64, policy: &LockPolicy) -> StoreResult<(LockRecord, bool)> {
+    async fn lock_fail(
+        &self,
+        key: &str,
+        step: Step,
+        now_ms: u64,
+        policy: &LockPolicy,
+    ) -> StoreResult<(LockRecord, bool)> {
         let k = self.lock_key(key, step);
         // Optimistic compare-and-set: concurrent failures on several instances each
         // count once, and the arithmetic stays in core::lockout.
         for _ in 0..32 {
             let (raw, rec) = self.lock_record(&k).await?;
             let (next, locked) = rec.after_failure(step, now_ms, policy);
-            let json = serde_json::to_string(&next).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let ttl = if next.blocked { BLOCK_TTL_MS } else { LOCK_TTL_MS };
+            let json =
+                serde_json::to_string(&next).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            // Password counters age out (unknown usernames must not pile up); the code
+            // counter is never reset by time (SPEC §6) and exists only for real users.
+            let ttl = if step == Step::Password {
+                LOCK_TTL_MS
+            } else {
+                0
+            };
             let mut inv = self.scripts.compare_and_set.prepare_invoke();
             inv.key(&k).arg(raw).arg(json).arg(ttl);
             let ok: i64 = self.call(inv.invoke_async(&mut self.conn())).await?;
@@ -510,22 +784,92 @@ impl Store for RedisStore {
     }
 
     async fn lock_reset(&self, key: &str, step: Step) -> StoreResult<()> {
-        let _: () = self.call(redis::cmd("DEL").arg(self.lock_key(key, step)).query_async(&mut self.conn())).await?;
+        let _: () = self
+            .call(
+                redis::cmd("DEL")
+                    .arg(self.lock_key(key, step))
+                    .query_async(&mut self.conn()),
+            )
+            .await?;
         Ok(())
     }
 
     async fn unlock(&self, key: &str) -> StoreResult<()> {
         let mut c = self.conn();
         for step in [Step::Password, Step::Code] {
-            let _: () = self.call(redis::cmd("DEL").arg(self.lock_key(key, step)).query_async(&mut c)).await?;
+            let _: () = self
+                .call(
+                    redis::cmd("DEL")
+                        .arg(self.lock_key(key, step))
+                        .query_async(&mut c),
+                )
+                .await?;
         }
         Ok(())
+    }
+
+    async fn secrets_list(&self) -> StoreResult<Vec<StoredSecret>> {
+        let mut c = self.conn();
+        let users: Vec<String> = self
+            .call(
+                redis::cmd("SMEMBERS")
+                    .arg(self.secret_users())
+                    .query_async(&mut c),
+            )
+            .await?;
+        let mut out = Vec::new();
+        for user in users {
+            for (kind, what) in [
+                (SecretKind::Active, "mfa"),
+                (SecretKind::Pending, "pending"),
+            ] {
+                let secret: Option<Vec<u8>> = self
+                    .call(
+                        redis::cmd("HGET")
+                            .arg(self.user_key(&user, what))
+                            .arg("secret")
+                            .query_async(&mut c),
+                    )
+                    .await?;
+                if let Some(envelope) = secret {
+                    out.push(StoredSecret {
+                        user: user.clone(),
+                        kind,
+                        envelope,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn secret_swap(
+        &self,
+        user: &str,
+        kind: SecretKind,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool> {
+        let what = match kind {
+            SecretKind::Active => "mfa",
+            SecretKind::Pending => "pending",
+        };
+        let mut inv = self.scripts.secret_swap.prepare_invoke();
+        inv.key(self.user_key(user, what)).arg(old).arg(new);
+        let n: i64 = self.call(inv.invoke_async(&mut self.conn())).await?;
+        Ok(n == 1)
     }
 
     async fn purge_expired(&self, now_ms: u64) -> StoreResult<()> {
         // Keys expire by themselves (TTLs); only the session index needs trimming.
         let _: () = self
-            .call(redis::cmd("ZREMRANGEBYSCORE").arg(self.sessions_index()).arg("-inf").arg(now_ms).query_async(&mut self.conn()))
+            .call(
+                redis::cmd("ZREMRANGEBYSCORE")
+                    .arg(self.sessions_index())
+                    .arg("-inf")
+                    .arg(now_ms)
+                    .query_async(&mut self.conn()),
+            )
             .await?;
         Ok(())
     }

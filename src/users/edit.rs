@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use toml_edit::{value, Array, ArrayOfTables, DocumentMut, Item, Table};
+use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
 
 use crate::core::user::lockout_key;
 
@@ -37,7 +37,9 @@ impl UsersDoc {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(EditError::Read(path.display().to_string(), e.to_string())),
         };
-        let doc = text.parse::<DocumentMut>().map_err(|e| EditError::Parse(e.to_string()))?;
+        let doc = text
+            .parse::<DocumentMut>()
+            .map_err(|e| EditError::Parse(e.to_string()))?;
         Ok(Self { doc })
     }
 
@@ -45,7 +47,9 @@ impl UsersDoc {
         if !self.doc.contains_key("users") || self.doc["users"].as_array_of_tables().is_none() {
             self.doc["users"] = Item::ArrayOfTables(ArrayOfTables::new());
         }
-        self.doc["users"].as_array_of_tables_mut().unwrap_or_else(|| unreachable!("set just above"))
+        self.doc["users"]
+            .as_array_of_tables_mut()
+            .unwrap_or_else(|| unreachable!("set just above"))
     }
 
     /// The table of `name` (case-insensitive) and its canonical username.
@@ -54,14 +58,24 @@ impl UsersDoc {
         self.users()
             .iter_mut()
             .find_map(|t| {
-                let n = t.get("username").and_then(|v| v.as_str()).map(str::to_string)?;
+                let n = t
+                    .get("username")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)?;
                 (lockout_key(&n) == key).then_some((t, n))
             })
             .ok_or_else(|| EditError::NoSuchUser(name.to_string()))
     }
 
     /// Appends a new user.
-    pub fn add(&mut self, username: &str, display_name: &str, email: &str, roles: &[String], hash: &str) -> Result<(), EditError> {
+    pub fn add(
+        &mut self,
+        username: &str,
+        display_name: &str,
+        email: &str,
+        roles: &[String],
+        hash: &str,
+    ) -> Result<(), EditError> {
         if self.find(username).is_ok() {
             return Err(EditError::Exists(username.to_string()));
         }
@@ -98,7 +112,12 @@ impl UsersDoc {
     pub fn save(&self, path: &Path) -> Result<(), EditError> {
         let text = self.doc.to_string();
         super::file::parse(&text).map_err(|ps| {
-            EditError::Invalid(ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))
+            EditError::Invalid(
+                ps.iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
         })?;
         let w = |e: std::io::Error| EditError::Write(path.display().to_string(), e.to_string());
         let tmp = path.with_extension("toml.tmp");

@@ -42,7 +42,10 @@ fn snapshot(users: Vec<User>) -> UsersSnapshot {
         .max_by_key(|c| (c.m_kib as u64) * (c.t as u64))
         .unwrap_or(Cost::DEFAULT);
     let decoy_hash = password::hash(b"vestibule decoy password", cost).unwrap_or_default();
-    UsersSnapshot { directory: Directory::new(users), decoy_hash }
+    UsersSnapshot {
+        directory: Directory::new(users),
+        decoy_hash,
+    }
 }
 
 /// What changed between two versions of the file, for the caller to act on.
@@ -92,7 +95,9 @@ impl UsersHandle {
                 let old = self.get();
                 let newly_disabled = users
                     .iter()
-                    .filter(|u| u.disabled && old.directory.find(&u.username).is_some_and(|o| !o.disabled))
+                    .filter(|u| {
+                        u.disabled && old.directory.find(&u.username).is_some_and(|o| !o.disabled)
+                    })
                     .map(|u| u.username.clone())
                     .collect();
                 let snap = snapshot(users);
@@ -100,11 +105,13 @@ impl UsersHandle {
                 if let Ok(mut c) = self.current.write() {
                     *c = Arc::new(snap);
                 }
-                self.healthy.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.healthy
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 Some(Change { newly_disabled })
             }
             Err(problems) => {
-                self.healthy.store(false, std::sync::atomic::Ordering::Relaxed);
+                self.healthy
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
                 for p in problems {
                     tracing::error!(file = %self.path.display(), problem = %p, "users file not reloaded; the last good version stays in force");
                 }
@@ -123,7 +130,9 @@ impl UsersHandle {
         loop {
             tick.tick().await;
             let me = self.clone();
-            if let Ok(Some(change)) = tokio::task::spawn_blocking(move || me.reload_if_changed()).await {
+            if let Ok(Some(change)) =
+                tokio::task::spawn_blocking(move || me.reload_if_changed()).await
+            {
                 on_change(change).await;
             }
         }

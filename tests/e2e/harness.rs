@@ -299,11 +299,10 @@ async fn handle_upstream(
                     let _ = ws.close(None).await;
                     break;
                 }
-                if msg.is_text() || msg.is_binary() {
-                    if ws.send(msg).await.is_err() {
+                if (msg.is_text() || msg.is_binary())
+                    && ws.send(msg).await.is_err() {
                         break;
                     }
-                }
             }
         });
         let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
@@ -976,11 +975,9 @@ impl Gateway {
             }
             if let Ok(Ok(resp)) =
                 tokio::time::timeout(Duration::from_secs(2), client.get(&url).send()).await
-            {
-                if resp.status() == 200 {
+                && resp.status() == 200 {
                     return;
                 }
-            }
             if Instant::now() > deadline {
                 panic!(
                     "vestibule did not answer 200 on {url} within {timeout:?}\n{}",
@@ -1159,11 +1156,10 @@ fn response_complete(buf: &[u8]) -> bool {
         return true;
     }
     for line in head.lines() {
-        if let Some(v) = line.strip_prefix("content-length:") {
-            if let Ok(n) = v.trim().parse::<usize>() {
+        if let Some(v) = line.strip_prefix("content-length:")
+            && let Ok(n) = v.trim().parse::<usize>() {
                 return body.len() >= n;
             }
-        }
         if line.starts_with("transfer-encoding:") && line.contains("chunked") {
             return find(body, b"0\r\n\r\n").is_some();
         }
@@ -1234,4 +1230,37 @@ pub fn echo_of(body: &[u8]) -> serde_json::Value {
             String::from_utf8_lossy(body)
         )
     })
+}
+
+// ---------------------------------------------------------------------------
+// Appended for the sign-in / 2FA flows (tests/e2e/flows.rs, signin.rs, twofa.rs)
+// ---------------------------------------------------------------------------
+
+impl Gateway {
+    /// Kills the process with SIGKILL (no shutdown, no flush) and starts
+    /// `vestibule serve` again on the same config, files and port; output is
+    /// appended to the same captured logs.
+    pub async fn kill9_and_restart(&mut self) {
+        if self.try_exit().is_none() {
+            self.signal(libc::SIGKILL);
+            assert!(
+                self.wait_exit(Duration::from_secs(10)).await.is_some(),
+                "SIGKILL did not end vestibule"
+            );
+        }
+        let mut cmd = self.p.cmd();
+        cmd.arg("serve").arg("--config").arg(&self.p.config_path);
+        let append = |p: &Path| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(p)
+                .unwrap()
+        };
+        cmd.stdout(append(&self.stdout_path));
+        cmd.stderr(append(&self.stderr_path));
+        self.child = cmd.spawn().expect("respawn vestibule serve");
+        self.exited = None;
+        self.wait_healthy(Duration::from_secs(30)).await;
+    }
 }

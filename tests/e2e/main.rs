@@ -13,5 +13,11 @@ mod harness;
 mod harness_selftest;
 
 mod config_cli;
+mod flows;
 mod lifecycle;
+mod observability;
 mod proxy;
+mod redis;
+mod rotation;
+mod signin;
+mod twofa;
