@@ -20,6 +20,8 @@
 #   CLIENT_CPUS=1 cores for the load generators (wrk, login storm, openssl s_time)
 #   HANDSHAKE_SECS=5  seconds per s_time run (0 skips the handshake test)
 #   BASE_PORT=18400   first of 7 consecutive loopback ports
+#   ACCESS_LOG=on one access-log line per request in both proxies (their shipped default);
+#                 off: nginx `access_log off`, Vestibule `[log] access_log = false`
 #   SKIP_BUILD=1  use the existing target/release/vestibule    KEEP_TMP=1 keep the temp dir
 set -euo pipefail
 
@@ -38,12 +40,16 @@ SERVER_CPUS=${SERVER_CPUS:-0}
 CLIENT_CPUS=${CLIENT_CPUS:-1}
 HANDSHAKE_SECS=${HANDSHAKE_SECS:-5}
 BASE_PORT=${BASE_PORT:-18400}
+ACCESS_LOG=${ACCESS_LOG:-on}
+[[ "$ACCESS_LOG" == on || "$ACCESS_LOG" == off ]] || { echo "ACCESS_LOG must be on or off" >&2; exit 2; }
 
 P_UP=$BASE_PORT                 # upstream nginx (static responder)
 P_NGX_HTTP=$((BASE_PORT + 1))   # nginx proxy, plain HTTP
 P_NGX_TLS=$((BASE_PORT + 2))    # nginx proxy, TLS
 P_VST_HTTP=$((BASE_PORT + 3))   # vestibule, plain HTTP
 P_VST_TLS=$((BASE_PORT + 4))    # vestibule, TLS
+P_VST_REDIS=$((BASE_PORT + 5))  # vestibule, plain HTTP, Redis backend
+P_REDIS=$((BASE_PORT + 6))      # redis-server for it
 
 BENCH_USER=bench.patient
 BENCH_PASS='bench-password-0123456789'
@@ -54,6 +60,7 @@ die() { log "ERROR: $*"; exit 1; }
 # ---------------------------------------------------------------- tools
 need_pkgs=()
 command -v nginx >/dev/null 2>&1 || need_pkgs+=(nginx)
+command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
@@ -65,7 +72,7 @@ if ((${#need_pkgs[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
-# The Debian package starts a system nginx on :80; we never use it, and leave it alone.
+# On a systemd host the Debian package may start a system nginx on :80; we never use it, and leave it alone.
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     log "cargo build --release"
@@ -84,7 +91,7 @@ else
     ON_CLIENT=()
 fi
 
-for p in $P_UP $P_NGX_HTTP $P_NGX_TLS $P_VST_HTTP $P_VST_TLS; do
+for p in $P_UP $P_NGX_HTTP $P_NGX_TLS $P_VST_HTTP $P_VST_TLS $P_VST_REDIS $P_REDIS; do
     if ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
         die "port $p is in use; set BASE_PORT to a free range"
     fi
@@ -147,9 +154,13 @@ error_log $WORK/nginx/$1.error.log warn;
 events { worker_connections 8192; }
 EOF
 }
-nginx_http_common() {
+nginx_http_common() { # name access-log(on|off)
+    if [[ "$2" == on ]]; then
+        echo "    access_log $WORK/nginx/$1.access.log combined;"
+    else
+        echo "    access_log off;"
+    fi
     cat <<EOF
-    access_log off;
     client_body_temp_path $WORK/nginx/tmp/body-$1;
     proxy_temp_path $WORK/nginx/tmp/proxy-$1;
     fastcgi_temp_path $WORK/nginx/tmp/fastcgi-$1;
@@ -162,7 +173,7 @@ EOF
 {
     nginx_common upstream
     echo "http {"
-    nginx_http_common upstream
+    nginx_http_common upstream off
     cat <<EOF
     server {
         listen 127.0.0.1:$P_UP backlog=4096;
@@ -174,7 +185,7 @@ EOF
 {
     nginx_common proxy
     echo "http {"
-    nginx_http_common proxy
+    nginx_http_common proxy "$ACCESS_LOG"
     cat <<EOF
     upstream backend {
         server 127.0.0.1:$P_UP;
@@ -212,7 +223,7 @@ for n in upstream proxy; do
 done
 
 # ---------------------------------------------------------------- vestibule: HTTP and TLS
-vest_conf() { # name port tls?
+vest_conf() { # name port tls? [backend]
     cat <<EOF
 [server]
 listen = "127.0.0.1:$2"
@@ -233,19 +244,30 @@ path_prefix = "/bench/"
 access = "bypass"
 
 [storage]
-backend = "embedded"
+backend = "${4:-embedded}"
 path = "$WORK/vest-$1/data"
+redis_url = "redis://127.0.0.1:$P_REDIS/0"
 encryption_key_file = "$WORK/encryption.key"
 
 [log]
 audit_file = "$WORK/vest-$1/audit.log"
 EOF
+    if [[ "$ACCESS_LOG" == off ]]; then
+        echo "access_log = false"
+    fi
 }
-for v in http tls; do
+# The Redis backend's own server, on the servers' core like the upstream.
+"${ON_SERVER[@]}" redis-server --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
+PIDS+=($!)
+SERVER_PIDS+=($!)
+for v in http tls redis; do
     mkdir -p "$WORK/vest-$v"
     port=$P_VST_HTTP
     [[ $v == tls ]] && port=$P_VST_TLS
-    vest_conf "$v" "$port" "$v" >"$WORK/vest-$v/vestibule.toml"
+    [[ $v == redis ]] && port=$P_VST_REDIS
+    backend=embedded
+    [[ $v == redis ]] && backend=redis
+    vest_conf "$v" "$port" "$v" "$backend" >"$WORK/vest-$v/vestibule.toml"
     "$BIN" --config "$WORK/vest-$v/vestibule.toml" check-config >"$WORK/vest-$v/check.log" 2>&1 \
         || { cat "$WORK/vest-$v/check.log" >&2; die "vestibule ($v) config rejected"; }
     "${ON_SERVER[@]}" "$BIN" --config "$WORK/vest-$v/vestibule.toml" serve >"$WORK/vest-$v/serve.log" 2>&1 &
@@ -266,6 +288,7 @@ wait_for "http://127.0.0.1:$P_NGX_HTTP/"
 wait_for "https://127.0.0.1:$P_NGX_TLS/"
 wait_for "http://127.0.0.1:$P_VST_HTTP/_vestibule/health"
 wait_for "https://127.0.0.1:$P_VST_TLS/_vestibule/health"
+wait_for "http://127.0.0.1:$P_VST_REDIS/_vestibule/health"
 
 # ---------------------------------------------------------------- log in once per instance
 login() { # scheme port cookie-name -> prints the session token
@@ -281,6 +304,8 @@ login() { # scheme port cookie-name -> prints the session token
 }
 SESS_HTTP=$(login http "$P_VST_HTTP" vestibule_session)
 SESS_TLS=$(login https "$P_VST_TLS" __Host-vestibule_session)
+SESS_REDIS=$(login http "$P_VST_REDIS" vestibule_session)
+COOKIE_REDIS="Cookie: vestibule_session=$SESS_REDIS"
 [[ -n "$SESS_HTTP" && -n "$SESS_TLS" ]] || die "no session cookie after login"
 COOKIE_HTTP="Cookie: vestibule_session=$SESS_HTTP"
 COOKIE_TLS="Cookie: __Host-vestibule_session=$SESS_TLS"
@@ -414,20 +439,32 @@ PY
     log "login storm c=$conns rep $rep: $(tail -1 "$STORM_LOG" | cut -f3-)"
 }
 
-HS_LOG="$WORK/handshakes.tsv"   # server rep handshakes_per_s
+HS_LOG="$WORK/handshakes.tsv"   # method server rep per_second
 : >"$HS_LOG"
 run_handshakes() { # name port rep
-    local out="$WORK/stime-$1-$3.txt" n secs
+    local out="$WORK/stime-$1-$3.txt" n t0 t1 rate
+    # s_time prints whole "real seconds" only, so time the run ourselves.
+    t0=$(date +%s.%N)
     timeout $((HANDSHAKE_SECS + 30)) "${ON_CLIENT[@]}" openssl s_time -connect "127.0.0.1:$2" -new \
         -time "$HANDSHAKE_SECS" >"$out" 2>&1 || true
-    # "N connections in T real seconds, B bytes read per connection"
-    read -r n secs < <(awk '/connections in .* real seconds/ { print $1, $4 }' "$out" | head -1) || true
-    if [[ -z "${n:-}" || -z "${secs:-}" ]]; then
+    t1=$(date +%s.%N)
+    n=$(awk '/connections in .* real seconds/ { print $1; exit }' "$out")
+    if [[ -n "$n" ]]; then
+        rate=$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
+        printf 's_time\t%s\t%s\t%s\n' "$1" "$3" "$rate" >>"$HS_LOG"
+        log "s_time -new $1 rep $3: $rate handshakes/s"
+    else
         log "s_time against $1 gave no figure: $(tail -3 "$out" | tr '\n' ' ')"
-        return 0
     fi
-    printf '%s\t%s\t%s\n' "$1" "$3" "$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')" >>"$HS_LOG"
-    log "handshakes $1 rep $3: $(tail -1 "$HS_LOG" | cut -f3)/s"
+    # 64 concurrent clients, a new TCP + TLS connection for every request.
+    out="$WORK/wrkclose-$1-$3.txt"
+    timeout $((HANDSHAKE_SECS + 30)) "${ON_CLIENT[@]}" wrk -t"$THREADS" -c64 -d"${HANDSHAKE_SECS}s" --timeout 10s \
+        -H "Connection: close" "https://127.0.0.1:$2/bench/x" >"$out" 2>&1 || true
+    rate=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+    if [[ -n "$rate" ]]; then
+        printf 'wrk-close\t%s\t%s\t%s\n' "$1" "$3" "$rate" >>"$HS_LOG"
+        log "wrk Connection: close $1 rep $3: $rate connections/s"
+    fi
 }
 
 # ---------------------------------------------------------------- the run
@@ -441,6 +478,7 @@ for rep in $(seq 1 "$REPS"); do
         run_wrk bypass-tls "$c" "$rep" "https://127.0.0.1:$P_VST_TLS/bench/x"
         run_wrk auth-http "$c" "$rep" "http://127.0.0.1:$P_VST_HTTP/app/x" "$COOKIE_HTTP"
         run_wrk auth-tls "$c" "$rep" "https://127.0.0.1:$P_VST_TLS/app/x" "$COOKIE_TLS"
+        run_wrk auth-redis-http "$c" "$rep" "http://127.0.0.1:$P_VST_REDIS/app/x" "$COOKIE_REDIS"
         run_storm "$c" "$rep"
     done
     if ((HANDSHAKE_SECS > 0)); then
@@ -468,6 +506,7 @@ META="$WORK/meta.env"
     echo "cpu=${CPU:-unknown}"
     echo "kernel=$(uname -r)"
     echo "rev=$REV"
+    echo "bin_built=$(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')"
     echo "nginx=$(nginx -v 2>&1 | sed 's/^nginx version: //')"
     echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{ print $2 }')"
     echo "openssl=$(openssl version | awk '{ print $2 }')"
@@ -483,6 +522,7 @@ META="$WORK/meta.env"
     echo "load_end=$LOAD_END"
     echo "elapsed=$ELAPSED"
     echo "handshake_secs=$HANDSHAKE_SECS"
+    echo "access_log=$ACCESS_LOG"
 } >"$META"
 
 python3 - "$RAW" "$STORM_LOG" "$HS_LOG" "$META" >"$OUT" <<'PY'
@@ -509,6 +549,7 @@ CASES = [
     ("bypass-tls", "Vestibule, bypass path", "TLS", "nginx-tls"),
     ("auth-http", "Vestibule, authenticated (session cookie)", "HTTP", "nginx-http"),
     ("auth-tls", "Vestibule, authenticated (session cookie)", "TLS", "nginx-tls"),
+    ("auth-redis-http", "Vestibule, authenticated, Redis backend", "HTTP", "nginx-http"),
     ("auth-storm-tls", f"Vestibule, authenticated, {meta['storm']} logins in flight", "TLS", "nginx-tls"),
 ]
 def ratio(a, b):
@@ -517,12 +558,15 @@ o = []
 o.append("# Vestibule benchmark results\n")
 o.append(f"- date: {meta['date']}")
 o.append(f"- machine: {meta['host_nproc']} cores (nproc), {meta['cpu']}, Linux {meta['kernel']}")
-o.append(f"- vestibule revision: `{meta['rev']}` (release build)")
+o.append(f"- vestibule revision: `{meta['rev']}` (release build of {meta['bin_built']}; `-dirty` = uncommitted changes in the tree)")
 o.append(f"- tools: nginx {meta['nginx']}, wrk {meta['wrk']}, OpenSSL {meta['openssl']}")
 pin = (f"servers (proxy under test + upstream nginx) on core {meta['server_cpus']}, "
        f"load generators (wrk, login storm, s_time) on core {meta['client_cpus']}") if meta["pin"] == "1" else "no pinning"
 o.append(f"- method: wrk -t{meta['threads']} --latency, {meta['duration']} s per run after {meta['warmup']} s warm-up, "
          f"median of {meta['reps']} interleaved repetitions; {pin}; everything on 127.0.0.1")
+o.append("- access log: " + ("on in both proxies (nginx `access_log` to a file, Vestibule `log.access_log` with stdout to a file)"
+                            if meta["access_log"] == "on" else "off in both proxies (nginx `access_log off`, Vestibule `log.access_log = false`)")
+         + "; the upstream never logs")
 o.append(f"- load average at start / end: {meta['load_start']} / {meta['load_end']} (other work on the machine shows here); run took {meta['elapsed']} s")
 o.append("")
 o.append("Ratios compare with nginx `proxy_pass` over the same protocol (HTTP rows with nginx HTTP, TLS rows with nginx TLS). "
@@ -550,6 +594,9 @@ for c in conns:
         if ma and mn:
             checks.append((f"authenticated req/s ≥ 0.9× nginx ({proto}) — issue 4", ma["rps"] / mn["rps"], 0.9, True))
             checks.append((f"authenticated req/s ≥ 1.0× nginx ({proto}) — issue 7", ma["rps"] / mn["rps"], 1.0, True))
+    re_, em = get("auth-redis-http"), get("auth-http")
+    if re_ and em:
+        checks.append(("Redis backend req/s ≥ 0.8× embedded (HTTP) — issue 6", re_["rps"] / em["rps"], 0.8, True))
     q, s = get("auth-tls"), get("auth-storm-tls")
     if q and s:
         checks.append(("p99 during login storm ≤ 2× quiet (TLS)", s["p99"] / q["p99"], 2.0, False))
@@ -570,18 +617,22 @@ if storm:
     o.append("")
 hs = [l.rstrip("\n").split("\t") for l in open(hs_log) if l.strip()]
 if hs:
-    o.append(f"## New TLS handshakes per second\n")
-    o.append(f"`openssl s_time -new -time {meta['handshake_secs']}` (one connection at a time, full handshake, no resumption), median of the repetitions:\n")
-    o.append("| server | handshakes/s | × nginx | runs |")
-    o.append("| --- | ---: | ---: | --- |")
-    hm = {}
-    for name in ("nginx-tls", "vestibule-tls"):
-        vals = [float(h[2]) for h in hs if h[0] == name]
-        if vals:
-            hm[name] = statistics.median(vals)
-    for name, v in hm.items():
-        runs = ", ".join(h[2] for h in hs if h[0] == name)
-        o.append(f"| {name} | {v:.0f} | {ratio(v, hm.get('nginx-tls', 0))} | {runs} |")
+    o.append("## New TLS connections per second\n")
+    o.append(f"- `s_time -new`: `openssl s_time -new -time {meta['handshake_secs']}`, one connection at a time, a full handshake each "
+             "(no resumption), timed by wall clock.")
+    o.append(f"- `wrk close`: wrk -c64 with `Connection: close` for {meta['handshake_secs']} s on the bypass path: a new TCP + TLS "
+             "connection per request, 64 at once (the client may resume sessions).\n")
+    o.append("| method | server | per second (median) | × nginx | runs |")
+    o.append("| --- | --- | ---: | ---: | --- |")
+    for method in ("s_time", "wrk-close"):
+        hm = {}
+        for name in ("nginx-tls", "vestibule-tls"):
+            vals = [float(h[3]) for h in hs if h[0] == method and h[1] == name]
+            if vals:
+                hm[name] = statistics.median(vals)
+        for name, v in hm.items():
+            runs = ", ".join(h[3] for h in hs if h[0] == method and h[1] == name)
+            o.append(f"| {method} | {name} | {v:.0f} | {ratio(v, hm.get('nginx-tls', 0))} | {runs} |")
     o.append("")
 o.append("<details><summary>every run (case, conns, rep, req/s, p50 ms, p99 ms, errors)</summary>\n")
 o.append("```")

@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use, installed only when missing.
 packages=()
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || packages+=(redis-tools)
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
+fc-list 2>/dev/null | grep -qi dejavu || packages+=(fonts-dejavu-core)
 if [ "${#packages[@]}" -gt 0 ]; then
   echo "test.sh: installing ${packages[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -16,6 +20,10 @@ if [ "${#packages[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
+# cargo-deny (licences, banned and duplicate crates, sources), built once per machine.
+command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+cargo deny --locked check --hide-inclusion-graph licenses bans sources
 cargo test --locked --all-targets -- --test-threads="${TEST_THREADS:-2}"

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
-use tokio::sync::Semaphore;
 
 use crate::audit::Audit;
 use crate::config::Config;
@@ -39,7 +38,7 @@ pub struct App {
     pub forwarder: Forwarder,
     pub audit: Audit,
     /// Bounds concurrent argon2 work so a login storm cannot take every core.
-    pub hashing: Semaphore,
+    pub hashing: crate::hash_pool::HashPool,
     pub velocity: Velocity,
     /// Form submissions per client address (`limits.own_pages_per_minute`).
     pub page_posts: crate::http::rate::PerAddress,
@@ -64,16 +63,18 @@ pub enum BuildError {
     Users(String),
     #[error("log.audit_file: {0}")]
     Audit(std::io::Error),
+    #[error("cannot start the password-hashing threads: {0}")]
+    Threads(std::io::Error),
     #[error("{0}")]
     Metrics(#[from] crate::metrics::MetricsError),
 }
 
-/// Concurrent password hashes: one core stays free for proxying on small machines.
-fn hashing_permits() -> usize {
-    let cores = std::thread::available_parallelism()
+/// Hashing threads: one per core. They run at the lowest priority, so they take only
+/// the CPU that proxied traffic leaves.
+fn hashing_threads() -> usize {
+    std::thread::available_parallelism()
         .map(|n| n.get())
-        .unwrap_or(1);
-    (cores / 2).max(1)
+        .unwrap_or(1)
 }
 
 /// Wall-clock milliseconds since the Unix epoch.
@@ -126,7 +127,7 @@ impl App {
         ];
         let up = &cfg.upstream;
         let forwarder = Forwarder {
-            client: crate::proxy::client::build(up)?,
+            client: crate::proxy::client::PerThreadClient::new(up)?,
             scheme: up.scheme.clone(),
             authority: up.authority.clone(),
             upstream_host: HeaderValue::from_str(up.authority.as_str())
@@ -145,16 +146,12 @@ impl App {
             code_max_failures: cfg.lockout.code_max_failures,
         };
         Ok(Self {
-            brand: Brand {
-                name: "Vestibule".into(),
-                footer: "Protected sign-in. Problems signing in? Contact your administrator."
-                    .into(),
-                prefix: cfg.server.prefix.clone(),
-            },
+            brand: Brand::from_config(&cfg),
             roles: RolePolicy {
                 require_2fa_roles: cfg.policy.require_2fa_roles.clone(),
             },
-            hashing: Semaphore::new(hashing_permits()),
+            hashing: crate::hash_pool::HashPool::new(hashing_threads())
+                .map_err(BuildError::Threads)?,
             velocity: Velocity::new(cfg.lockout.ip_failures_per_minute),
             page_posts: crate::http::rate::PerAddress::default(),
             keys,

@@ -25,6 +25,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod hash_pool;
 pub mod http;
 pub mod logging;
 pub mod metrics;

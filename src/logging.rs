@@ -1,12 +1,15 @@
 //! The operational log (tracing), as text or JSON lines on standard output.
 //!
-//! Lines are handed to a dedicated writer thread, so a slow reader of standard output
-//! (a full pipe, a stalled log shipper) never blocks the async workers that proxy
-//! traffic. Under a sustained flood the queue applies back-pressure rather than
-//! dropping lines.
+//! Routine lines (info and below: access lines above all) are handed to a dedicated
+//! writer thread, so a slow reader of standard output (a full pipe, a stalled log
+//! shipper) never blocks the workers that proxy traffic; under a sustained flood the
+//! queue applies back-pressure rather than dropping lines. Warnings and errors are
+//! rare and are written at once, so they are on the terminal before anything else.
 
+use tracing::Level;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
 
 use crate::config::LogFormat;
 
@@ -21,7 +24,13 @@ pub fn init(format: LogFormat) -> LogGuard {
         .buffered_lines_limit(64 * 1024)
         .thread_name("vestibule-log")
         .finish(std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_target(false);
+    // Colour codes only for a person at a terminal, never into files or pipes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout.with_max_level(Level::WARN).or_else(writer))
+        .with_target(false)
+        .with_ansi(ansi);
     let installed = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),

@@ -42,18 +42,57 @@ fn builder(app: &App) -> Builder<TokioExecutor> {
     b
 }
 
+/// One accepted connection on its way to a worker.
+struct Accepted {
+    tcp: std::net::TcpStream,
+    addr: std::net::SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// How many worker threads serve connections: one per core the process may use.
+fn worker_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
 /// Accepts connections until `shutdown` completes, then lets in-flight requests finish
 /// (at most [`SHUTDOWN_GRACE`]).
+///
+/// Connections are served by worker threads, each running its own single-threaded
+/// runtime (thread-per-core, as nginx runs one process per core): a connection, its
+/// requests and the pooled upstream connections they use stay on one thread, so the
+/// hot path pays no cross-thread wake-ups. This task only accepts and deals
+/// connections out round-robin.
 pub async fn run(
     app: Arc<App>,
     listener: TcpListener,
     tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let builder = Arc::new(builder(&app));
-    let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(app.cfg.server.max_connections));
+    let mut workers = Vec::new();
+    let mut senders = Vec::new();
+    for i in 0..worker_count() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
+        let (app, tls) = (app.clone(), tls.clone());
+        match std::thread::Builder::new()
+            .name(format!("vestibule-worker-{i}"))
+            .spawn(move || worker(app, tls, rx))
+        {
+            Ok(handle) => {
+                workers.push(handle);
+                senders.push(tx);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start a worker thread"),
+        }
+    }
+    if senders.is_empty() {
+        tracing::error!("no worker thread could be started");
+        return;
+    }
     tokio::pin!(shutdown);
+    let mut next = 0usize;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -72,50 +111,90 @@ pub async fn run(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let (app, builder, watcher, tls) = (
-            app.clone(),
-            builder.clone(),
-            graceful.watcher(),
-            tls.clone(),
-        );
-        let app_metrics = app.metrics.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let peer = Peer {
-                addr,
-                tls: tls.is_some(),
-            };
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(crate::pipeline::handle(app, peer, req).await) }
-            });
-            match tls {
-                Some(tls) => {
-                    let stream =
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp))
-                            .await
-                        {
-                            Ok(Ok(s)) => {
-                                app_metrics.handshake(Handshake::Success);
-                                s
-                            }
-                            Ok(Err(_)) => return app_metrics.handshake(Handshake::Failure),
-                            Err(_) => return app_metrics.handshake(Handshake::Timeout),
-                        };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    let _ = watcher.watch(conn.into_owned()).await;
-                }
-                None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
-                    let _ = watcher.watch(conn.into_owned()).await;
-                }
-            }
-        });
+        let Ok(tcp) = tcp.into_std() else { continue };
+        let _ = senders[next % senders.len()].send(Accepted { tcp, addr, permit });
+        next = next.wrapping_add(1);
     }
     drop(listener);
+    drop(senders);
     tracing::info!("shutting down: no new connections; waiting for in-flight requests");
-    tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
-        _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("shutdown grace period over; closing remaining connections"),
+    let _ = tokio::task::spawn_blocking(move || {
+        for w in workers {
+            let _ = w.join();
+        }
+    })
+    .await;
+    tracing::info!("all connections closed");
+}
+
+/// One worker thread: serves the connections dealt to it until the channel closes,
+/// then drains them (at most [`SHUTDOWN_GRACE`]).
+fn worker(
+    app: Arc<App>,
+    tls: Option<Arc<Tls>>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a worker runtime");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let builder = Arc::new(builder(&app));
+        let graceful = GracefulShutdown::new();
+        while let Some(Accepted { tcp, addr, permit }) = rx.recv().await {
+            let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) else { continue };
+            tokio::spawn(serve_connection(app.clone(), builder.clone(), graceful.watcher(), tls.clone(), tcp, addr, permit));
+        }
+        tokio::select! {
+            _ = graceful.shutdown() => {},
+            _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("shutdown grace period over; closing remaining connections"),
+        }
+    });
+}
+
+/// Serves one connection: TLS handshake (bounded), then HTTP/1.1 or HTTP/2.
+async fn serve_connection(
+    app: Arc<App>,
+    builder: Arc<Builder<TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+    tls: Option<Arc<Tls>>,
+    tcp: tokio::net::TcpStream,
+    addr: std::net::SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let _permit = permit;
+    let metrics = app.metrics.clone();
+    let peer = Peer {
+        addr,
+        tls: tls.is_some(),
+    };
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(crate::pipeline::handle(app, peer, req).await) }
+    });
+    match tls {
+        Some(tls) => {
+            let stream =
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => {
+                        metrics.handshake(Handshake::Success);
+                        s
+                    }
+                    Ok(Err(_)) => return metrics.handshake(Handshake::Failure),
+                    Err(_) => return metrics.handshake(Handshake::Timeout),
+                };
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            let _ = watcher.watch(conn.into_owned()).await;
+        }
+        None => {
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
+            let _ = watcher.watch(conn.into_owned()).await;
+        }
     }
 }

@@ -28,6 +28,7 @@ pub struct Config {
     pub lockout: LockoutConfig,
     pub log: LogConfig,
     pub limits: LimitsConfig,
+    pub ui: UiConfig,
 }
 
 /// Certificate and key paths; present only when TLS is on.
@@ -168,4 +169,37 @@ pub struct LimitsConfig {
     pub max_form_bytes: usize,
     /// Form submissions (POSTs to the own pages) per client address and minute; 429 beyond.
     pub own_pages_per_minute: u32,
+}
+
+/// The operator's branding of the gateway's pages (`[ui]`).
+#[derive(Debug, Clone)]
+pub struct UiConfig {
+    /// Shown in the header and the page titles.
+    pub clinic_name: String,
+    /// A PNG or SVG logo, read and checked at load.
+    pub logo: Option<LogoFile>,
+    /// `#rrggbb`, lower-case; readable as text on white and under white text.
+    pub primary_color: String,
+    /// Who to contact with sign-in problems; shown in the footer and on error pages.
+    pub support_contact: Option<String>,
+    /// The pages' language when the browser asks for none we have.
+    pub default_language: String,
+}
+
+/// A logo file's content, read once when the configuration is loaded.
+#[derive(Clone)]
+pub struct LogoFile {
+    pub path: PathBuf,
+    pub bytes: std::sync::Arc<[u8]>,
+    pub content_type: &'static str,
+}
+
+impl std::fmt::Debug for LogoFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogoFile")
+            .field("path", &self.path)
+            .field("bytes", &self.bytes.len())
+            .field("content_type", &self.content_type)
+            .finish()
+    }
 }

@@ -30,6 +30,7 @@ const SECTIONS: &[&str] = &[
     "lockout",
     "log",
     "limits",
+    "ui",
 ];
 
 /// Default extra header names removed from every client request (SPEC §3).
@@ -62,6 +63,7 @@ pub fn validate(tree: &Value) -> Result<Config, Vec<ConfigProblem>> {
         lockout: lockout(&mut r, &root),
         log: log(&mut r, &root),
         limits: limits(&mut r, &root),
+        ui: ui(&mut r, &root),
     };
     cross_checks(&mut r, &config);
     if r.problems.is_empty() {
@@ -489,12 +491,13 @@ fn storage(r: &mut Reader, root: &Table<'_>) -> StorageConfig {
             }
         }
         if let Some(ca) = &redis_ca_file
-            && !ca.is_file() {
-                r.problem(
-                    &t.at("redis_ca_file"),
-                    format!("file {} does not exist", ca.display()),
-                );
-            }
+            && !ca.is_file()
+        {
+            r.problem(
+                &t.at("redis_ca_file"),
+                format!("file {} does not exist", ca.display()),
+            );
+        }
     }
     let key_prefix = r.string(&t, "key_prefix", "vestibule:");
     if key_prefix.contains(['{', '}', ' ']) {
@@ -594,6 +597,152 @@ fn limits(r: &mut Reader, root: &Table<'_>) -> LimitsConfig {
     }
 }
 
+/// Largest logo accepted (it is served from memory on every page view).
+const MAX_LOGO_BYTES: u64 = 256 * 1024;
+
+fn ui(r: &mut Reader, root: &Table<'_>) -> UiConfig {
+    let t = r.table(
+        root,
+        "ui",
+        &[
+            "clinic_name",
+            "logo_file",
+            "primary_color",
+            "support_contact",
+            "default_language",
+        ],
+    );
+    let clinic_name = r.string(&t, "clinic_name", "Vestibule").trim().to_string();
+    if clinic_name.is_empty() || clinic_name.chars().count() > 80 {
+        r.problem(&t.at("clinic_name"), "must be a name of 1 to 80 characters");
+    }
+    let logo = r
+        .optional_string(&t, "logo_file")
+        .and_then(|p| logo_file(r, &t.at("logo_file"), PathBuf::from(p)));
+    let primary_color = r
+        .string(&t, "primary_color", "#0b5cad")
+        .trim()
+        .to_ascii_lowercase();
+    match parse_hex_color(&primary_color) {
+        None => r.problem(
+            &t.at("primary_color"),
+            format!("{primary_color:?} is not a colour written as \"#rrggbb\""),
+        ),
+        Some(rgb) => {
+            let ratio = contrast_with_white(rgb);
+            if ratio < 4.5 {
+                r.problem(
+                    &t.at("primary_color"),
+                    format!(
+                        "{primary_color} is too light: its contrast with white is {ratio:.1}:1, and buttons and links need at least 4.5:1 to be readable; choose a darker shade"
+                    ),
+                );
+            }
+        }
+    }
+    let support_contact = r
+        .optional_string(&t, "support_contact")
+        .map(|s| s.trim().to_string());
+    if support_contact
+        .as_ref()
+        .is_some_and(|s| s.chars().count() > 200)
+    {
+        r.problem(&t.at("support_contact"), "must be at most 200 characters");
+    }
+    let default_language = r
+        .string(&t, "default_language", "en")
+        .trim()
+        .to_ascii_lowercase();
+    if crate::pages::i18n::Lang::from_tag(&default_language).is_none()
+        || default_language.contains(['-', '_'])
+    {
+        let known: Vec<&str> = crate::pages::i18n::ALL.iter().map(|l| l.code()).collect();
+        r.problem(
+            &t.at("default_language"),
+            format!("{default_language:?} is not one of {}", known.join(", ")),
+        );
+    }
+    UiConfig {
+        clinic_name,
+        logo,
+        primary_color,
+        support_contact,
+        default_language,
+    }
+}
+
+/// Reads and checks a logo: PNG or SVG, at most [`MAX_LOGO_BYTES`].
+fn logo_file(r: &mut Reader, key: &str, path: PathBuf) -> Option<LogoFile> {
+    let size = match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => m.len(),
+        _ => {
+            r.problem(key, format!("file {} does not exist", path.display()));
+            return None;
+        }
+    };
+    if size > MAX_LOGO_BYTES {
+        r.problem(
+            key,
+            format!(
+                "file {} is {size} bytes; a logo may have at most {MAX_LOGO_BYTES} (256 KiB)",
+                path.display()
+            ),
+        );
+        return None;
+    }
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            r.problem(key, format!("file {} cannot be read: {e}", path.display()));
+            return None;
+        }
+    };
+    let content_type = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        "image/png"
+    } else if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+        && std::str::from_utf8(&bytes).is_ok_and(|s| s.contains("<svg"))
+    {
+        "image/svg+xml"
+    } else {
+        r.problem(
+            key,
+            format!("file {} is neither a PNG nor an SVG image", path.display()),
+        );
+        return None;
+    };
+    Some(LogoFile {
+        path,
+        bytes: bytes.into(),
+        content_type,
+    })
+}
+
+/// `#rrggbb` as three bytes.
+fn parse_hex_color(s: &str) -> Option<[u8; 3]> {
+    let hex = s.strip_prefix('#')?;
+    if hex.len() != 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
+    Some([byte(0)?, byte(2)?, byte(4)?])
+}
+
+/// WCAG 2 contrast ratio of a colour against white.
+fn contrast_with_white(rgb: [u8; 3]) -> f64 {
+    let lin = |c: u8| {
+        let c = c as f64 / 255.0;
+        if c <= 0.03928 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    let l = 0.2126 * lin(rgb[0]) + 0.7152 * lin(rgb[1]) + 0.0722 * lin(rgb[2]);
+    1.05 / (l + 0.05)
+}
+
 /// Rules between keys of different sections.
 fn cross_checks(r: &mut Reader, c: &Config) {
     if c.lockout.max_duration < c.lockout.duration {
@@ -632,5 +781,86 @@ fn cross_checks(r: &mut Reader, c: &Config) {
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(ui: serde_json::Value) -> Vec<String> {
+        match validate(&serde_json::json!({ "ui": ui })) {
+            Ok(_) => vec![],
+            Err(p) => p.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn ui_defaults_brand_as_vestibule_in_english() {
+        let cfg = validate(&serde_json::json!({})).unwrap();
+        assert_eq!(cfg.ui.clinic_name, "Vestibule");
+        assert_eq!(cfg.ui.primary_color, "#0b5cad");
+        assert_eq!(cfg.ui.default_language, "en");
+        assert!(cfg.ui.logo.is_none() && cfg.ui.support_contact.is_none());
+    }
+
+    #[test]
+    fn ui_accepts_a_dark_colour_a_contact_and_german() {
+        let p = problems(serde_json::json!({
+            "clinic_name": "Praxis Dr. Grey",
+            "primary_color": "#1E4D2B",
+            "support_contact": "Front desk, ext. 210",
+            "default_language": "de",
+        }));
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn ui_rejects_bad_colours_languages_and_logos() {
+        let all = problems(serde_json::json!({
+            "primary_color": "blue",
+            "default_language": "fr",
+            "logo_file": "/nonexistent/logo.png",
+            "clinic_name": "",
+        }))
+        .join("\n");
+        for key in [
+            "ui.primary_color",
+            "ui.default_language",
+            "ui.logo_file",
+            "ui.clinic_name",
+        ] {
+            assert!(all.contains(key), "{key} not reported in:\n{all}");
+        }
+        let light = problems(serde_json::json!({ "primary_color": "#ffcc00" })).join("\n");
+        assert!(light.contains("too light"), "{light}");
+    }
+
+    #[test]
+    fn ui_logo_must_be_a_small_png_or_svg() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("logo.png");
+        std::fs::write(&png, b"\x89PNG\r\n\x1a\nrest").unwrap();
+        let svg = dir.path().join("logo.svg");
+        std::fs::write(&svg, b"<svg xmlns='http://www.w3.org/2000/svg'/>").unwrap();
+        let txt = dir.path().join("logo.txt");
+        std::fs::write(&txt, b"hello").unwrap();
+        let big = dir.path().join("big.png");
+        let mut data = b"\x89PNG\r\n\x1a\n".to_vec();
+        data.resize(300 * 1024, 0);
+        std::fs::write(&big, data).unwrap();
+        let ok = |p: &std::path::Path| problems(serde_json::json!({ "logo_file": p.to_str() }));
+        assert!(ok(&png).is_empty());
+        assert!(ok(&svg).is_empty());
+        assert!(ok(&txt).join("").contains("neither a PNG nor an SVG"));
+        assert!(ok(&big).join("").contains("256 KiB"));
+        let cfg = validate(&serde_json::json!({ "ui": { "logo_file": svg.to_str() } })).unwrap();
+        assert_eq!(cfg.ui.logo.unwrap().content_type, "image/svg+xml");
+    }
+
+    #[test]
+    fn contrast_of_default_colour_is_readable() {
+        assert!(contrast_with_white([0x0b, 0x5c, 0xad]) > 4.5);
+        assert!((contrast_with_white([0, 0, 0]) - 21.0).abs() < 0.01);
     }
 }

@@ -63,11 +63,24 @@ fn decode_segment(seg: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
+/// True for the common case that needs no work: printable ASCII without `%`, `\`,
+/// repeated slashes or dot segments.
+fn is_plain(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    b.iter()
+        .all(|&c| c > 0x20 && c < 0x7f && c != b'%' && c != b'\\')
+        && !raw.contains("//")
+        && !raw.split('/').any(|s| s == "." || s == "..")
+}
+
 /// Normalises a raw (still percent-encoded) request path: decodes unreserved escapes,
 /// resolves `.` and `..`, collapses repeated slashes, keeps a trailing slash.
 pub fn normalise(raw: &str) -> Result<String, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
+    }
+    if is_plain(raw) {
+        return Ok(raw.to_string());
     }
     if !raw.is_ascii() {
         return Err(PathError::ForbiddenCharacter);

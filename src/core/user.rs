@@ -98,6 +98,14 @@ impl Directory {
     }
 
     pub fn find(&self, name: &str) -> Option<&Arc<User>> {
+        // The hot path looks up canonical names from sessions: skip the lower-casing
+        // allocation when there is nothing to lower.
+        if !name
+            .bytes()
+            .any(|b| b.is_ascii_uppercase() || b.is_ascii_whitespace() || !b.is_ascii())
+        {
+            return self.by_key.get(name);
+        }
         self.by_key.get(&lockout_key(name))
     }
 

@@ -7,7 +7,7 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use super::body::Body;
-use crate::pages::render::{self, Brand, ErrorPage};
+use crate::pages::render::{self, Brand, ErrorPage, Tr};
 
 /// A request that cannot be served as asked.
 #[derive(Debug, thiserror::Error)]
@@ -89,63 +89,53 @@ impl GatewayError {
         }
     }
 
-    fn title_and_message(&self) -> (&'static str, &'static str) {
+    /// The catalogue entry (`error.<name>.title` / `.message`) of this error's page.
+    fn catalogue_name(&self) -> &'static str {
         use GatewayError::*;
         match self {
-            BadRequest(_) => (
-                "Bad request",
-                "The address or request could not be understood.",
-            ),
-            MisdirectedHost => ("Wrong address", "This site is not served at this address."),
-            Denied | ForeignOrigin => ("Access denied", "This page is not available."),
-            MissingRole => (
-                "Access denied",
-                "Your account does not have access to this page. Ask your administrator if you need it.",
-            ),
-            Csrf => (
-                "Form expired",
-                "This form has expired or was sent from elsewhere. Go back, reload the page and try again.",
-            ),
-            NotFound => ("Not found", "There is nothing at this address."),
-            MethodNotAllowed => ("Not allowed", "This action is not possible here."),
-            HeadersTooLarge => (
-                "Request too large",
-                "Your browser sent too much data (often: too many cookies). Clear this site's cookies and try again.",
-            ),
-            PayloadTooLarge => ("Request too large", "The form sent too much data."),
-            UpstreamUnreachable(_) => (
-                "Application unavailable",
-                "The clinic application is not answering right now. Please try again in a minute.",
-            ),
-            UpstreamTimeout => (
-                "Application too slow",
-                "The clinic application took too long to answer. Please try again.",
-            ),
-            StoreUnavailable(_) => (
-                "Temporarily unavailable",
-                "Sign-in is temporarily unavailable. Please try again in a minute.",
-            ),
-            Locked { .. } => (
-                "Too many attempts",
-                "For your security, sign-in is paused for this account after several failed attempts.",
-            ),
-            RateLimited { .. } => (
-                "Too many requests",
-                "Too many requests came from your network in the last minute. Please wait a moment and try again.",
-            ),
-            Internal(_) => (
-                "Something went wrong",
-                "Something went wrong on our side. Please try again.",
-            ),
-            SecretUnreadable => (
-                "Two-step sign-in needs a reset",
-                "Your two-step sign-in cannot be checked right now. Please ask your administrator to reset it; you will then set it up again.",
-            ),
+            BadRequest(_) => "bad_request",
+            MisdirectedHost => "misdirected",
+            Denied | ForeignOrigin => "denied",
+            MissingRole => "missing_role",
+            Csrf => "csrf",
+            NotFound => "not_found",
+            MethodNotAllowed => "method",
+            HeadersTooLarge => "headers_too_large",
+            PayloadTooLarge => "payload_too_large",
+            UpstreamUnreachable(_) => "upstream_unreachable",
+            UpstreamTimeout => "upstream_timeout",
+            StoreUnavailable(_) => "unavailable",
+            Locked { .. } => "locked",
+            RateLimited { .. } => "rate_limited",
+            Internal(_) => "internal",
+            SecretUnreadable => "secret_unreadable",
         }
     }
 
-    /// The response for this error; `html` chooses the branded page over JSON.
+    /// The page title and the message a person reads, in `tr`'s language.
+    fn title_and_message(&self, tr: Tr) -> (&'static str, &'static str) {
+        let name = self.catalogue_name();
+        (
+            tr.t(&format!("error.{name}.title")),
+            tr.t(&format!("error.{name}.message")),
+        )
+    }
+
+    /// The response for this error in the operator's default language; `html` chooses
+    /// the branded page over JSON.
     pub fn into_response(self, html: bool, brand: &Brand, tls: bool) -> Response<Body> {
+        let tr = Tr::new(brand.default_lang);
+        self.into_localized_response(html, brand, tr, tls)
+    }
+
+    /// The response for this error, its words in `tr`'s language.
+    pub fn into_localized_response(
+        self,
+        html: bool,
+        brand: &Brand,
+        tr: Tr,
+        tls: bool,
+    ) -> Response<Body> {
         let status = self.status();
         match &self {
             GatewayError::UpstreamUnreachable(d) => {
@@ -165,29 +155,30 @@ impl GatewayError {
             _ => None,
         };
         let mut resp = if html {
-            let (title, message) = self.title_and_message();
+            let (title, message) = self.title_and_message(tr);
             let back = format!("{}/login", brand.prefix);
             let page = ErrorPage {
                 brand,
+                tr,
                 title,
                 message,
                 retry_after: retry
                     .filter(|_| matches!(self, GatewayError::Locked { .. }))
-                    .map(render::human_wait),
+                    .map(|s| render::human_wait(s, tr)),
                 back_href: if matches!(self, GatewayError::Locked { .. } | GatewayError::Csrf) {
                     &back
                 } else {
                     "/"
                 },
                 back_label: if matches!(self, GatewayError::Locked { .. } | GatewayError::Csrf) {
-                    "Back to sign-in"
+                    tr.t("error.back_login")
                 } else {
-                    "Go to the start page"
+                    tr.t("error.back_start")
                 },
             };
             render::html(status, &page, tls, &[])
         } else {
-            let (_, message) = self.title_and_message();
+            let (_, message) = self.title_and_message(tr);
             render::json(
                 status,
                 &json!({ "error": self.code(), "message": message }),

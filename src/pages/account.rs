@@ -4,7 +4,7 @@
 use http::{Response, StatusCode};
 use serde_json::json;
 
-use super::render::{self, AccountPage, human_time};
+use super::render::{self, AccountPage, human_time_in};
 use super::second_factor::{self, Verdict};
 use super::{Ctx, Form, current, to_login};
 use crate::app::now_ms;
@@ -57,10 +57,10 @@ async fn page(
             .into_iter()
             .filter(|d| d.expires_ms > now && d.credential == user.credential_fingerprint())
             .map(|d| {
-                format!(
-                    "{} — remembered {}",
-                    d.label,
-                    human_time(Some(d.created_ms))
+                ctx.tr.f2(
+                    "account.device",
+                    &d.label,
+                    human_time_in(Some(d.created_ms), ctx.tr),
                 )
             })
             .collect();
@@ -73,13 +73,14 @@ async fn page(
     let account_rd = super::encode_rd(&ctx.p("/account"));
     let page = AccountPage {
         brand: &app.brand,
+        tr: ctx.tr,
         csrf_token: &token,
         username: &user.username,
         display_name: &user.display_name,
         roles: &roles,
         mfa_on: mfa.is_some(),
-        since: &human_time(mfa.as_ref().map(|m| m.enabled_ms)),
-        last_used: &human_time(mfa.as_ref().and_then(|m| m.last_used_ms)),
+        since: &human_time_in(mfa.as_ref().map(|m| m.enabled_ms), ctx.tr),
+        last_used: &human_time_in(mfa.as_ref().and_then(|m| m.last_used_ms), ctx.tr),
         backup_left,
         devices: &devices,
         can_disable: !app.roles.requires_2fa(&user.roles),
@@ -99,8 +100,8 @@ pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
     match complete(ctx).await? {
         Ok(cur) => {
             let notice = match ctx.query.get("done").map(String::as_str) {
-                Some("forgotten") => Some("Remembered browsers were forgotten."),
-                Some("disabled") => Some("Two-step sign-in is now off."),
+                Some("forgotten") => Some(ctx.t("account.forgotten")),
+                Some("disabled") => Some(ctx.t("account.disabled")),
                 _ => None,
             };
             page(ctx, &cur, StatusCode::OK, notice, None).await
@@ -129,7 +130,7 @@ async fn verify_current_code(
             cur,
             StatusCode::CONFLICT,
             None,
-            Some("Two-step sign-in is not on."),
+            Some(ctx.t("account.not_on")),
         )
         .await?));
     };
@@ -148,7 +149,7 @@ async fn verify_current_code(
                 cur,
                 StatusCode::UNAUTHORIZED,
                 None,
-                Some("That code did not work. Enter the newest code from your app."),
+                Some(ctx.t("account.wrong")),
             )
             .await?))
         }

@@ -22,11 +22,13 @@ fn page(ctx: &Ctx<'_>, rd: &str, status: StatusCode, error: Option<&str>) -> Res
     let rm = &ctx.app.cfg.remember_device;
     let page = ChallengePage {
         brand: &ctx.app.brand,
+        tr: ctx.tr,
         csrf_token: &token,
         rd,
         issuer: &ctx.app.cfg.totp.issuer,
         remember_enabled: rm.enabled,
         remember_days: rm.duration.as_secs().div_ceil(86_400),
+        period: ctx.app.cfg.totp.period,
         error,
     };
     render::html(status, &page, ctx.tls, &set.into_iter().collect::<Vec<_>>())
@@ -86,24 +88,21 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
     let user = cur.user.clone();
     second_factor::ensure_open(ctx, &user).await?;
     let secret = second_factor::open_secret(ctx, &user, &mfa.secret)?;
-    let (factor, left) = match second_factor::check(ctx, &user, form.get("code"), &secret, true)
-        .await?
-    {
-        Verdict::Accepted(f, left) => (f, left),
-        Verdict::Wrong => {
-            if let Some(locked) = second_factor::failed(ctx, &user, "challenge").await? {
-                return Err(locked);
+    let (factor, left) =
+        match second_factor::check(ctx, &user, form.get("code"), &secret, true).await? {
+            Verdict::Accepted(f, left) => (f, left),
+            Verdict::Wrong => {
+                if let Some(locked) = second_factor::failed(ctx, &user, "challenge").await? {
+                    return Err(locked);
+                }
+                return Ok(page(
+                    ctx,
+                    &rd,
+                    StatusCode::UNAUTHORIZED,
+                    Some(ctx.t("challenge.wrong")),
+                ));
             }
-            return Ok(page(
-                ctx,
-                &rd,
-                StatusCode::UNAUTHORIZED,
-                Some(
-                    "That code did not work. Enter the newest code from your app, or a backup code.",
-                ),
-            ));
-        }
-    };
+        };
     second_factor::succeeded(ctx, &user).await?;
     let now = now_ms();
     app.store

@@ -9,7 +9,6 @@ use super::{Ctx, Form};
 use crate::app::now_ms;
 use crate::core::auth_flow::{self, Next, SecondFactor, Stage};
 use crate::core::lockout::{LockState, Step};
-use crate::core::password;
 use crate::core::redirect::safe_target;
 use crate::core::store::DeviceRecord;
 use crate::core::tokens::{fingerprint, looks_like_token, new_token};
@@ -18,8 +17,6 @@ use crate::http::body::Body;
 use crate::http::cookies;
 use crate::http::error::GatewayError;
 use crate::metrics::{CodeMethod, LockStep, LoginResult};
-
-const WRONG: &str = "The username or password is not right. Check both and try again.";
 
 fn form_page(
     ctx: &Ctx<'_>,
@@ -32,6 +29,7 @@ fn form_page(
     let (token, set) = ctx.app.csrf.issue(&ctx.headers);
     let page = LoginPage {
         brand: &ctx.app.brand,
+        tr: ctx.tr,
         csrf_token: &token,
         rd,
         username,
@@ -45,7 +43,7 @@ pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
     let notice = ctx
         .query
         .contains_key("logged_out")
-        .then_some("You have signed out.");
+        .then_some(ctx.t("login.signed_out"));
     Ok(form_page(
         ctx,
         StatusCode::OK,
@@ -56,22 +54,22 @@ pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
     ))
 }
 
-/// Runs argon2 on the blocking pool, at most `hashing` permits at once.
+/// Runs argon2 on the low-priority hashing threads, never on the async workers.
 async fn verify_off_thread(
     ctx: &Ctx<'_>,
     password: String,
     hash: String,
 ) -> Result<bool, GatewayError> {
-    let _permit = ctx
-        .app
+    ctx.app
         .hashing
-        .acquire()
+        .verify(zeroize::Zeroizing::new(password), hash)
         .await
-        .map_err(|_| GatewayError::Internal("hashing pool closed".into()))?;
-    let pw = zeroize::Zeroizing::new(password);
-    tokio::task::spawn_blocking(move || password::verify(pw.as_bytes(), &hash))
-        .await
-        .map_err(|e| GatewayError::Internal(format!("hashing task: {e}")))
+        .map_err(|e| match e {
+            crate::hash_pool::HashPoolError::Busy => GatewayError::RateLimited {
+                retry_after_secs: 5,
+            },
+            crate::hash_pool::HashPoolError::Gone => GatewayError::Internal(e.to_string()),
+        })
 }
 
 pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, GatewayError> {
@@ -86,7 +84,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
             StatusCode::UNAUTHORIZED,
             &rd,
             &username,
-            Some(WRONG),
+            Some(ctx.t("login.wrong")),
             None,
         ));
     }
@@ -160,7 +158,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
                 StatusCode::UNAUTHORIZED,
                 &rd,
                 &username,
-                Some(WRONG),
+                Some(ctx.t("login.wrong")),
                 None,
             ));
         }

@@ -5,6 +5,7 @@ mod account;
 mod assets;
 mod challenge;
 pub(crate) mod health;
+pub mod i18n;
 mod login;
 mod logout;
 mod metrics;
@@ -49,9 +50,16 @@ pub struct Ctx<'a> {
     pub tls: bool,
     pub headers: http::HeaderMap,
     pub query: HashMap<String, String>,
+    /// The language of this request's pages.
+    pub tr: i18n::Tr,
 }
 
 impl Ctx<'_> {
+    /// The text of a catalogue key in this request's language.
+    pub fn t(&self, key: &str) -> &'static str {
+        self.tr.t(key)
+    }
+
     /// `P` + `sub`.
     pub fn p(&self, sub: &str) -> String {
         format!("{}{sub}", self.app.cfg.server.prefix)
@@ -125,15 +133,35 @@ pub async fn serve(
         .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
         .map(|v| v.into_iter().collect())
         .unwrap_or_default();
+    let tr = i18n::for_request(&parts.headers, app.brand.default_lang);
+    let html = crate::http::facts::accepts_html(&parts.headers);
     let ctx = Ctx {
         app,
         ip,
         tls: peer.tls,
         headers: parts.headers,
         query,
+        tr,
     };
-    let get = parts.method == Method::GET || parts.method == Method::HEAD;
-    let post = parts.method == Method::POST;
+    // Errors of the own pages are answered here, in the request's language.
+    match dispatch(&ctx, &parts.method, &sub, peer, body).await {
+        Ok(resp) => Ok(resp),
+        Err(e) => Ok(e.into_localized_response(html, &app.brand, tr, ctx.tls)),
+    }
+}
+
+/// Routes a request under `server.prefix` to its page.
+async fn dispatch(
+    ctx: &Ctx<'_>,
+    method: &Method,
+    sub: &str,
+    peer: Peer,
+    body: Incoming,
+) -> Result<Response<Body>, GatewayError> {
+    let app = ctx.app;
+    let ip = ctx.ip;
+    let get = method == Method::GET || method == Method::HEAD;
+    let post = method == Method::POST;
     if post {
         let (n, left) = app.page_posts.hit(ip);
         if n > app.cfg.limits.own_pages_per_minute {
@@ -145,28 +173,28 @@ pub async fn serve(
             });
         }
     }
-    match sub.as_str() {
-        "/login" if get => login::show(&ctx).await,
-        "/login" if post => login::submit(&ctx, read_form(&ctx, body).await?).await,
-        "/setup" if get => setup::show(&ctx).await,
-        "/setup" if post => setup::submit(&ctx, read_form(&ctx, body).await?).await,
-        "/challenge" if get => challenge::show(&ctx).await,
-        "/challenge" if post => challenge::submit(&ctx, read_form(&ctx, body).await?).await,
-        "/account" if get => account::show(&ctx).await,
+    match sub {
+        "/login" if get => login::show(ctx).await,
+        "/login" if post => login::submit(ctx, read_form(ctx, body).await?).await,
+        "/setup" if get => setup::show(ctx).await,
+        "/setup" if post => setup::submit(ctx, read_form(ctx, body).await?).await,
+        "/challenge" if get => challenge::show(ctx).await,
+        "/challenge" if post => challenge::submit(ctx, read_form(ctx, body).await?).await,
+        "/account" if get => account::show(ctx).await,
         "/account/backup-codes" if post => {
-            account::regenerate_codes(&ctx, read_form(&ctx, body).await?).await
+            account::regenerate_codes(ctx, read_form(ctx, body).await?).await
         }
         "/account/forget-devices" if post => {
-            account::forget_devices(&ctx, read_form(&ctx, body).await?).await
+            account::forget_devices(ctx, read_form(ctx, body).await?).await
         }
         "/account/disable-2fa" if post => {
-            account::disable_2fa(&ctx, read_form(&ctx, body).await?).await
+            account::disable_2fa(ctx, read_form(ctx, body).await?).await
         }
-        "/logout" if post => logout::submit(&ctx, read_form(&ctx, body).await?).await,
-        "/health" if get => health::health(&ctx).await,
-        "/metrics" if get => metrics::serve(&ctx, peer.addr.ip()).await,
-        "/api/session" if get => health::session_api(&ctx).await,
-        s if get && s.starts_with("/assets/") => assets::serve(&ctx, s),
+        "/logout" if post => logout::submit(ctx, read_form(ctx, body).await?).await,
+        "/health" if get => health::health(ctx).await,
+        "/metrics" if get => metrics::serve(ctx, peer.addr.ip()).await,
+        "/api/session" if get => health::session_api(ctx).await,
+        s if get && s.starts_with("/assets/") => assets::serve(ctx, s),
         "" | "/" if get => Ok(render::redirect(
             StatusCode::FOUND,
             &ctx.p("/account"),

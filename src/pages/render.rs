@@ -6,19 +6,73 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, SET_COOKIE};
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::http::body::{Body, full};
+pub use crate::pages::i18n::{Lang, Tr};
 
-/// What every page shows around its content.
+/// What every page shows around its content: the operator's `[ui]` branding.
 #[derive(Debug, Clone)]
 pub struct Brand {
+    /// The clinic's name, in the header and page titles.
     pub name: String,
-    pub footer: String,
+    /// Who to contact with sign-in problems (footer, error and lockout pages).
+    pub support: Option<String>,
     pub prefix: String,
+    /// The logo served at `P/assets/logo`, if configured.
+    pub logo: Option<Logo>,
+    /// `P/assets/theme.css`: the operator's colour as CSS custom properties.
+    pub theme_css: String,
+    /// The language when `Accept-Language` names none we have.
+    pub default_lang: Lang,
+}
+
+/// A logo image, read once at start-up.
+#[derive(Clone)]
+pub struct Logo {
+    pub bytes: bytes::Bytes,
+    pub content_type: &'static str,
+}
+
+impl std::fmt::Debug for Logo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Logo({}, {} bytes)", self.content_type, self.bytes.len())
+    }
+}
+
+impl Brand {
+    /// The branding of `cfg` (the logo was read and checked by config validation).
+    pub fn from_config(cfg: &crate::config::Config) -> Brand {
+        let ui = &cfg.ui;
+        Brand {
+            name: ui.clinic_name.clone(),
+            support: ui.support_contact.clone(),
+            prefix: cfg.server.prefix.clone(),
+            logo: ui.logo.as_ref().map(|l| Logo {
+                bytes: bytes::Bytes::copy_from_slice(&l.bytes),
+                content_type: l.content_type,
+            }),
+            theme_css: theme_css(&ui.primary_color),
+            default_lang: Lang::from_tag(&ui.default_language).unwrap_or(Lang::En),
+        }
+    }
+
+    pub fn has_logo(&self) -> bool {
+        self.logo.is_some()
+    }
+
+    pub fn support_contact(&self) -> Option<&str> {
+        self.support.as_deref()
+    }
+}
+
+/// The generated stylesheet carrying the operator's colour (CSP forbids inline styles).
+pub fn theme_css(primary: &str) -> String {
+    format!(":root{{--primary:{primary}}}\n")
 }
 
 #[derive(Template)]
 #[template(path = "login.html")]
 pub struct LoginPage<'a> {
     pub brand: &'a Brand,
+    pub tr: Tr,
     pub csrf_token: &'a str,
     pub rd: &'a str,
     pub username: &'a str,
@@ -30,12 +84,15 @@ pub struct LoginPage<'a> {
 #[template(path = "setup.html")]
 pub struct SetupPage<'a> {
     pub brand: &'a Brand,
+    pub tr: Tr,
     pub csrf_token: &'a str,
     pub rd: &'a str,
     pub qr_png_base64: &'a str,
     pub qr_size: u32,
     pub otpauth_uri: &'a str,
     pub secret_grouped: &'a str,
+    pub digits: u32,
+    pub period: u64,
     pub error: Option<&'a str>,
 }
 
@@ -43,6 +100,7 @@ pub struct SetupPage<'a> {
 #[template(path = "backup_codes.html")]
 pub struct BackupCodesPage<'a> {
     pub brand: &'a Brand,
+    pub tr: Tr,
     pub enrolled: bool,
     pub codes: &'a [String],
     pub download_href: &'a str,
@@ -53,11 +111,13 @@ pub struct BackupCodesPage<'a> {
 #[template(path = "challenge.html")]
 pub struct ChallengePage<'a> {
     pub brand: &'a Brand,
+    pub tr: Tr,
     pub csrf_token: &'a str,
     pub rd: &'a str,
     pub issuer: &'a str,
     pub remember_enabled: bool,
     pub remember_days: u64,
+    pub period: u64,
     pub error: Option<&'a str>,
 }
 
@@ -65,6 +125,7 @@ pub struct ChallengePage<'a> {
 #[template(path = "account.html")]
 pub struct AccountPage<'a> {
     pub brand: &'a Brand,
+    pub tr: Tr,
     pub csrf_token: &'a str,
     pub username: &'a str,
     pub display_name: &'a str,
@@ -84,6 +145,7 @@ pub struct AccountPage<'a> {
 #[template(path = "error.html")]
 pub struct ErrorPage<'a> {
     pub brand: &'a Brand,
+    pub tr: Tr,
     pub title: &'a str,
     pub message: &'a str,
     pub retry_after: Option<String>,
@@ -172,17 +234,22 @@ pub fn add_cookies(resp: &mut Response<Body>, set_cookies: &[String]) {
 }
 
 /// "3 minutes", "45 seconds": how long a person has to wait.
-pub fn human_wait(secs: u64) -> String {
+pub fn human_wait(secs: u64, tr: Tr) -> String {
     match secs {
-        0..=1 => "1 second".to_string(),
-        2..=89 => format!("{secs} seconds"),
-        90..=5399 => format!("{} minutes", secs.div_ceil(60)),
-        _ => format!("{} hours", secs.div_ceil(3600)),
+        0..=1 => tr.t("wait.second").to_string(),
+        2..=89 => tr.f("wait.seconds", secs),
+        90..=5399 => tr.f("wait.minutes", secs.div_ceil(60)),
+        _ => tr.f("wait.hours", secs.div_ceil(3600)),
     }
 }
 
-/// Human date for the account page, e.g. "2026-11-23 14:05 UTC".
+/// Human date for the admin CLI, e.g. "2026-11-23 14:05 UTC" (English "never").
 pub fn human_time(ms: Option<u64>) -> String {
+    human_time_in(ms, Tr::new(Lang::En))
+}
+
+/// Human date for the account page, e.g. "2026-11-23 14:05 UTC".
+pub fn human_time_in(ms: Option<u64>, tr: Tr) -> String {
     match ms
         .and_then(|ms| cookie::time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64).ok())
     {
@@ -194,6 +261,6 @@ pub fn human_time(ms: Option<u64>) -> String {
             t.hour(),
             t.minute()
         ),
-        None => "never".to_string(),
+        None => tr.t("time.never").to_string(),
     }
 }

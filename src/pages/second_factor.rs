@@ -206,13 +206,15 @@ pub fn codes_page(
     set_cookies: &[String],
 ) -> http::Response<crate::http::body::Body> {
     let text = format!(
-        "Backup codes for {}\r\nEach code works once. Keep them somewhere safe.\r\n\r\n{}\r\n",
-        ctx.app.cfg.totp.issuer,
+        "{}\r\n{}\r\n\r\n{}\r\n",
+        ctx.tr.f("codes.file_title", &ctx.app.cfg.totp.issuer),
+        ctx.t("codes.file_note"),
         codes.join("\r\n")
     );
     let download = format!("data:text/plain;charset=utf-8,{}", super::encode_rd(&text));
     let page = super::render::BackupCodesPage {
         brand: &ctx.app.brand,
+        tr: ctx.tr,
         enrolled,
         codes,
         download_href: &download,

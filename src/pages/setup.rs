@@ -100,12 +100,15 @@ fn page(
     let (token, set) = ctx.app.csrf.issue(&ctx.headers);
     let page = SetupPage {
         brand: &ctx.app.brand,
+        tr: ctx.tr,
         csrf_token: &token,
         rd,
         qr_png_base64: &qr,
         qr_size: size,
         otpauth_uri: &uri,
         secret_grouped: &grouped,
+        digits: settings.digits,
+        period: settings.period,
         error,
     };
     Ok(render::html(
@@ -147,9 +150,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
                 &secret,
                 &rd,
                 StatusCode::UNAUTHORIZED,
-                Some(
-                    "That code did not work. Check the app shows the account you just added, and enter the newest code.",
-                ),
+                Some(ctx.t("setup.wrong")),
             )
         }
         Verdict::Accepted(..) => {

@@ -84,3 +84,40 @@ pub fn build(cfg: &UpstreamConfig) -> Result<UpstreamClient, ClientError> {
         .timer(TokioTimer::new())
         .build(https))
 }
+
+/// One upstream client (and so one connection pool) per thread. Each worker thread
+/// runs its own single-threaded runtime, so its pooled connections and their tasks
+/// live on the same thread as the requests that use them: no cross-thread wake-ups
+/// on the hot path.
+pub struct PerThreadClient {
+    id: u64,
+    cfg: UpstreamConfig,
+}
+
+thread_local! {
+    static CLIENTS: std::cell::RefCell<Vec<(u64, UpstreamClient)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl PerThreadClient {
+    /// Checks that a client can be built (CA file readable, TLS set up) once, up front.
+    pub fn new(cfg: &UpstreamConfig) -> Result<Self, ClientError> {
+        build(cfg)?;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Ok(Self {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// This thread's client (built on first use).
+    pub fn get(&self) -> Result<UpstreamClient, ClientError> {
+        CLIENTS.with(|clients| {
+            if let Some((_, c)) = clients.borrow().iter().find(|(id, _)| *id == self.id) {
+                return Ok(c.clone());
+            }
+            let c = build(&self.cfg)?;
+            clients.borrow_mut().push((self.id, c.clone()));
+            Ok(c)
+        })
+    }
+}

@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 
-use super::client::UpstreamClient;
+use super::client::PerThreadClient;
 use super::hop_by_hop;
 use super::identity_headers::{Identity, IdentityHeaders};
 use crate::http::body::{Body, BoxError};
@@ -23,7 +23,7 @@ use crate::http::error::GatewayError;
 
 /// What the forwarder needs, fixed at start-up.
 pub struct Forwarder {
-    pub client: UpstreamClient,
+    pub client: PerThreadClient,
     pub scheme: Scheme,
     pub authority: Authority,
     pub upstream_host: HeaderValue,
@@ -43,7 +43,9 @@ pub struct Peer {
 }
 
 /// A request body without its trailers: SPEC §5.2 says trailers are not forwarded.
-struct NoTrailers(Incoming);
+/// It also notes when the client's own body was malformed, so that failure is answered
+/// as the client's (400), not blamed on the upstream (502).
+struct NoTrailers(Incoming, std::sync::Arc<std::sync::atomic::AtomicBool>);
 
 impl hyper::body::Body for NoTrailers {
     type Data = Bytes;
@@ -56,7 +58,10 @@ impl hyper::body::Body for NoTrailers {
         match Pin::new(&mut self.0).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) if f.is_trailers() => Poll::Ready(None),
             Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => {
+                self.1.store(true, std::sync::atomic::Ordering::Relaxed);
+                Poll::Ready(Some(Err(e.into())))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -74,24 +79,33 @@ impl hyper::body::Body for NoTrailers {
 impl Forwarder {
     /// Removes the gateway's own cookies from every `Cookie` header; others pass.
     fn filter_cookies(&self, headers: &mut http::HeaderMap) {
-        if !headers.contains_key(COOKIE) {
+        let mut kept = String::new();
+        let (mut dropped, mut lines) = (false, 0);
+        for value in headers.get_all(COOKIE) {
+            lines += 1;
+            let Ok(value) = value.to_str() else {
+                dropped = true;
+                continue;
+            };
+            for pair in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+                let name = pair.split('=').next().unwrap_or("").trim();
+                if self.own_cookies.iter().any(|c| c == name) {
+                    dropped = true;
+                    continue;
+                }
+                if !kept.is_empty() {
+                    kept.push_str("; ");
+                }
+                kept.push_str(pair);
+            }
+        }
+        // Nothing of ours in a single header: leave it exactly as sent.
+        if !dropped && lines <= 1 {
             return;
         }
-        let kept: Vec<String> = headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .map(str::trim)
-            .filter(|pair| {
-                let name = pair.split('=').next().unwrap_or("").trim();
-                !pair.is_empty() && !self.own_cookies.iter().any(|c| c == name)
-            })
-            .map(str::to_string)
-            .collect();
         headers.remove(COOKIE);
         if !kept.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+            && let Ok(v) = HeaderValue::from_str(&kept)
         {
             headers.insert(COOKIE, v);
         }
@@ -185,11 +199,19 @@ impl Forwarder {
             .build()
             .map_err(|e| GatewayError::Internal(format!("upstream uri: {e}")))?;
         parts.version = Version::HTTP_11;
-        let out = Request::from_parts(parts, NoTrailers(body).boxed());
+        let client_body_failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let out = Request::from_parts(parts, NoTrailers(body, client_body_failed.clone()).boxed());
 
-        let sent = tokio::time::timeout(self.response_timeout, self.client.request(out)).await;
+        let client = self
+            .client
+            .get()
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let sent = tokio::time::timeout(self.response_timeout, client.request(out)).await;
         let mut resp = match sent {
             Err(_) => return Err(GatewayError::UpstreamTimeout),
+            Ok(Err(_)) if client_body_failed.load(std::sync::atomic::Ordering::Relaxed) => {
+                return Err(GatewayError::BadRequest("malformed request body"));
+            }
             Ok(Err(e)) => return Err(GatewayError::UpstreamUnreachable(error_chain(&e))),
             Ok(Ok(r)) => r,
         };

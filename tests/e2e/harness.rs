@@ -299,10 +299,9 @@ async fn handle_upstream(
                     let _ = ws.close(None).await;
                     break;
                 }
-                if (msg.is_text() || msg.is_binary())
-                    && ws.send(msg).await.is_err() {
-                        break;
-                    }
+                if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                    break;
+                }
             }
         });
         let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
@@ -975,9 +974,10 @@ impl Gateway {
             }
             if let Ok(Ok(resp)) =
                 tokio::time::timeout(Duration::from_secs(2), client.get(&url).send()).await
-                && resp.status() == 200 {
-                    return;
-                }
+                && resp.status() == 200
+            {
+                return;
+            }
             if Instant::now() > deadline {
                 panic!(
                     "vestibule did not answer 200 on {url} within {timeout:?}\n{}",
@@ -1157,9 +1157,10 @@ fn response_complete(buf: &[u8]) -> bool {
     }
     for line in head.lines() {
         if let Some(v) = line.strip_prefix("content-length:")
-            && let Ok(n) = v.trim().parse::<usize>() {
-                return body.len() >= n;
-            }
+            && let Ok(n) = v.trim().parse::<usize>()
+        {
+            return body.len() >= n;
+        }
         if line.starts_with("transfer-encoding:") && line.contains("chunked") {
             return find(body, b"0\r\n\r\n").is_some();
         }

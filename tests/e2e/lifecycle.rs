@@ -209,7 +209,9 @@ async fn sigterm_lets_in_flight_request_finish_then_exits_zero() {
         fresh.get(gw.url("/static/after-signal")).send(),
     )
     .await;
-    if let Ok(Ok(r)) = after { panic!("a new request after SIGTERM was served with {}", r.status()) }
+    if let Ok(Ok(r)) = after {
+        panic!("a new request after SIGTERM was served with {}", r.status())
+    }
     assert!(
         !up.requests()
             .iter()
@@ -288,10 +290,11 @@ async fn replaced_certificate_files_are_served_without_restart() {
     let mut seen = None;
     while t0.elapsed() < Duration::from_secs(10) {
         if let Some(cert) = gw.peer_certificate().await
-            && cert == new.cert_der {
-                seen = Some(t0.elapsed());
-                break;
-            }
+            && cert == new.cert_der
+        {
+            seen = Some(t0.elapsed());
+            break;
+        }
         if !sighup_sent && t0.elapsed() > Duration::from_secs(5) {
             // The files alone did not do it (yet): try the operator's other lever.
             gw.signal(libc::SIGHUP);

@@ -14,6 +14,7 @@ mod harness_selftest;
 
 mod config_cli;
 mod flows;
+mod hardening;
 mod lifecycle;
 mod observability;
 mod proxy;

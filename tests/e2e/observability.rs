@@ -44,25 +44,26 @@ fn parse_prometheus(text: &str) -> HashMap<String, f64> {
         let name = series.split('{').next().unwrap();
         assert!(valid_name(name), "bad metric name: {line:?}");
         if let Some(labels) = series.strip_prefix(name)
-            && !labels.is_empty() {
+            && !labels.is_empty()
+        {
+            assert!(
+                labels.starts_with('{') && labels.ends_with('}'),
+                "bad labels: {line:?}"
+            );
+            for pair in labels[1..labels.len() - 1]
+                .split(',')
+                .filter(|p| !p.is_empty())
+            {
+                let (k, v) = pair
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("bad label: {line:?}"));
+                assert!(valid_name(k), "bad label name: {line:?}");
                 assert!(
-                    labels.starts_with('{') && labels.ends_with('}'),
-                    "bad labels: {line:?}"
+                    v.starts_with('"') && v.ends_with('"') && v.len() >= 2,
+                    "bad label value: {line:?}"
                 );
-                for pair in labels[1..labels.len() - 1]
-                    .split(',')
-                    .filter(|p| !p.is_empty())
-                {
-                    let (k, v) = pair
-                        .split_once('=')
-                        .unwrap_or_else(|| panic!("bad label: {line:?}"));
-                    assert!(valid_name(k), "bad label name: {line:?}");
-                    assert!(
-                        v.starts_with('"') && v.ends_with('"') && v.len() >= 2,
-                        "bad label value: {line:?}"
-                    );
-                }
             }
+        }
         let v: f64 = match value {
             "+Inf" => f64::INFINITY,
             "-Inf" => f64::NEG_INFINITY,
