@@ -58,6 +58,10 @@ pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Re
         &app.cfg.server.trusted_proxies,
     );
     let html = facts::accepts_html(req.headers());
+    // Error pages for people speak their language; keep the header (a refcount bump).
+    let language = html
+        .then(|| req.headers().get(http::header::ACCEPT_LANGUAGE).cloned())
+        .flatten();
     // Cheap clones (shared bytes), kept only when an access line will be written.
     let logged = app
         .cfg
@@ -75,7 +79,12 @@ pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Re
                 GatewayError::UpstreamTimeout => app.metrics.upstream_error(UpstreamError::Timeout),
                 _ => {}
             }
-            e.into_response(html, &app.brand, peer.tls)
+            let mut lang_headers = http::HeaderMap::new();
+            if let Some(v) = language {
+                lang_headers.insert(http::header::ACCEPT_LANGUAGE, v);
+            }
+            let tr = crate::pages::i18n::for_request(&lang_headers, app.brand.default_lang);
+            e.into_localized_response(html, &app.brand, tr, peer.tls)
         }
     };
     app.metrics.request(

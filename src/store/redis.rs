@@ -300,6 +300,62 @@ impl RedisStore {
         format!("{}l:{}:{}", self.prefix, hex(key.as_bytes()), step.as_str())
     }
 
+    /// Stores `json` under `key` for `ttl_ms` and lists `member` in the per-user `index`
+    /// set, so every record of a user can be found again (revoke, forget devices).
+    async fn put_indexed(
+        &self,
+        key: &str,
+        json: String,
+        ttl_ms: u64,
+        index: &str,
+        member: &str,
+    ) -> StoreResult<()> {
+        let mut c = self.conn();
+        let _: () = self
+            .call(
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(json)
+                    .arg("PX")
+                    .arg(ttl_ms.max(1))
+                    .query_async(&mut c),
+            )
+            .await?;
+        let _: () = self
+            .call(
+                redis::cmd("SADD")
+                    .arg(index)
+                    .arg(member)
+                    .query_async(&mut c),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes every record listed in `index` (keys `{prefix}{kind}:{member}`) and the
+    /// index itself. Returns the members and how many records still existed.
+    async fn delete_indexed(&self, index: &str, kind: &str) -> StoreResult<(Vec<String>, u64)> {
+        let mut c = self.conn();
+        let members: Vec<String> = self
+            .call(redis::cmd("SMEMBERS").arg(index).query_async(&mut c))
+            .await?;
+        let mut existed = 0;
+        for m in &members {
+            let n: u64 = self
+                .call(
+                    redis::cmd("DEL")
+                        .arg(format!("{}{kind}:{m}", self.prefix))
+                        .query_async(&mut c),
+                )
+                .await?;
+            existed += n;
+        }
+        let _: () = self
+            .call(redis::cmd("DEL").arg(index).query_async(&mut c))
+            .await?;
+        Ok((members, existed))
+    }
+
     async fn lock_record(&self, k: &str) -> StoreResult<(String, LockRecord)> {
         let raw: Option<String> = self
             .call(redis::cmd("GET").arg(k).query_async(&mut self.conn()))
@@ -329,33 +385,22 @@ impl Store for RedisStore {
         ttl_ms: u64,
     ) -> StoreResult<()> {
         let json = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let key = self.session_key(id);
-        let mut c = self.conn();
-        let _: () = self
-            .call(
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(json)
-                    .arg("PX")
-                    .arg(ttl_ms.max(1))
-                    .query_async(&mut c),
-            )
-            .await?;
-        let _: () = self
-            .call(
-                redis::cmd("SADD")
-                    .arg(self.user_key(&rec.user, "sessions"))
-                    .arg(hex(id))
-                    .query_async(&mut c),
-            )
-            .await?;
+        let member = hex(id);
+        self.put_indexed(
+            &self.session_key(id),
+            json,
+            ttl_ms,
+            &self.user_key(&rec.user, "sessions"),
+            &member,
+        )
+        .await?;
         let _: () = self
             .call(
                 redis::cmd("ZADD")
                     .arg(self.sessions_index())
                     .arg(rec.last_seen_ms + ttl_ms)
-                    .arg(hex(id))
-                    .query_async(&mut c),
+                    .arg(member)
+                    .query_async(&mut self.conn()),
             )
             .await?;
         Ok(())
@@ -431,21 +476,11 @@ impl Store for RedisStore {
     }
 
     async fn sessions_delete_user(&self, user: &str) -> StoreResult<u64> {
-        let index = self.user_key(user, "sessions");
-        let mut c = self.conn();
-        let ids: Vec<String> = self
-            .call(redis::cmd("SMEMBERS").arg(&index).query_async(&mut c))
+        let (ids, ended) = self
+            .delete_indexed(&self.user_key(user, "sessions"), "s")
             .await?;
-        let mut ended = 0;
+        let mut c = self.conn();
         for id in &ids {
-            let n: u64 = self
-                .call(
-                    redis::cmd("DEL")
-                        .arg(format!("{}s:{id}", self.prefix))
-                        .query_async(&mut c),
-                )
-                .await?;
-            ended += n;
             let _: () = self
                 .call(
                     redis::cmd("ZREM")
@@ -455,9 +490,6 @@ impl Store for RedisStore {
                 )
                 .await?;
         }
-        let _: () = self
-            .call(redis::cmd("DEL").arg(&index).query_async(&mut c))
-            .await?;
         Ok(ended)
     }
 
@@ -649,26 +681,14 @@ impl Store for RedisStore {
     async fn device_put(&self, token: &Fingerprint, rec: &DeviceRecord) -> StoreResult<()> {
         let json = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let ttl = rec.expires_ms.saturating_sub(crate::app::now_ms()).max(1);
-        let mut c = self.conn();
-        let _: () = self
-            .call(
-                redis::cmd("SET")
-                    .arg(self.device_key(token))
-                    .arg(json)
-                    .arg("PX")
-                    .arg(ttl)
-                    .query_async(&mut c),
-            )
-            .await?;
-        let _: () = self
-            .call(
-                redis::cmd("SADD")
-                    .arg(self.user_key(&rec.user, "devices"))
-                    .arg(hex(token))
-                    .query_async(&mut c),
-            )
-            .await?;
-        Ok(())
+        self.put_indexed(
+            &self.device_key(token),
+            json,
+            ttl,
+            &self.user_key(&rec.user, "devices"),
+            &hex(token),
+        )
+        .await
     }
 
     async fn device_take(
@@ -725,26 +745,10 @@ impl Store for RedisStore {
     }
 
     async fn devices_forget(&self, user: &str) -> StoreResult<u64> {
-        let index = self.user_key(user, "devices");
-        let mut c = self.conn();
-        let ids: Vec<String> = self
-            .call(redis::cmd("SMEMBERS").arg(&index).query_async(&mut c))
-            .await?;
-        let mut n = 0;
-        for id in ids {
-            let d: u64 = self
-                .call(
-                    redis::cmd("DEL")
-                        .arg(format!("{}d:{id}", self.prefix))
-                        .query_async(&mut c),
-                )
-                .await?;
-            n += d;
-        }
-        let _: () = self
-            .call(redis::cmd("DEL").arg(&index).query_async(&mut c))
-            .await?;
-        Ok(n)
+        Ok(self
+            .delete_indexed(&self.user_key(user, "devices"), "d")
+            .await?
+            .1)
     }
 
     async fn lock_get(&self, key: &str, step: Step) -> StoreResult<LockRecord> {

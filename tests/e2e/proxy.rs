@@ -980,6 +980,19 @@ async fn unreachable_upstream_gives_502_html_for_browsers_and_json_otherwise() {
     );
     let r = client
         .get(gw.url("/static/x"))
+        .header("Accept", "text/html")
+        .header("Accept-Language", "de-DE,de;q=0.9,en;q=0.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Anwendung nicht erreichbar") && page.contains("lang=\"de\""),
+        "a German browser gets the error page in German: {page}"
+    );
+    let r = client
+        .get(gw.url("/static/x"))
         .header("Accept", "application/json")
         .send()
         .await
