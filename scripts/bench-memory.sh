@@ -1,0 +1,692 @@
+#!/usr/bin/env bash
+# Vestibule memory benchmark: resident memory (VmRSS) of the gateway on loopback with
+#   1. SESSIONS (100,000) live sessions on the embedded (SQLite) backend, every one
+#      of them used by at least one authenticated request;
+#   2. CONNS (10,000) idle HTTP/1.1 keep-alive connections, plain HTTP and TLS.
+#
+#   bash scripts/bench-memory.sh [OUTPUT.md]     (default: bench-memory-results.md)
+#
+# It prints a markdown table and writes it into the "Memory" section of
+# docs/performance.md (between the memory-results markers; the section is appended
+# when it is missing). See that section for the method.
+#
+# Knobs (environment):
+#   SESSIONS=100000   sessions inserted into the gateway's SQLite database
+#   USE_CONNS=16      keep-alive connections the session client uses
+#   CONNS=10000       idle keep-alive connections per protocol
+#   OPEN_CONC=200     connections being opened (and handshaken) at once
+#   TLS=1             also measure idle TLS connections (0 skips)
+#   HOLD_MAX=45       seconds to wait for the gateway to close the idle connections
+#   BASE_PORT=18600   first of 4 consecutive loopback ports
+#   UPDATE_DOC=1      write the results into docs/performance.md (0: only print)
+#   BUILD=0           1: cargo build --release first (by default only when the binary is missing)
+#   KEEP_TMP=1        keep the temp dir
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=${1:-bench-memory-results.md}
+case "$OUT" in /*) ;; *) OUT="$PWD/$OUT" ;; esac
+
+SESSIONS=${SESSIONS:-100000}
+USE_CONNS=${USE_CONNS:-16}
+CONNS=${CONNS:-10000}
+OPEN_CONC=${OPEN_CONC:-200}
+TLS=${TLS:-1}
+HOLD_MAX=${HOLD_MAX:-45}
+BASE_PORT=${BASE_PORT:-18600}
+UPDATE_DOC=${UPDATE_DOC:-1}
+DOC="$REPO/docs/performance.md"
+
+P_UP=$BASE_PORT                 # upstream nginx (static responder)
+P_SESS=$((BASE_PORT + 1))       # vestibule, HTTP, session test
+P_HTTP=$((BASE_PORT + 2))       # vestibule, HTTP, idle-connection test
+P_TLS=$((BASE_PORT + 3))        # vestibule, TLS, idle-connection test
+
+BENCH_USER=bench.patient
+BENCH_PASS='bench-password-0123456789'
+
+log() { printf '[bench-memory %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---------------------------------------------------------------- tools
+need_pkgs=()
+command -v nginx >/dev/null 2>&1 || need_pkgs+=(nginx)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+if ((${#need_pkgs[@]})); then
+    log "installing ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+python3 -c 'import sqlite3, ssl, asyncio' 2>/dev/null || die "python3 lacks sqlite3/ssl/asyncio"
+
+BIN="$REPO/target/release/vestibule"
+if [[ "${BUILD:-0}" == 1 || ! -x "$BIN" ]]; then
+    log "cargo build --release"
+    (cd "$REPO" && cargo build --release --quiet)
+fi
+[[ -x "$BIN" ]] || die "$BIN not found (build failed?)"
+
+# File descriptors: the client holds CONNS sockets, the gateway CONNS plus its upstream
+# pool and database. Children (gateway, client) inherit this limit.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+NEED_FD=$((CONNS + 1000))
+((NEED_FD < 20000)) && NEED_FD=20000
+if [[ "$NOFILE" != unlimited ]] && ((NOFILE < NEED_FD)); then
+    if ((NOFILE >= CONNS + 1000)); then
+        log "open-file limit is $NOFILE (hard limit; wanted $NEED_FD): enough for $CONNS connections"
+    else
+        die "open-file limit is $NOFILE; need at least $((CONNS + 1000)) (raise the hard limit or lower CONNS)"
+    fi
+fi
+
+for p in $P_UP $P_SESS $P_HTTP $P_TLS; do
+    if ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
+        die "port $p is in use; set BASE_PORT to a free range"
+    fi
+done
+
+# ---------------------------------------------------------------- temp dir and cleanup
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vestibule-bench-memory.XXXXXX")
+PIDS=()
+cleanup() {
+    local rc=$?
+    set +e
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null
+    done
+    sleep 0.5
+    for pid in "${PIDS[@]}"; do
+        kill -9 "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    if [[ "${KEEP_TMP:-0}" == 1 || $rc != 0 ]]; then
+        log "temp dir kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+T0=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "work dir $WORK (open-file limit $NOFILE)"
+
+# ---------------------------------------------------------------- keys, certificate, users
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+"$BIN" gen-key >"$WORK/encryption.key"
+HASH=$(printf '%s' "$BENCH_PASS" | "$BIN" hash-password)
+[[ "$HASH" == '$argon2id$'* ]] || die "hash-password printed: $HASH"
+cat >"$WORK/users.toml" <<EOF
+[[users]]
+username = "$BENCH_USER"
+display_name = "Bench Patient"
+email = "bench.patient@example.invalid"
+roles = ["patient"]
+password_hash = "$HASH"
+disabled = false
+EOF
+
+# ---------------------------------------------------------------- upstream: nginx, return 200
+mkdir -p "$WORK/nginx/tmp"
+cat >"$WORK/nginx/upstream.conf" <<EOF
+worker_processes 1;
+worker_rlimit_nofile 20000;
+daemon off;
+pid $WORK/nginx/upstream.pid;
+error_log $WORK/nginx/upstream.error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/tmp/body;
+    proxy_temp_path $WORK/nginx/tmp/proxy;
+    fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
+    uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
+    scgi_temp_path $WORK/nginx/tmp/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    server {
+        listen 127.0.0.1:$P_UP backlog=4096;
+        location / { default_type text/plain; return 200 "ok\n"; }
+    }
+}
+EOF
+nginx -t -q -p "$WORK/nginx" -c "$WORK/nginx/upstream.conf" 2>"$WORK/nginx/test.log" \
+    || { cat "$WORK/nginx/test.log" >&2; die "nginx config rejected"; }
+nginx -p "$WORK/nginx" -c "$WORK/nginx/upstream.conf" >"$WORK/nginx/out.log" 2>&1 &
+PIDS+=($!)
+
+# ---------------------------------------------------------------- vestibule instances
+vest_conf() { # name port tls?
+    cat <<EOF
+[server]
+listen = "127.0.0.1:$2"
+EOF
+    if [[ "$3" == tls ]]; then
+        printf 'tls_cert = "%s"\ntls_key = "%s"\n' "$WORK/cert.pem" "$WORK/key.pem"
+    fi
+    cat <<EOF
+
+[upstream]
+url = "http://127.0.0.1:$P_UP"
+
+[users]
+file = "$WORK/users.toml"
+
+[[policy.rules]]
+path_prefix = "/bench/"
+access = "bypass"
+
+[storage]
+backend = "embedded"
+path = "$WORK/vest-$1/data"
+encryption_key_file = "$WORK/encryption.key"
+
+[log]
+audit_file = "$WORK/vest-$1/audit.log"
+EOF
+}
+declare -A VPID
+start_vest() { # name port tls?
+    mkdir -p "$WORK/vest-$1"
+    vest_conf "$1" "$2" "$3" >"$WORK/vest-$1/vestibule.toml"
+    "$BIN" --config "$WORK/vest-$1/vestibule.toml" check-config >"$WORK/vest-$1/check.log" 2>&1 \
+        || { cat "$WORK/vest-$1/check.log" >&2; die "vestibule ($1) config rejected"; }
+    "$BIN" --config "$WORK/vest-$1/vestibule.toml" serve >"$WORK/vest-$1/serve.log" 2>&1 &
+    VPID[$1]=$!
+    PIDS+=($!)
+}
+stop_vest() { # name
+    local pid=${VPID[$1]}
+    kill "$pid" 2>/dev/null || true
+    timeout 40 tail --pid="$pid" -f /dev/null || kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+wait_for() { # url
+    local i
+    for i in $(seq 1 100); do
+        curl -sk --max-time 2 -o /dev/null "$1" && return 0
+        sleep 0.1
+    done
+    die "nothing answers at $1"
+}
+# "rss_kib hwm_kib threads fds" of a process
+pstat() {
+    local pid=$1 rss hwm thr fds
+    [[ -r /proc/$pid/status ]] || die "process $pid is gone"
+    rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
+    hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+    thr=$(awk '/^Threads:/ { print $2 }' "/proc/$pid/status")
+    fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+    echo "$rss $hwm $thr $fds"
+}
+MEAS="$WORK/measurements.tsv"   # test point rss_kib hwm_kib threads fds note
+: >"$MEAS"
+measure() { # test point pid [note]
+    local s
+    s=$(pstat "$3")
+    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$(tr ' ' '\t' <<<"$s")" "${4:-}" >>"$MEAS"
+    log "$(printf '%-10s %-28s RSS %8s KiB  (peak %s KiB, %s threads, %s fds) %s' "$1" "$2" $s "${4:-}")"
+}
+NOTES="$WORK/notes.env"
+: >"$NOTES"
+note() { printf '%s=%s\n' "$1" "$2" >>"$NOTES"; }
+
+# ---------------------------------------------------------------- python helpers
+cat >"$WORK/insert.py" <<'PY'
+# Inserts N sessions copied from the row of a real login; prints the tokens, one a line.
+import base64, hashlib, os, sqlite3, sys, time
+db, token, n, tokens_out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+con = sqlite3.connect(db, timeout=30)
+con.execute("PRAGMA busy_timeout=30000")
+row = con.execute("SELECT user, stage, credential FROM sessions WHERE id=?",
+                  (hashlib.sha256(token.encode()).digest(),)).fetchone()
+if row is None:
+    sys.exit("the login's session row is not in the database")
+user, stage, credential = row
+now = int(time.time() * 1000)
+# last seen 5 minutes ago: inside the 30 min idle timeout, but past the "last seen"
+# write throttle (a quarter of the idle timeout, at most 60 s), so the first request
+# of every session also makes the gateway write its new last-seen time.
+seen = now - 5 * 60 * 1000
+idle = 30 * 60 * 1000
+toks = []
+with con:
+    rows = []
+    for _ in range(n):
+        t = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+        toks.append(t)
+        rows.append((hashlib.sha256(t.encode()).digest(), user, stage, seen, seen, credential, seen + idle))
+    con.executemany("INSERT INTO sessions(id,user,stage,created_ms,last_seen_ms,credential,expires_ms) "
+                    "VALUES(?,?,?,?,?,?,?)", rows)
+total = con.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
+con.close()
+with open(tokens_out, "w") as f:
+    f.write("\n".join(toks) + "\n")
+print(f"stage={stage}")
+print(f"credential={credential.hex()}")
+print(f"seen_ms={seen}")
+print(f"total={total}")
+PY
+
+cat >"$WORK/use.py" <<'PY'
+# One authenticated request per session token, over C keep-alive connections.
+# Every answer must be the upstream's 200 "ok\n".
+import asyncio, sys, time
+host, port, cookie, tokens_file, conns, deadline = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6])
+tokens = open(tokens_file).read().split()
+it = iter(tokens)
+stats = {}
+done = 0
+
+async def read_response(r):
+    head = await r.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length = 0
+    close = False
+    for l in lines[1:]:
+        k, _, v = l.partition(b":")
+        k = k.strip().lower()
+        if k == b"content-length":
+            length = int(v)
+        elif k == b"connection" and v.strip().lower() == b"close":
+            close = True
+    body = await r.readexactly(length) if length else b""
+    return status, body, close
+
+async def worker():
+    global done
+    r = w = None
+    for tok in it:
+        for attempt in range(3):
+            try:
+                if w is None:
+                    r, w = await asyncio.open_connection(host, port)
+                w.write(f"GET /app/x HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}={tok}\r\n\r\n".encode())
+                status, body, close = await read_response(r)
+                key = "200-ok" if status == 200 and body == b"ok\n" else str(status)
+                stats[key] = stats.get(key, 0) + 1
+                done += 1
+                if close:
+                    w.close(); w = None
+                break
+            except (OSError, asyncio.IncompleteReadError, ValueError) as e:
+                stats[type(e).__name__] = stats.get(type(e).__name__, 0) + 1
+                if w is not None:
+                    w.close()
+                w = None
+        if time.time() > deadline:
+            break
+    if w is not None:
+        w.close()
+
+async def main():
+    t0 = time.time()
+    await asyncio.gather(*(worker() for _ in range(conns)))
+    el = time.time() - t0
+    print(f"requests={done}")
+    print(f"seconds={el:.1f}")
+    print(f"rate={done / el:.0f}")
+    print("statuses=" + " ".join(f"{k}:{v}" for k, v in sorted(stats.items())))
+
+asyncio.run(main())
+PY
+
+cat >"$WORK/idle.py" <<'PY'
+# Opens N keep-alive connections (TLS optional), sends one complete request on each,
+# then keeps them open and idle. Writes a status file the benchmark reads:
+#   phase=open|closed, open=<connections established and answered>, closed_by_server=<n>,
+#   t_open=<seconds to open all>, last_close_s=<seconds from "all open" to the last close by the server>
+# Ends when STOP exists, when the server has closed them all, or at the deadline.
+import asyncio, os, ssl, sys, time
+host, port, n, use_tls, conc, status_file, stop_file, deadline = (
+    sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5]),
+    sys.argv[6], sys.argv[7], float(sys.argv[8]))
+REQ = b"GET /bench/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+ctx = None
+if use_tls:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+sem = asyncio.Semaphore(conc)
+conns = []
+errors = {}
+closed = 0
+t_all_open = None
+last_close = None
+
+def status(phase):
+    tmp = status_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"phase={phase}\nopen={len(conns)}\nclosed_by_server={closed}\n")
+        f.write("errors=" + " ".join(f"{k}:{v}" for k, v in sorted(errors.items())) + "\n")
+        if t_all_open is not None:
+            f.write(f"t_open={t_all_open - t0:.1f}\n")
+        if last_close is not None and t_all_open is not None:
+            f.write(f"last_close_s={last_close - t_all_open:.1f}\n")
+    os.replace(tmp, status_file)
+
+async def request(r, w):
+    w.write(REQ)
+    await w.drain()
+    head = await r.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    code = int(lines[0].split()[1])
+    length = 0
+    for l in lines[1:]:
+        k, _, v = l.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v)
+    body = await r.readexactly(length)
+    if code != 200 or body != b"ok\n":
+        raise ValueError(f"status {code}")
+
+async def one():
+    async with sem:
+        try:
+            r, w = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=ctx), 60)
+            await asyncio.wait_for(request(r, w), 60)
+            conns.append((r, w))
+        except Exception as e:
+            k = type(e).__name__
+            errors[k] = errors.get(k, 0) + 1
+
+async def watch(r):
+    global closed, last_close
+    try:
+        await r.read(1)
+    except Exception:
+        pass
+    closed += 1
+    last_close = time.time()
+
+async def main():
+    global t0, t_all_open
+    t0 = time.time()
+    await asyncio.gather(*(one() for _ in range(n)))
+    t_all_open = time.time()
+    watchers = [asyncio.ensure_future(watch(r)) for r, _ in conns]
+    status("open")
+    while time.time() < deadline and not os.path.exists(stop_file) and closed < len(conns):
+        await asyncio.sleep(0.5)
+        status("open")
+    status("closed")
+    for _, w in conns:
+        w.close()
+    for t in watchers:
+        t.cancel()
+    await asyncio.sleep(0.5)
+
+asyncio.run(main())
+PY
+
+# ---------------------------------------------------------------- test 1: live sessions
+wait_for "http://127.0.0.1:$P_UP/"
+start_vest sess "$P_SESS" http
+wait_for "http://127.0.0.1:$P_SESS/_vestibule/health"
+SPID=${VPID[sess]}
+sleep 1
+measure sessions "started" "$SPID"
+
+jar="$WORK/jar-sess"
+base="http://127.0.0.1:$P_SESS"
+page=$(curl -s --max-time 10 -c "$jar" -b "$jar" "$base/_vestibule/login?rd=/app/")
+csrf=$(grep -o 'name="csrf_token" value="[^"]*"' <<<"$page" | head -1 | sed 's/.*value="//; s/"$//')
+[[ -n "$csrf" ]] || die "no csrf_token on $base/_vestibule/login"
+code=$(curl -s --max-time 30 -c "$jar" -b "$jar" -o /dev/null -w '%{http_code}' \
+    --data-urlencode "username=$BENCH_USER" --data-urlencode "password=$BENCH_PASS" \
+    --data-urlencode "csrf_token=$csrf" --data-urlencode "rd=/app/" "$base/_vestibule/login")
+[[ "$code" == 303 ]] || die "login answered $code, expected 303"
+COOKIE_NAME=vestibule_session
+TOKEN=$(awk -v n="$COOKIE_NAME" '$6 == n { v = $7 } END { if (v != "") print v }' "$jar")
+[[ ${#TOKEN} == 43 && "$TOKEN" =~ ^[A-Za-z0-9_-]+$ ]] || die "unexpected session cookie '$TOKEN' (expected 43 URL-safe base64 characters)"
+body=$(curl -s --max-time 10 -H "Cookie: $COOKIE_NAME=$TOKEN" "$base/app/x")
+[[ "$body" == ok ]] || die "the logged-in session does not reach the upstream: '$body'"
+code=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "$base/app/x")
+[[ "$code" == 401 ]] || die "authenticated path without a cookie answered $code, expected 401"
+# A few requests on the session so the warm-up state matches what follows.
+for _ in 1 2 3 4 5; do curl -s --max-time 10 -o /dev/null -H "Cookie: $COOKIE_NAME=$TOKEN" "$base/app/x"; done
+sleep 2
+measure sessions "after one login" "$SPID"
+
+DB="$WORK/vest-sess/data/vestibule.sqlite3"
+[[ -f "$DB" ]] || die "no database at $DB"
+log "inserting $SESSIONS sessions into $DB while the gateway runs"
+timeout 300 python3 "$WORK/insert.py" "$DB" "$TOKEN" "$SESSIONS" "$WORK/tokens.txt" >"$WORK/insert.out" \
+    || die "insert failed: $(cat "$WORK/insert.out")"
+STAGE=$(sed -n 's/^stage=//p' "$WORK/insert.out")
+SEEN_MS=$(sed -n 's/^seen_ms=//p' "$WORK/insert.out")
+ROWS=$(sed -n 's/^total=//p' "$WORK/insert.out")
+log "stage copied from the login: $STAGE; $ROWS session rows in the database"
+note stage "$STAGE"
+note rows "$ROWS"
+sleep 2
+measure sessions "$SESSIONS sessions inserted" "$SPID"
+
+log "one authenticated request per inserted session ($USE_CONNS keep-alive connections)"
+USE_START_MS=$(($(date +%s%N) / 1000000))
+# Peak sampler: RSS, threads every 0.5 s while the client runs.
+(
+    while kill -0 "$SPID" 2>/dev/null; do
+        pstat "$SPID" 2>/dev/null | awk -v t="$(date +%s.%N)" '{ print t, $0 }'
+        sleep 0.5
+    done
+) >"$WORK/sampler.txt" 2>/dev/null &
+SAMPLER=$!
+PIDS+=($SAMPLER)
+timeout 600 python3 "$WORK/use.py" 127.0.0.1 "$P_SESS" "$COOKIE_NAME" "$WORK/tokens.txt" "$USE_CONNS" \
+    $(($(date +%s) + 540)) >"$WORK/use.out" 2>&1 || die "session client failed: $(tail -5 "$WORK/use.out")"
+cat "$WORK/use.out" >&2
+USE_STATUSES=$(sed -n 's/^statuses=//p' "$WORK/use.out")
+USE_OK=$(grep -o '200-ok:[0-9]*' <<<"$USE_STATUSES" | cut -d: -f2)
+note use_rate "$(sed -n 's/^rate=//p' "$WORK/use.out")"
+note use_seconds "$(sed -n 's/^seconds=//p' "$WORK/use.out")"
+note use_statuses "$USE_STATUSES"
+[[ "${USE_OK:-0}" -ge "$SESSIONS" ]] || die "only ${USE_OK:-0} of $SESSIONS session requests reached the upstream ($USE_STATUSES)"
+measure sessions "all used (right after)" "$SPID"
+# Wait for the "last seen" writes (run on the blocking pool) to land, then count them.
+for _ in $(seq 1 60); do
+    TOUCHED=$(python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1], timeout=30); print(c.execute("SELECT COUNT(*) FROM sessions WHERE last_seen_ms >= ?", (int(sys.argv[2]),)).fetchone()[0])' "$DB" "$USE_START_MS")
+    ((TOUCHED >= SESSIONS)) && break
+    sleep 1
+done
+note touched "$TOUCHED"
+log "sessions whose last-seen time the gateway updated: $TOUCHED of $((SESSIONS + 1))"
+sleep 5
+measure sessions "all used (settled, +5 s)" "$SPID"
+kill "$SAMPLER" 2>/dev/null || true
+wait "$SAMPLER" 2>/dev/null || true
+PEAK_THREADS=$(awk 'BEGIN { m = 0 } $4 > m { m = $4 } END { print m }' "$WORK/sampler.txt")
+note peak_threads "$PEAK_THREADS"
+body=$(curl -s --max-time 10 -H "Cookie: $COOKIE_NAME=$(tail -1 "$WORK/tokens.txt")" "$base/app/x")
+[[ "$body" == ok ]] || die "an inserted session stopped working: '$body'"
+stop_vest sess
+
+# ---------------------------------------------------------------- test 2: idle connections
+idle_test() { # name port tls(0|1) label
+    local name=$1 port=$2 tls=$3 label=$4 scheme=http st="$WORK/idle-$1.status" stop="$WORK/idle-$1.stop" cpid i
+    [[ $tls == 1 ]] && scheme=https
+    start_vest "$name" "$port" "$([[ $tls == 1 ]] && echo tls || echo http)"
+    wait_for "$scheme://127.0.0.1:$port/_vestibule/health"
+    local pid=${VPID[$name]}
+    # Warm-up: a few hundred bypass requests, so the upstream pool and the allocator
+    # are in their working state before the baseline.
+    for i in $(seq 1 4); do
+        curl -sk --max-time 10 -o /dev/null "$scheme://127.0.0.1:$port/bench/x?[1-50]" || true
+    done
+    sleep 2
+    measure "$label" "before" "$pid"
+    log "$label: opening $CONNS keep-alive connections, one request each"
+    python3 "$WORK/idle.py" 127.0.0.1 "$port" "$CONNS" "$tls" "$OPEN_CONC" "$st" "$stop" \
+        $(($(date +%s) + 120 + HOLD_MAX)) >"$WORK/idle-$name.log" 2>&1 &
+    cpid=$!
+    PIDS+=($cpid)
+    for i in $(seq 1 1200); do
+        [[ -s "$st" ]] && break
+        kill -0 "$cpid" 2>/dev/null || die "idle client died: $(tail -5 "$WORK/idle-$name.log")"
+        sleep 0.1
+    done
+    [[ -s "$st" ]] || die "idle client did not open its connections in time"
+    sleep 2
+    local open est
+    open=$(sed -n 's/^open=//p' "$st")
+    est=$(ss -Htn state established "sport = :$port" 2>/dev/null | wc -l)
+    measure "$label" "$open connections open" "$pid" "established=$est"
+    note "${name}_open" "$open"
+    note "${name}_established" "$est"
+    note "${name}_t_open" "$(sed -n 's/^t_open=//p' "$st")"
+    note "${name}_errors" "$(sed -n 's/^errors=//p' "$st")"
+    note "${name}_closed_before_measure" "$(sed -n 's/^closed_by_server=//p' "$st")"
+    sleep 5
+    measure "$label" "$open connections open, +5 s" "$pid"
+    # Hold idle and see whether (and when) the gateway closes them.
+    log "$label: holding the connections idle (up to $HOLD_MAX s) to see whether the gateway closes them"
+    local t_end=$(($(date +%s) + HOLD_MAX))
+    while (($(date +%s) < t_end)) && [[ "$(sed -n 's/^phase=//p' "$st")" != closed ]]; do
+        sleep 1
+    done
+    touch "$stop"
+    timeout 30 tail --pid="$cpid" -f /dev/null || kill "$cpid" 2>/dev/null || true
+    wait "$cpid" 2>/dev/null || true
+    note "${name}_closed_by_server" "$(sed -n 's/^closed_by_server=//p' "$st")"
+    note "${name}_last_close_s" "$(sed -n 's/^last_close_s=//p' "$st")"
+    log "$label: closed by the gateway: $(sed -n 's/^closed_by_server=//p' "$st") of $open (last $(sed -n 's/^last_close_s=//p' "$st") s after all were open)"
+    sleep 3
+    measure "$label" "after all closed (+3 s)" "$pid"
+    stop_vest "$name"
+}
+idle_test http "$P_HTTP" 0 "idle-http"
+if [[ "$TLS" == 1 ]]; then
+    idle_test tls "$P_TLS" 1 "idle-tls"
+fi
+
+# ---------------------------------------------------------------- report
+ELAPSED=$(($(date +%s) - T0))
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+REV=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)
+CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+MEM=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+{
+    echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "nproc=$(nproc)"
+    echo "cpu=${CPU:-unknown}"
+    echo "mem=$MEM"
+    echo "kernel=$(uname -r)"
+    echo "rev=$REV"
+    echo "bin_built=$(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')"
+    echo "sessions=$SESSIONS"
+    echo "use_conns=$USE_CONNS"
+    echo "conns=$CONNS"
+    echo "load_start=$LOAD_START"
+    echo "load_end=$LOAD_END"
+    echo "elapsed=$ELAPSED"
+    echo "nofile=$NOFILE"
+} >>"$NOTES"
+
+python3 - "$MEAS" "$NOTES" >"$OUT" <<'PY'
+import sys
+meas_path, notes_path = sys.argv[1:3]
+notes = {}
+for l in open(notes_path):
+    if "=" in l:
+        k, v = l.rstrip("\n").split("=", 1)
+        notes[k] = v
+rows = [l.rstrip("\n").split("\t") for l in open(meas_path) if l.strip()]
+def mib(kib):
+    return f"{int(kib) / 1024:.1f}"
+n_sess = int(notes["sessions"])
+o = []
+o.append(f"- date: {notes['date']}; machine: {notes['nproc']} cores, {notes['cpu']}, {notes['mem']} RAM, Linux {notes['kernel']}")
+o.append(f"- vestibule revision: `{notes['rev']}` (release build of {notes['bin_built']}); mimalloc global allocator")
+o.append(f"- load average at start / end: {notes['load_start']} / {notes['load_end']}; run took {notes['elapsed']} s")
+o.append("")
+o.append("| test | point | VmRSS MiB | peak (VmHWM) MiB | threads | open fds | note |")
+o.append("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+for t, p, rss, hwm, thr, fds, note in rows:
+    o.append(f"| {t} | {p} | {mib(rss)} | {mib(hwm)} | {thr} | {fds} | {note} |")
+o.append("")
+def find(test, prefix):
+    for r in rows:
+        if r[0] == test and r[1].startswith(prefix):
+            return int(r[2]), int(r[3])
+    return None
+targets = []
+sess_used = find("sessions", "all used (settled")
+sess_before = find("sessions", "after one login")
+sess_ins = find("sessions", f"{n_sess} sessions inserted")
+if sess_used and sess_before:
+    peak = sess_used[1]
+    o.append(f"- sessions: {n_sess} inserted ({notes.get('rows')} rows in total), every one used once by "
+             f"{notes['use_conns']} keep-alive connections at {notes.get('use_rate')} req/s "
+             f"({notes.get('use_seconds')} s; answers: {notes.get('use_statuses')}); "
+             f"the gateway updated last-seen of {notes.get('touched')} sessions; peak thread count {notes.get('peak_threads')}. "
+             f"Growth over the post-login baseline: {(sess_used[0] - sess_before[0]) / 1024:.1f} MiB "
+             f"= {(sess_used[0] - sess_before[0]) * 1024 / n_sess:.0f} bytes per session.")
+    targets.append((f"RSS with {n_sess} live sessions < 200 MB", sess_used[0], 200e6))
+    targets.append((f"peak RSS (VmHWM) during the session test < 200 MB", peak, 200e6))
+for name, label in (("http", "idle-http"), ("tls", "idle-tls")):
+    before = find(label, "before")
+    with_ = find(label, f"{notes.get(name + '_open', 'x')} connections open")
+    if not before or not with_:
+        continue
+    n = int(notes[name + "_open"])
+    per = (with_[0] - before[0]) * 1024 / max(n, 1)
+    o.append(f"- {label}: {n} connections opened in {notes.get(name + '_t_open')} s with at most the configured concurrency "
+             f"(errors: {notes.get(name + '_errors') or 'none'}; {notes.get(name + '_established')} established on the server port), "
+             f"{per / 1024:.1f} KiB per connection; the gateway closed {notes.get(name + '_closed_by_server')} of them "
+             f"while idle, the last {notes.get(name + '_last_close_s') or 'n/a'} s after all were open.")
+    targets.append((f"RSS with {n} idle {name.upper()} connections < 100 MB", with_[0], 100e6))
+o.append("")
+o.append("| target | measured | verdict |")
+o.append("| --- | ---: | --- |")
+for name, kib, lim in targets:
+    b = kib * 1024
+    o.append(f"| {name} | {b / 1e6:.1f} MB ({kib / 1024:.1f} MiB) | {'met' if b < lim else '**missed**'} |")
+print("\n".join(o))
+PY
+
+cat "$OUT"
+log "results written to $OUT"
+
+# ---------------------------------------------------------------- docs/performance.md
+if [[ "$UPDATE_DOC" == 1 ]]; then
+    python3 - "$DOC" "$OUT" <<'PY'
+import sys
+doc, res = sys.argv[1:3]
+text = open(doc).read()
+results = open(res).read().rstrip("\n")
+BEGIN, END = "<!-- memory-results:begin -->", "<!-- memory-results:end -->"
+block = f"{BEGIN}\n{results}\n{END}"
+if BEGIN in text and END in text:
+    a = text.index(BEGIN)
+    b = text.index(END) + len(END)
+    text = text[:a] + block + text[b:]
+else:
+    section = f"""
+## Memory
+
+`scripts/bench-memory.sh` measures the gateway's resident memory (`VmRSS` from
+`/proc/<pid>/status`) on loopback, in one run of about three minutes:
+
+```sh
+bash scripts/bench-memory.sh                    # writes bench-memory-results.md and this section
+UPDATE_DOC=0 bash scripts/bench-memory.sh       # only print and write the results file
+SESSIONS=20000 CONNS=2000 TLS=0 bash scripts/bench-memory.sh   # a quick run
+```
+
+Latest results (the script rewrites the block between the markers):
+
+{block}
+"""
+    text = text.rstrip("\n") + "\n" + section
+open(doc, "w").write(text)
+PY
+    log "docs/performance.md updated"
+fi
