@@ -15,8 +15,11 @@
 #   USE_CONNS=16      keep-alive connections the session client uses
 #   CONNS=10000       idle keep-alive connections per protocol
 #   OPEN_CONC=200     connections being opened (and handshaken) at once
+#   REQ_CONC=8        requests in flight while each idle connection sends its one request
+#                     (kept low so the gateway's upstream pool stays small)
+#   SILENT=100        extra connections that never send a byte, held to see if they are closed
 #   TLS=1             also measure idle TLS connections (0 skips)
-#   HOLD_MAX=45       seconds to wait for the gateway to close the idle connections
+#   HOLD_MAX=40       seconds to wait for the gateway to close the idle connections
 #   BASE_PORT=18600   first of 4 consecutive loopback ports
 #   UPDATE_DOC=1      write the results into docs/performance.md (0: only print)
 #   BUILD=0           1: cargo build --release first (by default only when the binary is missing)
@@ -31,8 +34,10 @@ SESSIONS=${SESSIONS:-100000}
 USE_CONNS=${USE_CONNS:-16}
 CONNS=${CONNS:-10000}
 OPEN_CONC=${OPEN_CONC:-200}
+REQ_CONC=${REQ_CONC:-8}
+SILENT=${SILENT:-100}
 TLS=${TLS:-1}
-HOLD_MAX=${HOLD_MAX:-45}
+HOLD_MAX=${HOLD_MAX:-40}
 BASE_PORT=${BASE_PORT:-18600}
 UPDATE_DOC=${UPDATE_DOC:-1}
 DOC="$REPO/docs/performance.md"
@@ -216,23 +221,22 @@ wait_for() { # url
     done
     die "nothing answers at $1"
 }
-# "rss_kib hwm_kib threads fds" of a process
+# "rss_kib hwm_kib anon_kib file+shmem_kib threads fds" of a process
 pstat() {
-    local pid=$1 rss hwm thr fds
+    local pid=$1 st fds
     [[ -r /proc/$pid/status ]] || die "process $pid is gone"
-    rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
-    hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
-    thr=$(awk '/^Threads:/ { print $2 }' "/proc/$pid/status")
+    st=$(awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } /^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 }
+              /^RssShmem:/ { s = $2 } /^Threads:/ { t = $2 } END { print r, h, a, f + s, t }' "/proc/$pid/status")
     fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
-    echo "$rss $hwm $thr $fds"
+    echo "$st $fds"
 }
-MEAS="$WORK/measurements.tsv"   # test point rss_kib hwm_kib threads fds note
+MEAS="$WORK/measurements.tsv"   # test point rss hwm anon file thr fds note
 : >"$MEAS"
 measure() { # test point pid [note]
     local s
     s=$(pstat "$3")
     printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$(tr ' ' '\t' <<<"$s")" "${4:-}" >>"$MEAS"
-    log "$(printf '%-10s %-28s RSS %8s KiB  (peak %s KiB, %s threads, %s fds) %s' "$1" "$2" $s "${4:-}")"
+    log "$(printf '%-10s %-34s RSS %7s KiB (peak %s, anon %s, file+shm %s; %s threads, %s fds) %s' "$1" "$2" $s "${4:-}")"
 }
 NOTES="$WORK/notes.env"
 : >"$NOTES"
@@ -340,85 +344,121 @@ asyncio.run(main())
 PY
 
 cat >"$WORK/idle.py" <<'PY'
-# Opens N keep-alive connections (TLS optional), sends one complete request on each,
-# then keeps them open and idle. Writes a status file the benchmark reads:
-#   phase=open|closed, open=<connections established and answered>, closed_by_server=<n>,
-#   t_open=<seconds to open all>, last_close_s=<seconds from "all open" to the last close by the server>
-# Ends when STOP exists, when the server has closed them all, or at the deadline.
+# Idle keep-alive connections, in steps the benchmark drives with files in CTL:
+#   1. opens N connections (TLS handshake done when TLS), OPEN_CONC at a time; status phase=connected
+#   2. when CTL/go exists: one complete request on each (REQ_CONC in flight); phase=open
+#   3. when CTL/silent exists: opens SILENT more connections that never send a byte; phase=silent
+#   4. watches for the server closing them, until CTL/stop exists, all are closed, or the deadline.
+# The status file (key=value) tells how many are open and when the server closed them.
 import asyncio, os, ssl, sys, time
-host, port, n, use_tls, conc, status_file, stop_file, deadline = (
+(host, port, n, use_tls, open_conc, req_conc, silent_n, ctl, deadline) = (
     sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5]),
-    sys.argv[6], sys.argv[7], float(sys.argv[8]))
+    int(sys.argv[6]), int(sys.argv[7]), sys.argv[8], float(sys.argv[9]))
 REQ = b"GET /bench/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 ctx = None
 if use_tls:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-sem = asyncio.Semaphore(conc)
-conns = []
+st = {"phase": "connecting"}
 errors = {}
-closed = 0
-t_all_open = None
-last_close = None
+conns, silent = [], []
+closed = {"requested": [], "silent": []}
+t0 = time.time()
 
-def status(phase):
-    tmp = status_file + ".tmp"
+def status():
+    st["connected"] = len(conns)
+    st["silent_open"] = len(silent)
+    for k, v in closed.items():
+        st[f"closed_{k}"] = len(v)
+        if v:
+            st[f"closed_{k}_first_s"] = f"{min(v):.1f}"
+            st[f"closed_{k}_last_s"] = f"{max(v):.1f}"
+    st["errors"] = " ".join(f"{k}:{v}" for k, v in sorted(errors.items()))
+    tmp = os.path.join(ctl, "status.tmp")
     with open(tmp, "w") as f:
-        f.write(f"phase={phase}\nopen={len(conns)}\nclosed_by_server={closed}\n")
-        f.write("errors=" + " ".join(f"{k}:{v}" for k, v in sorted(errors.items())) + "\n")
-        if t_all_open is not None:
-            f.write(f"t_open={t_all_open - t0:.1f}\n")
-        if last_close is not None and t_all_open is not None:
-            f.write(f"last_close_s={last_close - t_all_open:.1f}\n")
-    os.replace(tmp, status_file)
+        f.write("".join(f"{k}={v}\n" for k, v in st.items()))
+    os.replace(tmp, os.path.join(ctl, "status"))
 
-async def request(r, w):
-    w.write(REQ)
-    await w.drain()
-    head = await r.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    code = int(lines[0].split()[1])
-    length = 0
-    for l in lines[1:]:
-        k, _, v = l.partition(b":")
-        if k.strip().lower() == b"content-length":
-            length = int(v)
-    body = await r.readexactly(length)
-    if code != 200 or body != b"ok\n":
-        raise ValueError(f"status {code}")
+def err(e):
+    k = type(e).__name__
+    errors[k] = errors.get(k, 0) + 1
 
-async def one():
+async def connect(sem, into):
     async with sem:
         try:
-            r, w = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=ctx), 60)
-            await asyncio.wait_for(request(r, w), 60)
-            conns.append((r, w))
+            into.append(await asyncio.wait_for(asyncio.open_connection(host, port, ssl=ctx), 60))
         except Exception as e:
-            k = type(e).__name__
-            errors[k] = errors.get(k, 0) + 1
+            err(e)
 
-async def watch(r):
-    global closed, last_close
+async def request(sem, r, w, ok):
+    async with sem:
+        try:
+            w.write(REQ)
+            await w.drain()
+            head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 60)
+            lines = head.split(b"\r\n")
+            code = int(lines[0].split()[1])
+            length = 0
+            for l in lines[1:]:
+                k, _, v = l.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    length = int(v)
+            body = await asyncio.wait_for(r.readexactly(length), 60)
+            if code == 200 and body == b"ok\n":
+                ok.append((r, w))
+            else:
+                errors[f"status{code}"] = errors.get(f"status{code}", 0) + 1
+        except Exception as e:
+            err(e)
+
+async def watch(r, kind, since):
     try:
         await r.read(1)
     except Exception:
         pass
-    closed += 1
-    last_close = time.time()
+    closed[kind].append(time.time() - since)
+
+async def wait_file(name):
+    while not os.path.exists(os.path.join(ctl, name)):
+        if time.time() > deadline:
+            raise SystemExit("deadline")
+        await asyncio.sleep(0.1)
 
 async def main():
-    global t0, t_all_open
-    t0 = time.time()
-    await asyncio.gather(*(one() for _ in range(n)))
-    t_all_open = time.time()
-    watchers = [asyncio.ensure_future(watch(r)) for r, _ in conns]
-    status("open")
-    while time.time() < deadline and not os.path.exists(stop_file) and closed < len(conns):
+    global conns
+    sem = asyncio.Semaphore(open_conc)
+    await asyncio.gather(*(connect(sem, conns) for _ in range(n)))
+    st["t_connect"] = f"{time.time() - t0:.1f}"
+    st["phase"] = "connected"
+    status()
+    await wait_file("go")
+    t1 = time.time()
+    ok = []
+    rsem = asyncio.Semaphore(req_conc)
+    await asyncio.gather(*(request(rsem, r, w, ok) for r, w in conns))
+    for r, w in conns:
+        if not any(w is w2 for _, w2 in ok):
+            w.close()
+    conns = ok
+    t_req = time.time()
+    st["t_requests"] = f"{t_req - t1:.1f}"
+    watchers = [asyncio.ensure_future(watch(r, "requested", t_req)) for r, _ in conns]
+    st["phase"] = "open"
+    status()
+    await wait_file("silent")
+    await asyncio.gather(*(connect(asyncio.Semaphore(open_conc), silent) for _ in range(silent_n)))
+    t_sil = time.time()
+    watchers += [asyncio.ensure_future(watch(r, "silent", t_sil)) for r, _ in silent]
+    st["phase"] = "silent"
+    status()
+    while (time.time() < deadline and not os.path.exists(os.path.join(ctl, "stop"))
+           and sum(len(v) for v in closed.values()) < len(conns) + len(silent)):
         await asyncio.sleep(0.5)
-        status("open")
-    status("closed")
-    for _, w in conns:
+        status()
+    st["phase"] = "done"
+    status()
+    for _, w in conns + silent:
         w.close()
     for t in watchers:
         t.cancel()
@@ -499,23 +539,35 @@ for _ in $(seq 1 60); do
 done
 note touched "$TOUCHED"
 log "sessions whose last-seen time the gateway updated: $TOUCHED of $((SESSIONS + 1))"
-sleep 5
-measure sessions "all used (settled, +5 s)" "$SPID"
+# Idle blocking-pool threads exit after 10 s; measure once they have.
+sleep 12
+measure sessions "all used (settled, +12 s)" "$SPID"
 kill "$SAMPLER" 2>/dev/null || true
 wait "$SAMPLER" 2>/dev/null || true
-PEAK_THREADS=$(awk 'BEGIN { m = 0 } $4 > m { m = $4 } END { print m }' "$WORK/sampler.txt")
+PEAK_THREADS=$(awk 'BEGIN { m = 0 } $6 > m { m = $6 } END { print m }' "$WORK/sampler.txt")
 note peak_threads "$PEAK_THREADS"
 body=$(curl -s --max-time 10 -H "Cookie: $COOKIE_NAME=$(tail -1 "$WORK/tokens.txt")" "$base/app/x")
 [[ "$body" == ok ]] || die "an inserted session stopped working: '$body'"
 stop_vest sess
 
 # ---------------------------------------------------------------- test 2: idle connections
+wait_phase() { # status-file phase client-pid seconds
+    local i
+    for i in $(seq 1 $(($4 * 10))); do
+        [[ "$(sed -n 's/^phase=//p' "$1" 2>/dev/null)" == "$2" ]] && return 0
+        kill -0 "$3" 2>/dev/null || die "idle client died: $(tail -5 "$(dirname "$1")/client.log")"
+        sleep 0.1
+    done
+    die "idle client did not reach phase $2 in $4 s"
+}
 idle_test() { # name port tls(0|1) label
-    local name=$1 port=$2 tls=$3 label=$4 scheme=http st="$WORK/idle-$1.status" stop="$WORK/idle-$1.stop" cpid i
+    local name=$1 port=$2 tls=$3 label=$4 scheme=http ctl="$WORK/idle-$1" cpid i pid st up
+    st="$ctl/status"
+    mkdir -p "$ctl"
     [[ $tls == 1 ]] && scheme=https
     start_vest "$name" "$port" "$([[ $tls == 1 ]] && echo tls || echo http)"
     wait_for "$scheme://127.0.0.1:$port/_vestibule/health"
-    local pid=${VPID[$name]}
+    pid=${VPID[$name]}
     # Warm-up: a few hundred bypass requests, so the upstream pool and the allocator
     # are in their working state before the baseline.
     for i in $(seq 1 4); do
@@ -523,43 +575,52 @@ idle_test() { # name port tls(0|1) label
     done
     sleep 2
     measure "$label" "before" "$pid"
-    log "$label: opening $CONNS keep-alive connections, one request each"
-    python3 "$WORK/idle.py" 127.0.0.1 "$port" "$CONNS" "$tls" "$OPEN_CONC" "$st" "$stop" \
-        $(($(date +%s) + 120 + HOLD_MAX)) >"$WORK/idle-$name.log" 2>&1 &
+    log "$label: opening $CONNS connections"
+    python3 "$WORK/idle.py" 127.0.0.1 "$port" "$CONNS" "$tls" "$OPEN_CONC" "$REQ_CONC" "$SILENT" "$ctl" \
+        $(($(date +%s) + 150 + HOLD_MAX)) >"$ctl/client.log" 2>&1 &
     cpid=$!
     PIDS+=($cpid)
-    for i in $(seq 1 1200); do
-        [[ -s "$st" ]] && break
-        kill -0 "$cpid" 2>/dev/null || die "idle client died: $(tail -5 "$WORK/idle-$name.log")"
-        sleep 0.1
-    done
-    [[ -s "$st" ]] || die "idle client did not open its connections in time"
-    sleep 2
+    wait_phase "$st" connected "$cpid" 120
+    sleep 1
+    measure "$label" "$(sed -n 's/^connected=//p' "$st") connected, no request yet" "$pid" \
+        "$([[ $tls == 1 ]] && echo "handshakes done; ")$(sed -n 's/^t_connect=//p' "$st") s to open"
+    touch "$ctl/go"
+    wait_phase "$st" open "$cpid" 60
+    sleep 1
     local open est
-    open=$(sed -n 's/^open=//p' "$st")
+    open=$(sed -n 's/^connected=//p' "$st")
     est=$(ss -Htn state established "sport = :$port" 2>/dev/null | wc -l)
-    measure "$label" "$open connections open" "$pid" "established=$est"
+    up=$(ss -Htn state established "dport = :$P_UP" 2>/dev/null | wc -l)
+    measure "$label" "$open open, one request each" "$pid" "$est established; $up upstream conns in the pool"
     note "${name}_open" "$open"
     note "${name}_established" "$est"
-    note "${name}_t_open" "$(sed -n 's/^t_open=//p' "$st")"
+    note "${name}_upstream" "$up"
+    note "${name}_t_connect" "$(sed -n 's/^t_connect=//p' "$st")"
+    note "${name}_t_requests" "$(sed -n 's/^t_requests=//p' "$st")"
     note "${name}_errors" "$(sed -n 's/^errors=//p' "$st")"
-    note "${name}_closed_before_measure" "$(sed -n 's/^closed_by_server=//p' "$st")"
-    sleep 5
-    measure "$label" "$open connections open, +5 s" "$pid"
-    # Hold idle and see whether (and when) the gateway closes them.
-    log "$label: holding the connections idle (up to $HOLD_MAX s) to see whether the gateway closes them"
+    note "${name}_closed_before_measure" "$(sed -n 's/^closed_requested=//p' "$st")"
+    # Silent connections (TCP, and the handshake under TLS, but not a byte of HTTP),
+    # to see whether the gateway ever closes those.
+    touch "$ctl/silent"
+    wait_phase "$st" silent "$cpid" 60
+    log "$label: holding $open idle connections and $SILENT silent ones (up to $HOLD_MAX s) to see whether the gateway closes them"
     local t_end=$(($(date +%s) + HOLD_MAX))
-    while (($(date +%s) < t_end)) && [[ "$(sed -n 's/^phase=//p' "$st")" != closed ]]; do
+    while (($(date +%s) < t_end)) && [[ "$(sed -n 's/^phase=//p' "$st")" != done ]]; do
         sleep 1
     done
-    touch "$stop"
+    touch "$ctl/stop"
     timeout 30 tail --pid="$cpid" -f /dev/null || kill "$cpid" 2>/dev/null || true
     wait "$cpid" 2>/dev/null || true
-    note "${name}_closed_by_server" "$(sed -n 's/^closed_by_server=//p' "$st")"
-    note "${name}_last_close_s" "$(sed -n 's/^last_close_s=//p' "$st")"
-    log "$label: closed by the gateway: $(sed -n 's/^closed_by_server=//p' "$st") of $open (last $(sed -n 's/^last_close_s=//p' "$st") s after all were open)"
+    local k
+    for k in closed_requested closed_requested_first_s closed_requested_last_s closed_silent silent_open; do
+        note "${name}_$k" "$(sed -n "s/^$k=//p" "$st")"
+    done
+    log "$label: the gateway closed $(sed -n 's/^closed_requested=//p' "$st") of $open idle connections" \
+        "($(sed -n 's/^closed_requested_first_s=//p' "$st")–$(sed -n 's/^closed_requested_last_s=//p' "$st") s after their request)" \
+        "and $(sed -n 's/^closed_silent=//p' "$st") of $(sed -n 's/^silent_open=//p' "$st") silent ones within $HOLD_MAX s"
     sleep 3
-    measure "$label" "after all closed (+3 s)" "$pid"
+    measure "$label" "after all closed (+3 s)" "$pid" \
+        "$(ss -Htn state established "dport = :$P_UP" 2>/dev/null | wc -l) upstream conns in the pool"
     stop_vest "$name"
 }
 idle_test http "$P_HTTP" 0 "idle-http"
@@ -588,6 +649,7 @@ MEM=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
     echo "load_end=$LOAD_END"
     echo "elapsed=$ELAPSED"
     echo "nofile=$NOFILE"
+    echo "hold_max=$HOLD_MAX"
 } >>"$NOTES"
 
 python3 - "$MEAS" "$NOTES" >"$OUT" <<'PY'
@@ -604,51 +666,62 @@ def mib(kib):
 n_sess = int(notes["sessions"])
 o = []
 o.append(f"- date: {notes['date']}; machine: {notes['nproc']} cores, {notes['cpu']}, {notes['mem']} RAM, Linux {notes['kernel']}")
-o.append(f"- vestibule revision: `{notes['rev']}` (release build of {notes['bin_built']}); mimalloc global allocator")
+o.append(f"- vestibule revision: `{notes['rev']}` (release build of {notes['bin_built']}), mimalloc global allocator, default settings")
 o.append(f"- load average at start / end: {notes['load_start']} / {notes['load_end']}; run took {notes['elapsed']} s")
 o.append("")
-o.append("| test | point | VmRSS MiB | peak (VmHWM) MiB | threads | open fds | note |")
-o.append("| --- | --- | ---: | ---: | ---: | ---: | --- |")
-for t, p, rss, hwm, thr, fds, note in rows:
-    o.append(f"| {t} | {p} | {mib(rss)} | {mib(hwm)} | {thr} | {fds} | {note} |")
+o.append("| test | point | VmRSS MiB | anon MiB | file+shmem MiB | peak (VmHWM) MiB | threads | fds | note |")
+o.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+for t, p, rss, hwm, anon, fil, thr, fds, note in rows:
+    o.append(f"| {t} | {p} | {mib(rss)} | {mib(anon)} | {mib(fil)} | {mib(hwm)} | {thr} | {fds} | {note} |")
 o.append("")
 def find(test, prefix):
     for r in rows:
         if r[0] == test and r[1].startswith(prefix):
-            return int(r[2]), int(r[3])
+            return {"rss": int(r[2]), "hwm": int(r[3]), "anon": int(r[4])}
     return None
 targets = []
-sess_used = find("sessions", "all used (settled")
-sess_before = find("sessions", "after one login")
-sess_ins = find("sessions", f"{n_sess} sessions inserted")
-if sess_used and sess_before:
-    peak = sess_used[1]
-    o.append(f"- sessions: {n_sess} inserted ({notes.get('rows')} rows in total), every one used once by "
-             f"{notes['use_conns']} keep-alive connections at {notes.get('use_rate')} req/s "
-             f"({notes.get('use_seconds')} s; answers: {notes.get('use_statuses')}); "
-             f"the gateway updated last-seen of {notes.get('touched')} sessions; peak thread count {notes.get('peak_threads')}. "
-             f"Growth over the post-login baseline: {(sess_used[0] - sess_before[0]) / 1024:.1f} MiB "
-             f"= {(sess_used[0] - sess_before[0]) * 1024 / n_sess:.0f} bytes per session.")
-    targets.append((f"RSS with {n_sess} live sessions < 200 MB", sess_used[0], 200e6))
-    targets.append((f"peak RSS (VmHWM) during the session test < 200 MB", peak, 200e6))
+used = find("sessions", "all used (settled")
+start = find("sessions", "started")
+login = find("sessions", "after one login")
+if used and start:
+    o.append(f"- **sessions**: {n_sess} inserted ({notes.get('rows')} rows in all), each used by one authenticated request "
+             f"over {notes['use_conns']} keep-alive connections: {notes.get('use_rate')} req/s for {notes.get('use_seconds')} s, "
+             f"answers `{notes.get('use_statuses')}`. The gateway then wrote a new last-seen time for "
+             f"{notes.get('touched')} sessions. Peak thread count during the requests: {notes.get('peak_threads')}. "
+             f"RSS after use minus RSS at start: {(used['rss'] - start['rss']) / 1024:.1f} MiB "
+             f"({(used['rss'] - start['rss']) * 1024 / n_sess:.0f} bytes per session).")
+    targets.append((f"RSS with {n_sess} live, used sessions < 200 MB", used["rss"]))
+    targets.append(("peak RSS (VmHWM) of the whole session test < 200 MB", used["hwm"]))
 for name, label in (("http", "idle-http"), ("tls", "idle-tls")):
     before = find(label, "before")
-    with_ = find(label, f"{notes.get(name + '_open', 'x')} connections open")
+    with_ = find(label, f"{notes.get(name + '_open', 'x')} open")
     if not before or not with_:
         continue
     n = int(notes[name + "_open"])
-    per = (with_[0] - before[0]) * 1024 / max(n, 1)
-    o.append(f"- {label}: {n} connections opened in {notes.get(name + '_t_open')} s with at most the configured concurrency "
-             f"(errors: {notes.get(name + '_errors') or 'none'}; {notes.get(name + '_established')} established on the server port), "
-             f"{per / 1024:.1f} KiB per connection; the gateway closed {notes.get(name + '_closed_by_server')} of them "
-             f"while idle, the last {notes.get(name + '_last_close_s') or 'n/a'} s after all were open.")
-    targets.append((f"RSS with {n} idle {name.upper()} connections < 100 MB", with_[0], 100e6))
+    per = (with_["rss"] - before["rss"]) * 1024 / max(n, 1)
+    connected = [r for r in rows if r[0] == label and "connected" in r[1]]
+    pre = ""
+    if connected:
+        c = int(connected[0][2]); cn = int(connected[0][1].split()[0])
+        pre = (f" Before the request (connection accepted{', handshake done' if name == 'tls' else ''}, no bytes of HTTP read): "
+               f"{(c - before['rss']) * 1024 / max(cn, 1) / 1024:.1f} KiB per connection; the request adds "
+               f"{(with_['rss'] - c) * 1024 / max(n, 1) / 1024:.1f} KiB.")
+    cl = notes.get(name + "_closed_requested", "?")
+    first, last = notes.get(name + "_closed_requested_first_s"), notes.get(name + "_closed_requested_last_s")
+    when = f", {first}–{last} s after their request" if first else ""
+    o.append(f"- **{label}**: {n} connections, opened in {notes.get(name + '_t_connect')} s, "
+             f"one request each in {notes.get(name + '_t_requests')} s (errors: {notes.get(name + '_errors') or 'none'}; "
+             f"{notes.get(name + '_established')} established on the gateway's port, {notes.get(name + '_upstream')} "
+             f"upstream connections in its pool): **{per / 1024:.1f} KiB per connection**.{pre} "
+             f"The gateway closed {cl} of the {n} idle connections{when}, and {notes.get(name + '_closed_silent', '?')} of "
+             f"{notes.get(name + '_silent_open', '?')} silent connections (no byte sent) within {notes.get('hold_max')} s.")
+    targets.append((f"RSS with {n} idle {name.upper()} connections < 100 MB", with_["rss"]))
 o.append("")
 o.append("| target | measured | verdict |")
 o.append("| --- | ---: | --- |")
-for name, kib, lim in targets:
-    b = kib * 1024
-    o.append(f"| {name} | {b / 1e6:.1f} MB ({kib / 1024:.1f} MiB) | {'met' if b < lim else '**missed**'} |")
+for tname, key, lim in [(t, k, 200e6 if "session" in t else 100e6) for t, k in targets]:
+    b = key * 1024
+    o.append(f"| {tname} | {b / 1e6:.1f} MB ({key / 1024:.1f} MiB) | {'met' if b < lim else '**missed**'} |")
 print("\n".join(o))
 PY
 
@@ -672,20 +745,62 @@ else:
     section = f"""
 ## Memory
 
-`scripts/bench-memory.sh` measures the gateway's resident memory (`VmRSS` from
-`/proc/<pid>/status`) on loopback, in one run of about three minutes:
+`scripts/bench-memory.sh` measures the gateway's resident memory on loopback, in
+one run of about three minutes, with the shipped defaults (embedded SQLite backend,
+`server.max_connections` 25,000, mimalloc):
 
 ```sh
-bash scripts/bench-memory.sh                    # writes bench-memory-results.md and this section
-UPDATE_DOC=0 bash scripts/bench-memory.sh       # only print and write the results file
+bash scripts/bench-memory.sh                 # prints the table, writes bench-memory-results.md and this section
+UPDATE_DOC=0 bash scripts/bench-memory.sh    # leave docs/performance.md alone
 SESSIONS=20000 CONNS=2000 TLS=0 bash scripts/bench-memory.sh   # a quick run
 ```
+
+Knobs: `SESSIONS` (100000), `USE_CONNS` (16), `CONNS` (10000), `OPEN_CONC` (200),
+`REQ_CONC` (8), `SILENT` (100), `TLS` (1), `HOLD_MAX` (40 s), `BASE_PORT` (18600, four
+ports), `UPDATE_DOC` (1), `BUILD` (0: build only when the binary is missing), `KEEP_TMP`.
+It needs `nginx` (the upstream, `return 200`), `curl`, `openssl` and `python3` (installed
+from Debian packages when missing), and an open-file limit of at least `CONNS` + 1000
+(it raises `ulimit -n` as far as the hard limit allows). Everything listens on
+127.0.0.1, lives in a `mktemp -d` directory and is stopped by a trap; every wait is
+bounded.
+
+Memory is `VmRSS` from `/proc/<pid>/status` of the `vestibule serve` process (split
+into `RssAnon` and `RssFile`+`RssShmem`; `VmHWM` is the peak since start). Method:
+
+- **Live sessions.** A fresh gateway (plain HTTP); one real sign-in with curl
+  (`GET` then `POST /_vestibule/login`, 303, cookie `vestibule_session`, 43 characters
+  of URL-safe base64). Then `SESSIONS` rows are inserted straight into its SQLite
+  database while it runs (python3 `sqlite3`, one transaction): `id` = SHA-256 of a new
+  random token, and `user`, `stage` and `credential` copied from the real login's row, so
+  every one is a valid, complete session of that user. Their last-seen time is set
+  5 minutes back: inside the 30 min idle timeout, but past the last-seen write throttle,
+  so the first request of each makes the gateway write its last-seen time, as for a
+  returning user. A python asyncio client then sends one authenticated `GET /app/x` per
+  session over `USE_CONNS` keep-alive connections; every answer must be the upstream's
+  `200 ok`, and the script checks in the database that the gateway updated every
+  session's last-seen time.
+- **Idle connections.** A fresh gateway per protocol, warmed with 200 bypass
+  requests. A python asyncio client opens `CONNS` connections (`OPEN_CONC` at a time;
+  under TLS each completes its handshake), then sends one complete HTTP/1.1 keep-alive
+  request on each (`GET /bench/x`, a bypass path; `REQ_CONC` in flight, so the
+  gateway's upstream pool stays small), and keeps them all open and idle. RSS is taken
+  before, after the connections are open but before any request, and with all of them
+  idle after their request; per-connection cost = growth / connections. It then also
+  opens `SILENT` connections that never send a byte, and holds everything for up to
+  `HOLD_MAX` seconds, noting when the gateway closes which.
 
 Latest results (the script rewrites the block between the markers):
 
 {block}
 """
-    text = text.rstrip("\n") + "\n" + section
+    head = "\n## Memory\n"
+    if head in text:  # a Memory section without the markers: replace it up to the next "## "
+        a = text.index(head)
+        nxt = text.find("\n## ", a + len(head))
+        rest = text[nxt:] if nxt >= 0 else ""
+        text = text[:a].rstrip("\n") + "\n" + section + rest
+    else:
+        text = text.rstrip("\n") + "\n" + section
 open(doc, "w").write(text)
 PY
     log "docs/performance.md updated"

@@ -2,6 +2,7 @@
 //! listener, connection limits and graceful shutdown.
 
 pub mod cert_expiry;
+pub mod first_byte;
 pub mod redirect;
 pub mod server;
 pub mod tls;

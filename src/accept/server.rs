@@ -15,6 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::first_byte::FirstByteDeadline;
 use super::tls::Tls;
 use crate::app::App;
 use crate::metrics::Handshake;
@@ -134,7 +135,10 @@ fn worker(
     tls: Option<Arc<Tls>>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
 ) {
+    // Blocking work (store writes) is short; a bounded pool keeps a burst of first
+    // requests from many returning sessions from spawning hundreds of threads.
     let rt = match tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(8)
         .enable_all()
         .build()
     {
@@ -189,10 +193,12 @@ async fn serve_connection(
                     Ok(Err(_)) => return metrics.handshake(Handshake::Failure),
                     Err(_) => return metrics.handshake(Handshake::Timeout),
                 };
+            let stream = FirstByteDeadline::new(stream, HEADER_READ_TIMEOUT);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
             let _ = watcher.watch(conn.into_owned()).await;
         }
         None => {
+            let tcp = FirstByteDeadline::new(tcp, HEADER_READ_TIMEOUT);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
             let _ = watcher.watch(conn.into_owned()).await;
         }

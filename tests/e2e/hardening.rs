@@ -932,3 +932,44 @@ async fn malformed_chunked_body_is_a_client_error_not_a_bad_gateway() {
     eprintln!("{}", gw.log_tail());
     assert_eq!(got.first(), Some(&400), "malformed chunked body: {got:?}");
 }
+
+/// A client that connects and never sends a byte (the "silent slowloris") is closed
+/// by the first-byte deadline (30 s) instead of holding a connection slot for ever —
+/// over plain TCP and after a TLS handshake alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_after_the_first_byte_deadline() {
+    let up = Upstream::start().await;
+    let plain = static_gateway(&up).await;
+    let tls = Gateway::builder(&up).bypass("/static/").start().await;
+    let started = Instant::now();
+    let mut silent_plain = TcpStream::connect(plain.addr()).await.unwrap();
+    let tcp = TcpStream::connect(tls.addr()).await.unwrap();
+    let connector =
+        tokio_rustls::TlsConnector::from(Arc::new(tls.p.ca.client_config(&["http/1.1"])));
+    let mut silent_tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake completes");
+    let mut buf = [0u8; 64];
+    let (a, b) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(45), silent_plain.read(&mut buf)),
+        async {
+            let mut buf = [0u8; 64];
+            tokio::time::timeout(Duration::from_secs(45), silent_tls.read(&mut buf)).await
+        }
+    );
+    assert!(
+        a.is_ok(),
+        "the silent plain connection was still open after 45 s"
+    );
+    assert!(
+        b.is_ok(),
+        "the silent TLS connection was still open after 45 s"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(25),
+        "closed too early ({:?}): the deadline is 30 s",
+        started.elapsed()
+    );
+    health_ok(&plain).await;
+}
