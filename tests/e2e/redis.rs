@@ -466,3 +466,115 @@ async fn rotate_key_reencrypts_secrets_online_on_redis() {
         .await;
     crate::rotation::rotation_keeps_everyone_signed_up(&gw).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_failover_keeps_sessions_and_the_gateway_follows_the_new_master() {
+    let master = Redis::start();
+    let replica = Redis::start_with(
+        free_port(),
+        tempfile::tempdir().unwrap(),
+        vec![
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master.port.to_string(),
+        ],
+    );
+    let sentinel_port = free_port();
+    let sentinel_dir = tempfile::tempdir().unwrap();
+    let conf = sentinel_dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {sentinel_port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {} 1\n\
+             sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n",
+            master.port
+        ),
+    )
+    .unwrap();
+    let mut sentinel = Command::new("redis-server")
+        .arg(&conf)
+        .arg("--sentinel")
+        .current_dir(sentinel_dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server --sentinel");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !replica
+        .cli(&["info", "replication"])
+        .contains("master_link_status:up")
+    {
+        assert!(Instant::now() < deadline, "the replica did not sync");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let up = Upstream::start().await;
+    let gw = Gateway::builder(&up)
+        .users_toml(&users_toml(&users()))
+        .env("VESTIBULE__STORAGE__BACKEND", "redis")
+        .env("VESTIBULE__STORAGE__REDIS_MODE", "sentinel")
+        .env(
+            "VESTIBULE__STORAGE__REDIS_NODES",
+            &format!("redis://127.0.0.1:{sentinel_port}"),
+        )
+        .env("VESTIBULE__STORAGE__REDIS_SENTINEL_MASTER", "mymaster")
+        .env("VESTIBULE__STORAGE__TIMEOUT", "1s")
+        .start()
+        .await;
+    let b = Browser::new(&gw);
+    b.login_ok(&user("patient"), "/").await;
+    assert_eq!(b.api(reqwest::Method::GET, "/before").await.status, 200);
+    // Make sure the session reached the replica before the master dies.
+    let acked = master.cli(&["wait", "1", "2000"]);
+    assert!(
+        acked.trim() == "1",
+        "replica acknowledged the writes: {acked:?}"
+    );
+
+    let mut master = master;
+    master.kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let addr = Command::new("redis-cli")
+            .args([
+                "-p",
+                &sentinel_port.to_string(),
+                "sentinel",
+                "get-master-addr-by-name",
+                "mymaster",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if addr.contains(&replica.port.to_string()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sentinel did not fail over: {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The gateway follows the new master by itself; the replicated session still works.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = b.api(reqwest::Method::GET, "/after").await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            r.status == 503,
+            "while failing over: 503, never a pass or another answer: {}",
+            r.describe()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not follow the new master"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(up.last().header("remote-user").as_deref(), Some("patient"));
+    // Writes go to the new master too: a fresh sign-in works.
+    Browser::new(&gw).login_ok(&user("patient"), "/").await;
+    let _ = sentinel.kill();
+    let _ = sentinel.wait();
+}
