@@ -18,102 +18,17 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::config::{RedisMode, StorageConfig};
 use crate::core::lockout::{LockPolicy, LockRecord, Step};
 use crate::core::store::*;
 
-/// How the gateway reaches Redis.
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-    Sentinel(Arc<SentinelConn>),
-}
+mod conn;
+mod scripts;
 
-/// A connection to whichever server Sentinel names as master, re-resolved after errors
-/// (a failover moves the master).
-struct SentinelConn {
-    client: tokio::sync::Mutex<redis::sentinel::SentinelClient>,
-    current: RwLock<Option<ConnectionManager>>,
-    config: ConnectionManagerConfig,
-}
-
-impl SentinelConn {
-    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
-        if let Some(c) = self.current.read().ok().and_then(|c| c.clone()) {
-            return Ok(c);
-        }
-        let client = self.client.lock().await.async_get_client().await?;
-        let manager = ConnectionManager::new_with_config(client, self.config.clone()).await?;
-        if let Ok(mut cur) = self.current.write() {
-            *cur = Some(manager.clone());
-        }
-        Ok(manager)
-    }
-
-    fn forget(&self) {
-        if let Ok(mut cur) = self.current.write() {
-            *cur = None;
-        }
-    }
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-            Conn::Sentinel(s) => Box::pin(async move {
-                let mut c = s.connection().await?;
-                let r = c.req_packed_command(cmd).await;
-                if r.as_ref().is_err_and(|e| {
-                    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
-                }) || is_readonly(&r)
-                {
-                    s.forget();
-                }
-                r
-            }),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Sentinel(s) => Box::pin(async move {
-                let mut c = s.connection().await?;
-                let r = c.req_packed_commands(pipeline, offset, count).await;
-                if r.is_err() {
-                    s.forget();
-                }
-                r
-            }),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-            Conn::Sentinel(_) => 0,
-        }
-    }
-}
-
-/// A demoted master answers writes with READONLY: time to ask Sentinel again.
-fn is_readonly(r: &redis::RedisResult<Value>) -> bool {
-    matches!(r, Err(e) if e.code() == Some("READONLY"))
-}
+use conn::{Conn, SentinelConn};
+use scripts::Scripts;
 
 /// Redis-backed [`Store`].
 pub struct RedisStore {
@@ -121,67 +36,6 @@ pub struct RedisStore {
     prefix: String,
     timeout: Duration,
     scripts: Scripts,
-}
-
-struct Scripts {
-    step_accept: Script,
-    mfa_enable: Script,
-    backup_consume: Script,
-    backup_replace: Script,
-    device_take: Script,
-    compare_and_set: Script,
-    secret_swap: Script,
-}
-
-impl Scripts {
-    fn new() -> Self {
-        Self {
-            // KEYS[1] replay mark; ARGV[1] step. Accept only a later step.
-            step_accept: Script::new(
-                "local cur = redis.call('GET', KEYS[1])
-                 if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
-                 redis.call('SET', KEYS[1], ARGV[1]) return 1",
-            ),
-            // KEYS mfa, pending, backup; ARGV secret, enabled_ms, last_used_ms, hashes...
-            mfa_enable: Script::new(
-                "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-                 redis.call('HSET', KEYS[1], 'secret', ARGV[1], 'enabled_ms', ARGV[2], 'last_used_ms', ARGV[3])
-                 redis.call('DEL', KEYS[2], KEYS[3])
-                 for i = 4, #ARGV do redis.call('SADD', KEYS[3], ARGV[i]) end
-                 return 1",
-            ),
-            // KEYS backup; ARGV hash. Remaining count, or -1 when the code was not there.
-            backup_consume: Script::new(
-                "if redis.call('SREM', KEYS[1], ARGV[1]) == 1 then return redis.call('SCARD', KEYS[1]) end
-                 return -1",
-            ),
-            backup_replace: Script::new(
-                "redis.call('DEL', KEYS[1])
-                 for i = 1, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
-                 return 1",
-            ),
-            // KEYS device; ARGV user. Take the record only if it is this user's.
-            device_take: Script::new(
-                "local v = redis.call('GET', KEYS[1])
-                 if not v then return false end
-                 if cjson.decode(v)['user'] ~= ARGV[1] then return false end
-                 redis.call('DEL', KEYS[1]) return v",
-            ),
-            // KEYS k; ARGV expected ('' = absent), new, ttl_ms (0: no expiry).
-            compare_and_set: Script::new(
-                "local cur = redis.call('GET', KEYS[1]) or ''
-                 if cur ~= ARGV[1] then return 0 end
-                 if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-                 else redis.call('SET', KEYS[1], ARGV[2]) end
-                 return 1",
-            ),
-            // KEYS hash; ARGV old, new.
-            secret_swap: Script::new(
-                "if redis.call('HGET', KEYS[1], 'secret') ~= ARGV[1] then return 0 end
-                 redis.call('HSET', KEYS[1], 'secret', ARGV[2]) return 1",
-            ),
-        }
-    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
