@@ -18,8 +18,8 @@ use tokio::sync::Semaphore;
 use super::first_byte::FirstByteDeadline;
 use super::tls::Tls;
 use crate::app::App;
+use crate::http::peer::Peer;
 use crate::metrics::Handshake;
-use crate::proxy::forward::Peer;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

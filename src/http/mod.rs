@@ -7,5 +7,6 @@ pub mod cookies;
 pub mod csrf;
 pub mod error;
 pub mod facts;
+pub mod peer;
 pub mod rate;
 pub mod request_id;

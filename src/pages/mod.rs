@@ -28,7 +28,7 @@ use crate::app::App;
 use crate::http::body::Body;
 use crate::http::client_ip;
 use crate::http::error::GatewayError;
-use crate::proxy::forward::Peer;
+use crate::http::peer::Peer;
 
 /// Characters kept as they are when `rd` travels in a query string.
 const RD_KEEP: &AsciiSet = &NON_ALPHANUMERIC

@@ -2,7 +2,6 @@
 //! forwarding headers, identity), sends it with a response-header deadline, and
 //! streams the answer back. WebSocket upgrades are spliced after both sides agree.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -20,6 +19,7 @@ use super::identity_headers::{Identity, IdentityHeaders};
 use crate::http::body::{Body, BoxError};
 use crate::http::client_ip;
 use crate::http::error::GatewayError;
+use crate::http::peer::Peer;
 
 /// What the forwarder needs, fixed at start-up.
 pub struct Forwarder {
@@ -33,13 +33,6 @@ pub struct Forwarder {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The gateway's own cookie names, removed from the `Cookie` header.
     pub own_cookies: Vec<String>,
-}
-
-/// Facts about the incoming connection.
-#[derive(Clone, Copy)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    pub tls: bool,
 }
 
 /// A request body without its trailers: SPEC §5.2 says trailers are not forwarded.

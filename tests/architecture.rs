@@ -1,0 +1,102 @@
+//! The dependency rules of ARCHITECTURE.md, checked on the source: the domain core
+//! knows nothing of HTTP or storage, the proxy never renders pages or touches the store,
+//! the pages never forward, the stores know nothing of HTTP. A `use` that breaks a rule
+//! fails this test, so the layering cannot erode one convenient import at a time.
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(rust_files(&p));
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Lines of code (not comments) in `module` that mention any of `forbidden`.
+fn violations(module: &str, forbidden: &[&str]) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let target = root.join(module);
+    let files = if target.is_dir() {
+        rust_files(&target)
+    } else {
+        vec![target.with_extension("rs")]
+    };
+    assert!(!files.is_empty(), "no files for module {module}");
+    let mut found = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            for bad in forbidden {
+                if code.contains(bad) {
+                    found.push(format!("{}:{}: {}", f.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn core_knows_nothing_of_http_storage_or_sockets() {
+    let v = violations(
+        "core",
+        &[
+            "crate::http",
+            "crate::store",
+            "crate::proxy",
+            "crate::pages",
+            "crate::session",
+            "crate::accept",
+            "hyper::",
+            "http::",
+            "redis::",
+            "rusqlite::",
+            "cookie::",
+            "tokio::",
+        ],
+    );
+    assert!(
+        v.is_empty(),
+        "core must stay free of HTTP and storage:\n{}",
+        v.join("\n")
+    );
+}
+
+#[test]
+fn proxy_never_renders_pages_nor_touches_the_store_or_sessions() {
+    let v = violations(
+        "proxy",
+        &[
+            "crate::pages",
+            "crate::session",
+            "crate::store",
+            "crate::core::store",
+        ],
+    );
+    assert!(v.is_empty(), "{}", v.join("\n"));
+}
+
+#[test]
+fn pages_never_forward() {
+    let v = violations("pages", &["crate::proxy"]);
+    assert!(v.is_empty(), "{}", v.join("\n"));
+}
+
+#[test]
+fn stores_know_nothing_of_http() {
+    let v = violations(
+        "store",
+        &["crate::http", "crate::pages", "crate::proxy", "hyper::"],
+    );
+    assert!(v.is_empty(), "{}", v.join("\n"));
+}
