@@ -458,21 +458,3 @@ async fn redis_store_fails_closed_and_recovers_alone() {
     let _ = child.kill();
     let _ = child.wait();
 }
-
-#[tokio::test(flavor = "current_thread")]
-#[ignore = "measurement, run by hand: cargo test --release --lib store_micro -- --ignored --nocapture"]
-async fn store_micro() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = super::embedded::EmbeddedStore::open(dir.path()).unwrap();
-    let now = crate::app::now_ms();
-    store
-        .session_put(&[1; 32], &session("lee", now), 600_000)
-        .await
-        .unwrap();
-    let n = 200_000;
-    let t = std::time::Instant::now();
-    for _ in 0..n {
-        std::hint::black_box(store.session_get(&[1; 32]).await.unwrap());
-    }
-    eprintln!("session_get: {:?} per call", t.elapsed() / n);
-}
