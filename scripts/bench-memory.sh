@@ -95,28 +95,9 @@ for p in $P_UP $P_SESS $P_HTTP $P_TLS; do
 done
 
 # ---------------------------------------------------------------- temp dir and cleanup
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/vestibule-bench-memory.XXXXXX")
-PIDS=()
-cleanup() {
-    local rc=$?
-    set +e
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null
-    done
-    sleep 0.5
-    for pid in "${PIDS[@]}"; do
-        kill -9 "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
-    if [[ "${KEEP_TMP:-0}" == 1 || $rc != 0 ]]; then
-        log "temp dir kept: $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=lib/workdir.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/workdir.sh"
+start_workdir vestibule-bench-memory
 T0=$(date +%s)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log "work dir $WORK (open-file limit $NOFILE)"

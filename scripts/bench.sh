@@ -98,29 +98,10 @@ for p in $P_UP $P_NGX_HTTP $P_NGX_TLS $P_VST_HTTP $P_VST_TLS $P_VST_REDIS $P_RED
 done
 
 # ---------------------------------------------------------------- temp dir and cleanup
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/vestibule-bench.XXXXXX")
-PIDS=()
+# shellcheck source=lib/workdir.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/workdir.sh"
+start_workdir vestibule-bench
 SERVER_PIDS=()
-cleanup() {
-    local rc=$?
-    set +e
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null
-    done
-    sleep 0.5
-    for pid in "${PIDS[@]}"; do
-        kill -9 "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
-    if [[ "${KEEP_TMP:-0}" == 1 || $rc != 0 ]]; then
-        log "temp dir kept: $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 log "work dir $WORK"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)

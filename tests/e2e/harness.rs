@@ -1265,3 +1265,12 @@ impl Gateway {
         self.wait_healthy(Duration::from_secs(30)).await;
     }
 }
+
+/// The response's `Content-Type`, or "" when it has none.
+pub fn content_type(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}

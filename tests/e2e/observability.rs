@@ -82,13 +82,7 @@ async fn scrape(gw: &Gateway) -> HashMap<String, f64> {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let ct = r
-        .headers()
-        .get("content-type")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let ct = content_type(&r);
     assert!(ct.starts_with("text/plain"), "{ct}");
     parse_prometheus(&r.text().await.unwrap())
 }

@@ -633,11 +633,7 @@ async fn api_request_without_session_gets_401_json_and_is_not_forwarded() {
         }
         let r = rb.send().await.unwrap();
         assert_eq!(r.status(), 401, "{method} {path} Accept={accept:?}");
-        let ct = r
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
+        let ct = content_type(&r);
         assert!(
             ct.starts_with("application/json"),
             "Content-Type was {ct:?}"
@@ -969,11 +965,7 @@ async fn unreachable_upstream_gives_502_html_for_browsers_and_json_otherwise() {
         .await
         .unwrap();
     assert_eq!(r.status(), 502);
-    let ct = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
+    let ct = content_type(&r);
     assert!(
         ct.starts_with("text/html"),
         "browser gets a page, Content-Type {ct:?}"
@@ -998,11 +990,7 @@ async fn unreachable_upstream_gives_502_html_for_browsers_and_json_otherwise() {
         .await
         .unwrap();
     assert_eq!(r.status(), 502);
-    let ct = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
+    let ct = content_type(&r);
     assert!(
         ct.starts_with("application/json"),
         "API client gets JSON, Content-Type {ct:?}"
@@ -1046,11 +1034,7 @@ async fn slow_upstream_gives_504_after_response_timeout_and_gateway_recovers() {
         .await
         .unwrap();
     assert_eq!(r.status(), 504);
-    let ct = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
+    let ct = content_type(&r);
     assert!(
         ct.starts_with("text/html"),
         "browser gets a page, Content-Type {ct:?}"
@@ -1244,11 +1228,7 @@ async fn metrics_are_served_in_prometheus_text_to_loopback_clients() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let ct = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
+    let ct = content_type(&r);
     assert!(
         ct.starts_with("text/plain"),
         "Prometheus text format, got Content-Type {ct:?}"
