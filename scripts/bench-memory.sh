@@ -20,6 +20,7 @@
 #   SILENT=100        extra connections that never send a byte, held to see if they are closed
 #   TLS=1             also measure idle TLS connections (0 skips)
 #   HOLD_MAX=40       seconds to wait for the gateway to close the idle connections
+#   SETTLE=3          seconds between the last request and the idle measurement
 #   BASE_PORT=18600   first of 4 consecutive loopback ports
 #   UPDATE_DOC=1      write the results into docs/performance.md (0: only print)
 #   BUILD=0           1: cargo build --release first (by default only when the binary is missing)
@@ -38,6 +39,7 @@ REQ_CONC=${REQ_CONC:-8}
 SILENT=${SILENT:-100}
 TLS=${TLS:-1}
 HOLD_MAX=${HOLD_MAX:-40}
+SETTLE=${SETTLE:-3}
 BASE_PORT=${BASE_PORT:-18600}
 UPDATE_DOC=${UPDATE_DOC:-1}
 DOC="$REPO/docs/performance.md"
@@ -567,12 +569,17 @@ idle_test() { # name port tls(0|1) label
         "$([[ $tls == 1 ]] && echo "handshakes done; ")$(sed -n 's/^t_connect=//p' "$st") s to open"
     touch "$ctl/go"
     wait_phase "$st" open "$cpid" 60
-    sleep 1
-    local open est
+    # Idle means idle: the gateway parks a keep-alive connection 1-2 s after its last
+    # request (src/accept/http1.rs), so measure SETTLE seconds after the last answer.
+    sleep "$SETTLE"
+    local open est parked
     open=$(sed -n 's/^connected=//p' "$st")
     est=$(ss -Htn state established "sport = :$port" 2>/dev/null | wc -l)
     up=$(ss -Htn state established "dport = :$P_UP" 2>/dev/null | wc -l)
-    measure "$label" "$open open, one request each" "$pid" "$est established; $up upstream conns in the pool"
+    parked=$(curl -sk --max-time 10 "$scheme://127.0.0.1:$port/_vestibule/metrics" |
+        sed -n 's/^vestibule_connections_parked_total //p')
+    measure "$label" "$open open, one request each" "$pid" \
+        "$est established; $up upstream conns in the pool; ${parked:-?} parks counted"
     note "${name}_open" "$open"
     note "${name}_established" "$est"
     note "${name}_upstream" "$up"

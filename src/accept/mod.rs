@@ -1,8 +1,11 @@
 //! Listeners: TLS (with certificate reload), plain HTTP, the http→https redirect
 //! listener, connection limits and graceful shutdown.
 
+pub mod activity;
 pub mod cert_expiry;
-pub mod first_byte;
+pub mod conn_io;
+pub mod connection;
+pub mod http1;
 pub mod redirect;
 pub mod server;
 pub mod tls;

@@ -2,46 +2,21 @@
 //! HTTP/2 serving with upgrades, and graceful shutdown. A panic while handling one
 //! request ends only that connection's task.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::Request;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use super::first_byte::FirstByteDeadline;
+use super::connection::{self, Protocols};
 use super::tls::Tls;
 use crate::app::App;
-use crate::http::peer::Peer;
-use crate::metrics::Handshake;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn builder(app: &App) -> Builder<TokioExecutor> {
-    let limit = app.cfg.server.max_request_header_bytes;
-    let mut b = Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size((limit + 1024).max(64 * 1024))
-        .max_headers(200)
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(limit as u32)
-        .max_concurrent_streams(250)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    b
-}
 
 /// One accepted connection on its way to a worker.
 struct Accepted {
@@ -149,58 +124,22 @@ fn worker(
         }
     };
     rt.block_on(async move {
-        let builder = Arc::new(builder(&app));
-        let graceful = GracefulShutdown::new();
+        let protocols = Arc::new(Protocols::new(&app));
+        let connections = TaskTracker::new();
+        let shutdown = CancellationToken::new();
         while let Some(Accepted { tcp, addr, permit }) = rx.recv().await {
             let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) else { continue };
-            tokio::spawn(serve_connection(app.clone(), builder.clone(), graceful.watcher(), tls.clone(), tcp, addr, permit));
+            let serving = connection::serve(app.clone(), protocols.clone(), tls.clone(), tcp, addr, shutdown.clone());
+            connections.spawn(async move {
+                let _permit = permit;
+                serving.await;
+            });
         }
+        shutdown.cancel();
+        connections.close();
         tokio::select! {
-            _ = graceful.shutdown() => {},
+            _ = connections.wait() => {},
             _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("shutdown grace period over; closing remaining connections"),
         }
     });
-}
-
-/// Serves one connection: TLS handshake (bounded), then HTTP/1.1 or HTTP/2.
-async fn serve_connection(
-    app: Arc<App>,
-    builder: Arc<Builder<TokioExecutor>>,
-    watcher: hyper_util::server::graceful::Watcher,
-    tls: Option<Arc<Tls>>,
-    tcp: tokio::net::TcpStream,
-    addr: std::net::SocketAddr,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) {
-    let _permit = permit;
-    let metrics = app.metrics.clone();
-    let peer = Peer {
-        addr,
-        tls: tls.is_some(),
-    };
-    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let app = app.clone();
-        async move { Ok::<_, Infallible>(crate::pipeline::handle(app, peer, req).await) }
-    });
-    match tls {
-        Some(tls) => {
-            let stream =
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => {
-                        metrics.handshake(Handshake::Success);
-                        s
-                    }
-                    Ok(Err(_)) => return metrics.handshake(Handshake::Failure),
-                    Err(_) => return metrics.handshake(Handshake::Timeout),
-                };
-            let stream = FirstByteDeadline::new(stream, HEADER_READ_TIMEOUT);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-            let _ = watcher.watch(conn.into_owned()).await;
-        }
-        None => {
-            let tcp = FirstByteDeadline::new(tcp, HEADER_READ_TIMEOUT);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
-            let _ = watcher.watch(conn.into_owned()).await;
-        }
-    }
 }

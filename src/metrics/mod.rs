@@ -142,6 +142,8 @@ pub struct Metrics {
     store_errors: Counter,
     handshakes: [Counter; 3],
     cert_expiry: Option<Gauge>,
+    connections_open: Gauge,
+    connections_parked: Counter,
 }
 
 /// Why the metrics registry could not be built.
@@ -196,6 +198,8 @@ impl Metrics {
                 handshakes: ["success", "failure", "timeout"]
                     .map(|r| counter!("vestibule_tls_handshakes_total", "result" => r)),
                 cert_expiry: tls.then(|| gauge!("vestibule_tls_certificate_expiry_seconds")),
+                connections_open: gauge!("vestibule_connections_open"),
+                connections_parked: counter!("vestibule_connections_parked_total"),
             }
         });
         Ok(m)
@@ -242,6 +246,20 @@ impl Metrics {
 
     pub fn handshake(&self, result: Handshake) {
         self.handshakes[result as usize].increment(1);
+    }
+
+    /// A client connection was accepted (`+1`) or ended (`-1`).
+    pub fn connection_opened(&self, opened: bool) {
+        if opened {
+            self.connections_open.increment(1.0);
+        } else {
+            self.connections_open.decrement(1.0);
+        }
+    }
+
+    /// An idle HTTP/1 connection released its HTTP state to wait for its next request.
+    pub fn connection_parked(&self) {
+        self.connections_parked.increment(1);
     }
 
     /// True when the active-sessions gauge is due for a refresh (claims the refresh).
@@ -322,6 +340,14 @@ fn describe() {
     describe_counter!(
         "vestibule_tls_handshakes_total",
         "TLS handshakes by result."
+    );
+    describe_gauge!(
+        "vestibule_connections_open",
+        "Client connections open now (TLS handshakes included)."
+    );
+    describe_counter!(
+        "vestibule_connections_parked_total",
+        "Times an idle HTTP/1 keep-alive connection released its HTTP buffers to wait for its next request."
     );
     describe_gauge!(
         "vestibule_tls_certificate_expiry_seconds",

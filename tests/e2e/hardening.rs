@@ -935,7 +935,8 @@ async fn malformed_chunked_body_is_a_client_error_not_a_bad_gateway() {
 
 /// A client that connects and never sends a byte (the "silent slowloris") is closed
 /// by the first-byte deadline (30 s) instead of holding a connection slot for ever —
-/// over plain TCP and after a TLS handshake alike.
+/// over plain TCP and after a TLS handshake alike. A keep-alive connection that went
+/// idle after a request (and was parked) is closed by the same 30 s idle timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_are_closed_after_the_first_byte_deadline() {
     let up = Upstream::start().await;
@@ -950,13 +951,39 @@ async fn silent_connections_are_closed_after_the_first_byte_deadline() {
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .expect("TLS handshake completes");
+    let mut idle = TcpStream::connect(plain.addr()).await.unwrap();
+    idle.write_all(
+        format!(
+            "GET /static/then-idle HTTP/1.1\r\nHost: {}\r\n\r\n",
+            plain.authority()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let idle_closed = async {
+        let mut buf = [0u8; 4096];
+        let mut got = Vec::new();
+        let mut answered = None;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(45), idle.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break (got, answered, Instant::now()),
+                Ok(Ok(n)) => {
+                    got.extend_from_slice(&buf[..n]);
+                    answered.get_or_insert_with(Instant::now);
+                }
+                Err(_) => panic!("the idle keep-alive connection was still open after 45 s"),
+            }
+        }
+    };
     let mut buf = [0u8; 64];
-    let (a, b) = tokio::join!(
+    let (a, b, (idle_got, answered, idle_closed_at)) = tokio::join!(
         tokio::time::timeout(Duration::from_secs(45), silent_plain.read(&mut buf)),
         async {
             let mut buf = [0u8; 64];
             tokio::time::timeout(Duration::from_secs(45), silent_tls.read(&mut buf)).await
-        }
+        },
+        idle_closed
     );
     assert!(
         a.is_ok(),
@@ -970,6 +997,12 @@ async fn silent_connections_are_closed_after_the_first_byte_deadline() {
         started.elapsed() >= Duration::from_secs(25),
         "closed too early ({:?}): the deadline is 30 s",
         started.elapsed()
+    );
+    assert_eq!(statuses(&idle_got), [200], "the idle connection's request");
+    let idle_for = idle_closed_at - answered.expect("the request was answered");
+    assert!(
+        idle_for >= Duration::from_secs(25) && idle_for <= Duration::from_secs(40),
+        "an idle keep-alive connection was closed {idle_for:?} after its response (timeout 30 s)"
     );
     health_ok(&plain).await;
 }

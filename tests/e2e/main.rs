@@ -15,6 +15,7 @@ mod harness_selftest;
 mod config_cli;
 mod flows;
 mod hardening;
+mod keepalive;
 mod lifecycle;
 mod observability;
 mod proxy;

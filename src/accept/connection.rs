@@ -1,0 +1,216 @@
+//! One accepted connection: the TLS handshake (bounded in time), the choice between
+//! HTTP/2 (by ALPN, or by the prior-knowledge preface) and HTTP/1.1, and the service
+//! that runs every request through the pipeline.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::activity::{Activity, ExchangeBody};
+use super::conn_io::{ConnIo, join, read_some};
+use super::http1::{H2_PREFACE, Http1, IDLE_TIMEOUT, may_be_h2_preface};
+use super::tls::Tls;
+use crate::app::App;
+use crate::http::peer::Peer;
+use crate::metrics::{Handshake, Metrics};
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The HTTP settings every connection of a worker shares.
+pub struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    pub fn new(app: &App) -> Self {
+        let limit = app.cfg.server.max_request_header_bytes;
+        let mut h1 = http1::Builder::new();
+        // No hyper header-read timer: `http1::serve` enforces that timeout per
+        // connection without a timer allocation per request.
+        h1.header_read_timeout(None)
+            .max_buf_size((limit + 1024).max(64 * 1024))
+            .max_headers(200)
+            .keep_alive(true);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(limit as u32)
+            .max_concurrent_streams(250)
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        Self {
+            http1: h1,
+            http2: h2,
+        }
+    }
+}
+
+/// Serves one connection until it closes or the gateway shuts down.
+pub async fn serve(
+    app: Arc<App>,
+    protocols: Arc<Protocols>,
+    tls: Option<Arc<Tls>>,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    let accepted_at = Instant::now();
+    let metrics = app.metrics.clone();
+    let peer = Peer {
+        addr,
+        tls: tls.is_some(),
+    };
+    let activity = Arc::new(Activity::default());
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |req: Request<Incoming>| {
+            let app = app.clone();
+            let exchange = activity.begin();
+            async move {
+                let resp = crate::pipeline::handle(app, peer, req).await;
+                Ok::<_, Infallible>(resp.map(|body| ExchangeBody::new(body, exchange)))
+            }
+        })
+    };
+    metrics.connection_opened(true);
+    let _open = OpenConnection(&metrics);
+    let conn = Conn {
+        metrics: &metrics,
+        protocols: &protocols,
+        activity,
+        shutdown,
+        accepted_at,
+    };
+    match tls {
+        Some(tls) => {
+            let stream =
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => {
+                        metrics.handshake(Handshake::Success);
+                        s
+                    }
+                    Ok(Err(_)) => return metrics.handshake(Handshake::Failure),
+                    Err(_) => return metrics.handshake(Handshake::Timeout),
+                };
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                conn.http2(stream, Bytes::new(), service).await;
+            } else {
+                conn.detect(stream, service).await;
+            }
+        }
+        None => conn.detect(tcp, service).await,
+    }
+}
+
+/// Counts the connection as open until dropped (however serving ends).
+struct OpenConnection<'a>(&'a Metrics);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.connection_opened(false);
+    }
+}
+
+/// One connection's share of the worker.
+struct Conn<'a> {
+    metrics: &'a Metrics,
+    protocols: &'a Protocols,
+    activity: Arc<Activity>,
+    shutdown: CancellationToken,
+    accepted_at: Instant,
+}
+
+impl Conn<'_> {
+    /// Waits for the first bytes (at most [`IDLE_TIMEOUT`]) and serves HTTP/2 if they are
+    /// its preface, HTTP/1.1 otherwise.
+    async fn detect<S, Svc>(self, mut io: S, service: Svc)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        Svc: GatewayService,
+    {
+        let mut first = Bytes::new();
+        let deadline = tokio::time::sleep_until(self.accepted_at + IDLE_TIMEOUT);
+        tokio::pin!(deadline);
+        while first.len() < H2_PREFACE.len() && may_be_h2_preface(&first) {
+            let more = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return,
+                _ = &mut deadline => return,
+                more = read_some(&mut io, H2_PREFACE.len() - first.len()) => more,
+            };
+            match more {
+                Ok(bytes) if !bytes.is_empty() => first = join(first, bytes),
+                _ => return,
+            }
+        }
+        if first == H2_PREFACE {
+            return self.http2(io, first, service).await;
+        }
+        let shutdown = self.shutdown.clone().cancelled_owned();
+        tokio::pin!(shutdown);
+        let ctx = Http1 {
+            builder: &self.protocols.http1,
+            service,
+            activity: self.activity,
+            shutdown,
+            idle_since: self.accepted_at,
+            metrics: self.metrics,
+        };
+        super::http1::serve(io, first, ctx).await;
+    }
+
+    async fn http2<S, Svc>(self, io: S, read_ahead: Bytes, service: Svc)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        Svc: GatewayService,
+    {
+        let stream = ConnIo::new(read_ahead, io, self.activity);
+        let conn = self
+            .protocols
+            .http2
+            .serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = self.shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    }
+}
+
+/// The service every connection runs: the pipeline, with its exchange tracked.
+trait GatewayService:
+    hyper::service::HttpService<
+        Incoming,
+        ResBody = ExchangeBody,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<T> GatewayService for T where
+    T: hyper::service::HttpService<
+            Incoming,
+            ResBody = ExchangeBody,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
