@@ -569,8 +569,8 @@ idle_test() { # name port tls(0|1) label
         "$([[ $tls == 1 ]] && echo "handshakes done; ")$(sed -n 's/^t_connect=//p' "$st") s to open"
     touch "$ctl/go"
     wait_phase "$st" open "$cpid" 60
-    # Idle means idle: the gateway parks a keep-alive connection 1-2 s after its last
-    # request (src/accept/http1.rs), so measure SETTLE seconds after the last answer.
+    # Idle means idle: the gateway parks a keep-alive connection 100-200 ms after its
+    # last request (src/accept/http1.rs), so measure SETTLE seconds after the last answer.
     sleep "$SETTLE"
     local open est parked
     open=$(sed -n 's/^connected=//p' "$st")
@@ -773,7 +773,8 @@ into `RssAnon` and `RssFile`+`RssShmem`; `VmHWM` is the peak since start). Metho
   request on each (`GET /bench/x`, a bypass path; `REQ_CONC` in flight, so the
   gateway's upstream pool stays small), and keeps them all open and idle. RSS is taken
   before, after the connections are open but before any request, and with all of them
-  idle after their request; per-connection cost = growth / connections. It then also
+  idle, `SETTLE` (3) seconds after the last answer (the gateway parks an idle
+  connection 100–200 ms after its request); per-connection cost = growth / connections. It then also
   opens `SILENT` connections that never send a byte, and holds everything for up to
   `HOLD_MAX` seconds, noting when the gateway closes which.
 

@@ -14,6 +14,7 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -55,7 +56,11 @@ impl Protocols {
     }
 }
 
-/// Serves one connection until it closes or the gateway shuts down.
+/// Serves one connection until it closes or the gateway shuts down; `permit` is its
+/// slot under `server.max_connections`.
+///
+/// Each phase (handshake, HTTP/2, HTTP/1 detection) is boxed: a task is as large as
+/// its largest phase, and a connection spends most of its life idle in the smallest.
 pub async fn serve(
     app: Arc<App>,
     protocols: Arc<Protocols>,
@@ -63,7 +68,9 @@ pub async fn serve(
     tcp: TcpStream,
     addr: SocketAddr,
     shutdown: CancellationToken,
+    permit: OwnedSemaphorePermit,
 ) {
+    let _permit = permit;
     let accepted_at = Instant::now();
     let metrics = app.metrics.clone();
     let peer = Peer {
@@ -93,22 +100,28 @@ pub async fn serve(
     };
     match tls {
         Some(tls) => {
-            let stream =
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => {
-                        metrics.handshake(Handshake::Success);
-                        s
-                    }
-                    Ok(Err(_)) => return metrics.handshake(Handshake::Failure),
-                    Err(_) => return metrics.handshake(Handshake::Timeout),
-                };
+            let handshake = Box::pin(tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                tls.acceptor.accept(tcp),
+            ));
+            let stream = match handshake.await {
+                Ok(Ok(s)) => {
+                    metrics.handshake(Handshake::Success);
+                    s
+                }
+                Ok(Err(_)) => return metrics.handshake(Handshake::Failure),
+                Err(_) => return metrics.handshake(Handshake::Timeout),
+            };
+            // Boxed: the TLS state is large, and an idle connection's task would
+            // otherwise carry it inline in every phase that holds the stream.
+            let stream = Box::new(stream);
             if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                conn.http2(stream, Bytes::new(), service).await;
+                Box::pin(conn.http2(stream, Bytes::new(), service)).await;
             } else {
-                conn.detect(stream, service).await;
+                Box::pin(conn.detect(stream, service)).await;
             }
         }
-        None => conn.detect(tcp, service).await,
+        None => Box::pin(conn.detect(tcp, service)).await,
     }
 }
 
@@ -154,7 +167,7 @@ impl Conn<'_> {
             }
         }
         if first == H2_PREFACE {
-            return self.http2(io, first, service).await;
+            return Box::pin(self.http2(io, first, service)).await;
         }
         let shutdown = self.shutdown.clone().cancelled_owned();
         tokio::pin!(shutdown);

@@ -129,11 +129,9 @@ fn worker(
         let shutdown = CancellationToken::new();
         while let Some(Accepted { tcp, addr, permit }) = rx.recv().await {
             let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) else { continue };
-            let serving = connection::serve(app.clone(), protocols.clone(), tls.clone(), tcp, addr, shutdown.clone());
-            connections.spawn(async move {
-                let _permit = permit;
-                serving.await;
-            });
+            // Spawned directly (not wrapped in another async block, which would hold the
+            // future twice): the task's size is what every idle connection costs.
+            connections.spawn(connection::serve(app.clone(), protocols.clone(), tls.clone(), tcp, addr, shutdown.clone(), permit));
         }
         shutdown.cancel();
         connections.close();

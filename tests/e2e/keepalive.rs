@@ -1,5 +1,5 @@
-//! Keep-alive connections that go idle (src/accept/http1.rs): after about a second
-//! without a request the gateway drops hyper's per-connection buffers and keeps only
+//! Keep-alive connections that go idle (src/accept/http1.rs): 100–200 ms without a
+//! request the gateway drops hyper's per-connection buffers and keeps only
 //! the socket ("parks" it); the client's next request on the same connection must be
 //! served exactly as if nothing happened — also when part of it had already arrived,
 //! with a body, over TLS, and while the gateway shuts down.
@@ -13,9 +13,9 @@ use tokio::net::TcpStream;
 
 use crate::harness::*;
 
-/// Long enough for an idle connection to park: it parks one to two ticks (1 s) after
-/// its last exchange.
-const PARK_WAIT: Duration = Duration::from_millis(2600);
+/// Long enough for an idle connection to park (it parks one to two 100 ms ticks after
+/// its last exchange), with room for a slow machine.
+const PARK_WAIT: Duration = Duration::from_millis(1500);
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
