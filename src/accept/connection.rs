@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::activity::{Activity, ExchangeBody};
 use super::conn_io::{ConnIo, join, read_some};
-use super::http1::{H2_PREFACE, Http1, IDLE_TIMEOUT, may_be_h2_preface};
+use super::http1::{Http1, IDLE_TIMEOUT};
 use super::tls::Tls;
 use crate::app::App;
 use crate::http::peer::Peer;
@@ -226,4 +226,25 @@ impl<T> GatewayService for T where
         + Send
         + 'static
 {
+}
+
+/// Whether a connection's first bytes are (so far) HTTP/2's prior-knowledge preface.
+fn may_be_h2_preface(first: &[u8]) -> bool {
+    H2_PREFACE.starts_with(first)
+}
+
+/// The bytes an HTTP/2 client sends first without ALPN (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_preface_is_recognised_by_its_prefix_only() {
+        assert!(may_be_h2_preface(b"PRI * HT"));
+        assert!(may_be_h2_preface(H2_PREFACE));
+        assert!(!may_be_h2_preface(b"POST / HTTP/1.1"));
+        assert!(!may_be_h2_preface(b"GET"));
+    }
 }

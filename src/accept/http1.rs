@@ -189,24 +189,3 @@ where
         }
     }
 }
-
-/// Whether a connection's first bytes are (so far) HTTP/2's prior-knowledge preface.
-pub fn may_be_h2_preface(first: &[u8]) -> bool {
-    H2_PREFACE.starts_with(first)
-}
-
-/// The bytes an HTTP/2 client sends first without ALPN (RFC 9113 §3.4).
-pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_preface_is_recognised_by_its_prefix_only() {
-        assert!(may_be_h2_preface(b"PRI * HT"));
-        assert!(may_be_h2_preface(H2_PREFACE));
-        assert!(!may_be_h2_preface(b"POST / HTTP/1.1"));
-        assert!(!may_be_h2_preface(b"GET"));
-    }
-}

@@ -1,6 +1,6 @@
-//! The accept loop: connection limit, TLS handshake (bounded in time), HTTP/1.1 and
-//! HTTP/2 serving with upgrades, and graceful shutdown. A panic while handling one
-//! request ends only that connection's task.
+//! The accept loop: the connection limit, dealing connections to per-core workers, and
+//! graceful shutdown (each connection is served by [`super::connection`]). A panic
+//! while handling one request ends only that connection's task.
 
 use std::future::Future;
 use std::sync::Arc;
