@@ -52,6 +52,28 @@ pub fn hash(password: &[u8], cost: Cost) -> Result<String, PasswordError> {
     Ok(h.to_string())
 }
 
+/// A well-formed argon2id PHC string at `cost` with a random salt and a random digest.
+/// Unknown usernames are checked against it so that they cost a full hash like
+/// everyone else; no password ever matches it. Built without hashing: computing a real
+/// hash here would allocate the whole m-cost block (19 MiB by default) on the calling
+/// thread, which the allocator then keeps resident.
+pub fn decoy(cost: Cost) -> String {
+    use base64::Engine;
+    let mut salt = [0u8; 16];
+    let mut digest = [0u8; 32];
+    rand::fill(&mut salt);
+    rand::fill(&mut digest);
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        cost.m_kib,
+        cost.t,
+        cost.p,
+        b64.encode(salt),
+        b64.encode(digest)
+    )
+}
+
 /// Checks that `phc` is an argon2id PHC string at or above the minimum cost.
 pub fn check_phc(phc: &str) -> Result<Cost, PasswordError> {
     let parsed = PasswordHash::new(phc).map_err(|_| PasswordError::NotPhc)?;
@@ -92,6 +114,20 @@ mod tests {
         assert_eq!(check_phc(&h).unwrap(), Cost::DEFAULT);
         assert!(verify(b"correct horse battery", &h));
         assert!(!verify(b"wrong", &h));
+    }
+
+    #[test]
+    fn decoy_is_a_valid_hash_at_the_cost_that_nothing_matches() {
+        let cost = Cost {
+            m_kib: 20480,
+            t: 3,
+            p: 1,
+        };
+        let d = decoy(cost);
+        assert_eq!(check_phc(&d).unwrap(), cost);
+        assert_ne!(decoy(cost), d, "salt and digest are random");
+        assert!(!verify(b"", &d));
+        assert!(!verify(b"vestibule decoy password", &d));
     }
 
     #[test]

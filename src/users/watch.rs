@@ -41,7 +41,7 @@ fn snapshot(users: Vec<User>) -> UsersSnapshot {
         .filter_map(|u| password::check_phc(&u.password_hash).ok())
         .max_by_key(|c| (c.m_kib as u64) * (c.t as u64))
         .unwrap_or(Cost::DEFAULT);
-    let decoy_hash = password::hash(b"vestibule decoy password", cost).unwrap_or_default();
+    let decoy_hash = password::decoy(cost);
     UsersSnapshot {
         directory: Directory::new(users),
         decoy_hash,
@@ -80,8 +80,7 @@ impl UsersHandle {
         self.healthy.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Re-reads the file if it changed. Blocking (it may hash the decoy): call it off the
-    /// async workers.
+    /// Re-reads the file if it changed. Blocking (file I/O): call it off the async workers.
     pub fn reload_if_changed(&self) -> Option<Change> {
         let now = stamp(&self.path);
         if now == *self.stamp.read().ok()? {
