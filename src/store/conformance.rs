@@ -329,6 +329,31 @@ async fn embedded_store_survives_reopen() {
     assert!(store.session_get(&[1; 32]).await.unwrap().is_some());
 }
 
+/// The serving process caches sessions; an admin command is another process with its
+/// own handle. What that handle ends must be gone for the first at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_sessions_ended_by_another_process_are_gone_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let serving = super::embedded::EmbeddedStore::open(dir.path()).unwrap();
+    let admin = super::embedded::EmbeddedStore::open(dir.path()).unwrap();
+    for (id, user) in [(1u8, "lee"), (2, "lee"), (3, "kim"), (4, "kim")] {
+        serving
+            .session_put(&[id; 32], &session(user, 1), 60_000)
+            .await
+            .unwrap();
+        // Twice: the second answer comes from the cache.
+        assert!(serving.session_get(&[id; 32]).await.unwrap().is_some());
+        assert!(serving.session_get(&[id; 32]).await.unwrap().is_some());
+    }
+    admin.session_delete(&[1; 32]).await.unwrap();
+    assert!(serving.session_get(&[1; 32]).await.unwrap().is_none());
+    assert!(serving.session_get(&[2; 32]).await.unwrap().is_some());
+    assert_eq!(admin.sessions_delete_user("kim").await.unwrap(), 2);
+    assert!(serving.session_get(&[3; 32]).await.unwrap().is_none());
+    assert!(serving.session_get(&[4; 32]).await.unwrap().is_none());
+    assert!(serving.session_get(&[2; 32]).await.unwrap().is_some());
+}
+
 /// A throwaway `redis-server` on a free loopback port, stopped on drop.
 pub struct RedisServer {
     child: std::process::Child,

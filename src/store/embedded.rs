@@ -6,6 +6,8 @@
 //! processes may open it at once, so the admin commands work while `serve` runs.
 //! Reads run inline (microseconds, never blocked by writers in WAL mode); writes run
 //! on the blocking pool because they may wait for another process's write lock.
+//! Session lookups are answered from [`SessionCache`] when they can be: the hot path
+//! of every authenticated request.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -16,6 +18,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::core::auth_flow::Stage;
 use crate::core::lockout::{LockPolicy, LockRecord, Step};
 use crate::core::store::*;
+
+use super::change_marker::ChangeMarker;
+use super::session_cache::SessionCache;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions(id BLOB PRIMARY KEY, user TEXT NOT NULL, stage TEXT NOT NULL,
@@ -39,6 +44,9 @@ const LOCK_MAX_AGE_MS: u64 = 7 * 24 * 3600 * 1000;
 struct Inner {
     path: PathBuf,
     pool: Mutex<Vec<Connection>>,
+    sessions: SessionCache,
+    /// Bumped after every commit that ends sessions, for the other processes' caches.
+    ended: ChangeMarker,
 }
 
 /// SQLite-backed [`Store`].
@@ -76,6 +84,8 @@ impl EmbeddedStore {
             inner: Arc::new(Inner {
                 path,
                 pool: Mutex::new(vec![conn]),
+                sessions: SessionCache::new(ChangeMarker::in_dir(dir)),
+                ended: ChangeMarker::in_dir(dir),
             }),
         })
     }
@@ -110,6 +120,18 @@ impl EmbeddedStore {
     /// Runs a read inline.
     fn read<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
         Self::with_conn(&self.inner, f)
+    }
+
+    /// Tells the other processes' session caches that sessions ended. Failing here is an
+    /// error although the deletion is committed: a running gateway could otherwise keep
+    /// honouring a revoked session from its cache.
+    fn announce_ended(&self) -> StoreResult<()> {
+        self.inner.ended.bump().map_err(|e| {
+            unavailable(format!(
+                "sessions ended, but the change marker in {} could not be written ({e}); restart the gateway for it to take effect",
+                self.inner.path.parent().unwrap_or(&self.inner.path).display()
+            ))
+        })
     }
 
     /// Runs a write on the blocking pool.
@@ -163,6 +185,7 @@ impl Store for EmbeddedStore {
         rec: &SessionRecord,
         ttl_ms: u64,
     ) -> StoreResult<()> {
+        self.inner.sessions.remove(id);
         let (id, rec) = (*id, rec.clone());
         self.write(move |c| {
             c.prepare_cached(
@@ -183,7 +206,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn session_get(&self, id: &Fingerprint) -> StoreResult<Option<SessionRecord>> {
-        self.read(|c| {
+        let ticket = match self.inner.sessions.get(id) {
+            Ok(cached) => return Ok(Some(cached)),
+            Err(ticket) => ticket,
+        };
+        let found = self.read(|c| {
             c.prepare_cached(
                 "SELECT user,stage,created_ms,last_seen_ms,credential FROM sessions WHERE id=?1",
             )?
@@ -203,7 +230,11 @@ impl Store for EmbeddedStore {
                 })
             })
             .optional()
-        })
+        })?;
+        if let (Some(ticket), Some(rec)) = (ticket, &found) {
+            self.inner.sessions.insert(ticket, id, rec);
+        }
+        Ok(found)
     }
 
     async fn session_touch(
@@ -212,6 +243,7 @@ impl Store for EmbeddedStore {
         last_seen_ms: u64,
         ttl_ms: u64,
     ) -> StoreResult<()> {
+        self.inner.sessions.touch(id, last_seen_ms);
         let id = *id;
         self.write(move |c| {
             c.prepare_cached("UPDATE sessions SET last_seen_ms=?2, expires_ms=?3 WHERE id=?1")?
@@ -226,21 +258,27 @@ impl Store for EmbeddedStore {
     }
 
     async fn session_delete(&self, id: &Fingerprint) -> StoreResult<()> {
+        self.inner.sessions.remove(id);
         let id = *id;
         self.write(move |c| {
             c.execute("DELETE FROM sessions WHERE id=?1", [&id[..]])
                 .map(|_| ())
         })
-        .await
+        .await?;
+        self.announce_ended()
     }
 
     async fn sessions_delete_user(&self, user: &str) -> StoreResult<u64> {
+        self.inner.sessions.clear();
         let user = user.to_string();
-        self.write(move |c| {
-            c.execute("DELETE FROM sessions WHERE user=?1", [user])
-                .map(|n| n as u64)
-        })
-        .await
+        let n = self
+            .write(move |c| {
+                c.execute("DELETE FROM sessions WHERE user=?1", [user])
+                    .map(|n| n as u64)
+            })
+            .await?;
+        self.announce_ended()?;
+        Ok(n)
     }
 
     async fn sessions_count(&self) -> StoreResult<u64> {
@@ -594,6 +632,10 @@ impl Store for EmbeddedStore {
             )?;
             Ok(())
         })
-        .await
+        .await?;
+        // Rows purged here are ones the cache's callers already treat as expired; forget
+        // them anyway, so that the cache never outlives the database's view.
+        self.inner.sessions.clear();
+        Ok(())
     }
 }

@@ -1,9 +1,11 @@
 //! Storage backends behind [`crate::core::store::Store`], and the encryption of
 //! secrets at rest.
 
+pub mod change_marker;
 pub mod crypto;
 pub mod embedded;
 pub mod redis;
+pub mod session_cache;
 
 #[cfg(test)]
 mod conformance;
