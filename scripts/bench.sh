@@ -575,9 +575,12 @@ for c in conns:
         if ma and mn:
             checks.append((f"authenticated req/s ≥ 0.9× nginx ({proto}) — issue 4", ma["rps"] / mn["rps"], 0.9, True))
             checks.append((f"authenticated req/s ≥ 1.0× nginx ({proto}) — issue 7", ma["rps"] / mn["rps"], 1.0, True))
-    re_, em = get("auth-redis-http"), get("auth-http")
+            checks.append((f"authenticated p99 ≤ 1.2× nginx ({proto}) — issue 7", ma["p99"] / mn["p99"], 1.2, False))
+    re_, em, nh = get("auth-redis-http"), get("auth-http"), get("nginx-http")
     if re_ and em:
         checks.append(("Redis backend req/s ≥ 0.8× embedded (HTTP) — issue 6", re_["rps"] / em["rps"], 0.8, True))
+    if re_ and nh:
+        checks.append(("Redis backend req/s ≥ 0.8× nginx (HTTP) — issue 7", re_["rps"] / nh["rps"], 0.8, True))
     q, s = get("auth-tls"), get("auth-storm-tls")
     if q and s:
         checks.append(("p99 during login storm ≤ 2× quiet (TLS)", s["p99"] / q["p99"], 2.0, False))
@@ -615,6 +618,13 @@ if hs:
             runs = ", ".join(h[3] for h in hs if h[0] == method and h[1] == name)
             o.append(f"| {method} | {name} | {v:.0f} | {ratio(v, hm.get('nginx-tls', 0))} | {runs} |")
     o.append("")
+    st = {n: statistics.median([float(h[3]) for h in hs if h[0] == "s_time" and h[1] == n] or [0]) for n in ("nginx-tls", "vestibule-tls")}
+    if st["nginx-tls"] and st["vestibule-tls"]:
+        v = st["vestibule-tls"] / st["nginx-tls"]
+        o.append("| target | measured | verdict |")
+        o.append("| --- | ---: | --- |")
+        o.append(f"| full TLS handshakes/s (s_time) ≥ 0.8× nginx — issue 7 | {v:.2f}× | {'met' if v >= 0.8 else '**missed**'} |")
+        o.append("")
 o.append("<details><summary>every run (case, conns, rep, req/s, p50 ms, p99 ms, errors)</summary>\n")
 o.append("```")
 for r in rows:
