@@ -7,6 +7,51 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
+/// A standalone server's connections: one per thread, built lazily. Each worker thread
+/// runs its own single-threaded runtime, and a connection's driver task lives on the
+/// runtime that first uses it; sharing one connection would cost two cross-thread
+/// wake-ups per call (the same reason as `proxy::client::PerThreadClient`).
+pub(super) struct PerThreadManager {
+    id: u64,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+}
+
+thread_local! {
+    static MANAGERS: std::cell::RefCell<Vec<(u64, ConnectionManager)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl PerThreadManager {
+    pub(super) fn new(client: redis::Client, config: ConnectionManagerConfig) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            client,
+            config,
+        }
+    }
+
+    /// This thread's connection (it connects on first use and reconnects by itself).
+    pub(super) fn get(&self) -> redis::RedisResult<ConnectionManager> {
+        MANAGERS.with(|managers| {
+            if let Some((_, m)) = managers.borrow().iter().find(|(id, _)| *id == self.id) {
+                return Ok(m.clone());
+            }
+            let m =
+                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())?;
+            managers.borrow_mut().push((self.id, m.clone()));
+            Ok(m)
+        })
+    }
+
+    /// Drops this thread's connection after an error, so that the next call connects
+    /// afresh instead of waiting for a reconnect that only an error would trigger.
+    pub(super) fn forget(&self) {
+        MANAGERS.with(|managers| managers.borrow_mut().retain(|(id, _)| *id != self.id));
+    }
+}
+
 /// How the gateway reaches Redis.
 #[derive(Clone)]
 pub(super) enum Conn {

@@ -27,12 +27,15 @@ use crate::core::store::*;
 mod conn;
 mod scripts;
 
-use conn::{Conn, SentinelConn};
+use conn::{Conn, PerThreadManager, SentinelConn};
 use scripts::Scripts;
 
 /// Redis-backed [`Store`].
 pub struct RedisStore {
     conn: Conn,
+    /// Standalone only: per-thread connections for the session lookup of every
+    /// authenticated request. Everything else uses `conn`.
+    hot: Option<PerThreadManager>,
     prefix: String,
     timeout: Duration,
     scripts: Scripts,
@@ -69,6 +72,7 @@ impl RedisStore {
             }),
             None => None,
         };
+        let mut hot = None;
         let conn = match cfg.redis_mode {
             RedisMode::Standalone => {
                 let client = match &certs {
@@ -76,6 +80,7 @@ impl RedisStore {
                     None => redis::Client::open(cfg.redis_url.as_str()),
                 }
                 .map_err(unavailable)?;
+                hot = Some(PerThreadManager::new(client.clone(), manager_cfg.clone()));
                 Conn::Single(
                     ConnectionManager::new_lazy_with_config(client, manager_cfg)
                         .map_err(unavailable)?,
@@ -113,6 +118,7 @@ impl RedisStore {
         };
         Ok(Self {
             conn,
+            hot,
             prefix: cfg.key_prefix.clone(),
             timeout: cfg.timeout,
             scripts: Scripts::new(),
@@ -261,13 +267,31 @@ impl Store for RedisStore {
     }
 
     async fn session_get(&self, id: &Fingerprint) -> StoreResult<Option<SessionRecord>> {
-        let raw: Option<String> = self
-            .call(
-                redis::cmd("GET")
-                    .arg(self.session_key(id))
-                    .query_async(&mut self.conn()),
-            )
-            .await?;
+        let key = self.session_key(id);
+        let get = |mut c: Conn| {
+            let cmd = redis::cmd("GET").arg(&key).clone();
+            async move { cmd.query_async::<Option<String>>(&mut c).await }
+        };
+        let raw = match &self.hot {
+            // This thread's connection; after an outage its first call may meet the dead
+            // socket, so a failure is retried once on the shared connection (a GET is
+            // safe to repeat) and the thread's connection is replaced.
+            Some(hot) => match hot.get() {
+                Ok(m) => match tokio::time::timeout(self.timeout, get(Conn::Single(m))).await {
+                    Ok(Ok(raw)) => raw,
+                    Ok(Err(_)) => {
+                        hot.forget();
+                        self.call(get(self.conn())).await?
+                    }
+                    Err(_) => {
+                        hot.forget();
+                        return Err(unavailable("redis call timed out"));
+                    }
+                },
+                Err(_) => self.call(get(self.conn())).await?,
+            },
+            None => self.call(get(self.conn())).await?,
+        };
         raw.map(|r| serde_json::from_str(&r).map_err(|e| StoreError::Corrupt(e.to_string())))
             .transpose()
     }
