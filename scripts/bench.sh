@@ -23,6 +23,9 @@
 #   ACCESS_LOG=on one access-log line per request in both proxies (their shipped default);
 #                 off: nginx `access_log off`, Vestibule `[log] access_log = false`
 #   SKIP_BUILD=1  use the existing target/release/vestibule    KEEP_TMP=1 keep the temp dir
+#   ONLY="..."    run only these cases (for quick comparisons while working), e.g.
+#                 ONLY="nginx-http bypass-http auth-http"; names: upstream nginx-http nginx-tls
+#                 bypass-http bypass-tls auth-http auth-tls auth-redis-http auth-storm-tls handshakes
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,6 +44,8 @@ CLIENT_CPUS=${CLIENT_CPUS:-1}
 HANDSHAKE_SECS=${HANDSHAKE_SECS:-5}
 BASE_PORT=${BASE_PORT:-18400}
 ACCESS_LOG=${ACCESS_LOG:-on}
+ONLY=${ONLY:-}
+wanted() { [[ -z "$ONLY" || " $ONLY " == *" $1 "* ]]; }
 [[ "$ACCESS_LOG" == on || "$ACCESS_LOG" == off ]] || { echo "ACCESS_LOG must be on or off" >&2; exit 2; }
 
 P_UP=$BASE_PORT                 # upstream nginx (static responder)
@@ -372,6 +377,7 @@ to_ms() { # "615.00us" | "1.23ms" | "1.02s" | "2.00m"
 }
 
 run_wrk() { # case conns rep url [header]
+    wanted "$1" || return 0
     local name=$1 conns=$2 rep=$3 url=$4 hdr=${5:-} out="$WORK/wrk-$1-$2-$3.txt" rps p50 p99 bad
     local hargs=()
     [[ -n "$hdr" ]] && hargs=(-H "$hdr")
@@ -393,6 +399,7 @@ run_wrk() { # case conns rep url [header]
 STORM_LOG="$WORK/storm.tsv"   # conns rep logins logins_per_s statuses
 : >"$STORM_LOG"
 run_storm() { # conns rep
+    wanted auth-storm-tls || return 0
     local conns=$1 rep=$2 stop="$WORK/storm-stop" out="$WORK/storm-$1-$2.txt" spid t_begin t_end
     rm -f "$stop"
     "${ON_CLIENT[@]}" python3 "$WORK/storm.py" 127.0.0.1 "$P_VST_TLS" "$STORM" "$BENCH_USER" "$BENCH_PASS" \
@@ -462,7 +469,7 @@ for rep in $(seq 1 "$REPS"); do
         run_wrk auth-redis-http "$c" "$rep" "http://127.0.0.1:$P_VST_REDIS/app/x" "$COOKIE_REDIS"
         run_storm "$c" "$rep"
     done
-    if ((HANDSHAKE_SECS > 0)); then
+    if ((HANDSHAKE_SECS > 0)) && wanted handshakes; then
         run_handshakes nginx-tls "$P_NGX_TLS" "$rep"
         run_handshakes vestibule-tls "$P_VST_TLS" "$rep"
     fi

@@ -5,6 +5,7 @@
 //! shipper) never blocks the workers that proxy traffic; under a sustained flood the
 //! queue applies back-pressure rather than dropping lines. Warnings and errors are
 //! rare and are written at once, so they are on the terminal before anything else.
+//! Access lines take the same writer thread, in batches (see [`crate::access_log`]).
 
 use tracing::Level;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
@@ -24,6 +25,10 @@ pub fn init(format: LogFormat) -> LogGuard {
         .buffered_lines_limit(64 * 1024)
         .thread_name("vestibule-log")
         .finish(std::io::stdout());
+    let access = writer.clone();
+    crate::access_log::install(format, move |lines| {
+        let _ = std::io::Write::write_all(&mut access.clone(), lines);
+    });
     // Colour codes only for a person at a terminal, never into files or pipes.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()

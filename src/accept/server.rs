@@ -123,7 +123,10 @@ fn worker(
             return;
         }
     };
+    // Access lines go to the log writer in batches, not one wake-up per request.
+    crate::access_log::batch_on_this_thread();
     rt.block_on(async move {
+        let flusher = tokio::spawn(crate::access_log::flush_periodically());
         let protocols = Arc::new(Protocols::new(&app));
         let connections = TaskTracker::new();
         let shutdown = CancellationToken::new();
@@ -139,5 +142,7 @@ fn worker(
             _ = connections.wait() => {},
             _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("shutdown grace period over; closing remaining connections"),
         }
+        flusher.abort();
     });
+    crate::access_log::flush();
 }

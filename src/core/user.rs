@@ -84,7 +84,9 @@ impl RolePolicy {
 /// All users, looked up case-insensitively.
 #[derive(Debug, Default)]
 pub struct Directory {
-    by_key: HashMap<String, Arc<User>>,
+    /// Each user with their credential fingerprint, computed once here rather than on
+    /// every authenticated request.
+    by_key: HashMap<String, (Arc<User>, [u8; 8])>,
 }
 
 impl Directory {
@@ -92,12 +94,15 @@ impl Directory {
     pub fn new(users: Vec<User>) -> Self {
         let by_key = users
             .into_iter()
-            .map(|u| (lockout_key(&u.username), Arc::new(u)))
+            .map(|u| {
+                let credential = u.credential_fingerprint();
+                (lockout_key(&u.username), (Arc::new(u), credential))
+            })
             .collect();
         Self { by_key }
     }
 
-    pub fn find(&self, name: &str) -> Option<&Arc<User>> {
+    fn entry(&self, name: &str) -> Option<&(Arc<User>, [u8; 8])> {
         // The hot path looks up canonical names from sessions: skip the lower-casing
         // allocation when there is nothing to lower.
         if !name
@@ -109,6 +114,18 @@ impl Directory {
         self.by_key.get(&lockout_key(name))
     }
 
+    pub fn find(&self, name: &str) -> Option<&Arc<User>> {
+        self.entry(name).map(|(u, _)| u)
+    }
+
+    /// The user a session (or remembered device) issued under `credential` still
+    /// belongs to: enabled, and with the same password as then.
+    pub fn holder(&self, name: &str, credential: &[u8; 8]) -> Option<&Arc<User>> {
+        self.entry(name)
+            .filter(|(u, c)| !u.disabled && c == credential)
+            .map(|(u, _)| u)
+    }
+
     pub fn len(&self) -> usize {
         self.by_key.len()
     }
@@ -118,7 +135,7 @@ impl Directory {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<User>> {
-        self.by_key.values()
+        self.by_key.values().map(|(u, _)| u)
     }
 }
 
@@ -153,6 +170,20 @@ mod tests {
         assert!(d.find("dr.grey").is_some());
         assert!(d.find("DR.GREY").is_some());
         assert!(d.find("grey").is_none());
+    }
+
+    #[test]
+    fn a_session_holder_is_enabled_and_has_the_same_password() {
+        let u = user("pat", &["patient"]);
+        let cred = u.credential_fingerprint();
+        let mut off = user("off", &["patient"]);
+        off.disabled = true;
+        let off_cred = off.credential_fingerprint();
+        let d = Directory::new(vec![u, off]);
+        assert!(d.holder("pat", &cred).is_some());
+        assert!(d.holder("pat", &[0; 8]).is_none(), "password changed since");
+        assert!(d.holder("off", &off_cred).is_none(), "disabled");
+        assert!(d.holder("nobody", &cred).is_none());
     }
 
     #[test]

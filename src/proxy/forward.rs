@@ -6,7 +6,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{COOKIE, HOST, HeaderValue};
+use std::net::IpAddr;
+
+use http::header::{COOKIE, HOST, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -112,41 +114,39 @@ impl Forwarder {
     ) {
         let peer_ip = client_ip::canonical(peer.addr.ip());
         let trusted = client_ip::is_trusted(peer_ip, &self.trusted_proxies);
-        let prior: Vec<String> = if trusted {
-            headers
-                .get_all("x-forwarded-for")
+        let peer_value = ip_value(peer_ip);
+        let xff = if trusted && headers.contains_key(&X_FORWARDED_FOR) {
+            let mut chain = headers
+                .get_all(&X_FORWARDED_FOR)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
-                .map(str::to_string)
-                .collect()
+                .collect::<Vec<_>>()
+                .join(", ");
+            chain.push_str(", ");
+            chain.push_str(peer_value.to_str().unwrap_or_default());
+            HeaderValue::from_str(&chain).ok()
         } else {
-            Vec::new()
+            Some(peer_value)
         };
-        let mut xff = prior.join(", ");
-        if !xff.is_empty() {
-            xff.push_str(", ");
-        }
-        xff.push_str(&peer_ip.to_string());
-        headers.remove("x-forwarded-for");
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            headers.insert("x-forwarded-for", v);
-        }
+        match xff {
+            Some(v) => headers.insert(X_FORWARDED_FOR.clone(), v),
+            None => headers.remove(&X_FORWARDED_FOR),
+        };
         let proto_ok = trusted
             && headers
-                .get("x-forwarded-proto")
-                .and_then(|v| v.to_str().ok())
+                .get(&X_FORWARDED_PROTO)
                 .is_some_and(|v| v == "https" || v == "http");
         if !proto_ok {
             headers.insert(
-                "x-forwarded-proto",
+                X_FORWARDED_PROTO.clone(),
                 HeaderValue::from_static(if peer.tls { "https" } else { "http" }),
             );
         }
-        if !(trusted && headers.contains_key("x-forwarded-host")) {
-            headers.remove("x-forwarded-host");
-            if let Some(h) = host {
-                headers.insert("x-forwarded-host", h.clone());
-            }
+        if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+            match host {
+                Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h.clone()),
+                None => headers.remove(&X_FORWARDED_HOST),
+            };
         }
     }
 
@@ -229,6 +229,31 @@ impl Forwarder {
         hop_by_hop::remove(resp.headers_mut(), false);
         Ok(resp.map(|b| b.map_err(BoxError::from).boxed()))
     }
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// An address as a header value; IPv4 (the common case) without the formatter.
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    let IpAddr::V4(v4) = ip else {
+        return HeaderValue::from_str(&ip.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    };
+    let mut out = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out[len] = b'.';
+            len += 1;
+        }
+        let mut buf = itoa::Buffer::new();
+        let digits = buf.format(octet).as_bytes();
+        out[len..len + digits.len()].copy_from_slice(digits);
+        len += digits.len();
+    }
+    HeaderValue::from_bytes(&out[..len]).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// The whole error chain on one line, for the log.

@@ -1,45 +1,55 @@
 //! Hop-by-hop headers (RFC 9110 §7.6.1): meaningful for one connection only, so never
 //! forwarded — neither the standard ones nor any header named in `Connection`.
+//!
+//! Runs twice per proxied request (request and response), so it walks the header
+//! list once and touches the map only when there is something to remove.
 
-use http::header::{CONNECTION, HeaderMap, HeaderName};
+use http::header::{
+    CONNECTION, HeaderMap, HeaderName, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
 
 /// Header names that always belong to a single connection.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name.as_str())
+    name == CONNECTION
+        || name == TE
+        || name == TRAILER
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+        || name == PROXY_AUTHENTICATE
+        || name == PROXY_AUTHORIZATION
+        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
 }
 
 /// Removes hop-by-hop headers and every header named in `Connection`. With
 /// `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (for WebSocket).
 pub fn remove(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        if !(keep_upgrade && name == http::header::UPGRADE) {
-            headers.remove(&name);
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    let mut connection = false;
+    for name in headers.keys() {
+        if name == CONNECTION {
+            connection = true;
+        }
+        if is_hop_by_hop(name) && !(keep_upgrade && (name == UPGRADE || name == CONNECTION)) {
+            doomed.push(name.clone());
         }
     }
-    for name in HOP_BY_HOP {
-        if keep_upgrade && (*name == "upgrade" || *name == "connection") {
-            continue;
+    if connection {
+        for token in headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+        {
+            if let Ok(name) = HeaderName::from_bytes(token.trim().as_bytes())
+                && !(keep_upgrade && name == UPGRADE)
+            {
+                doomed.push(name);
+            }
         }
-        headers.remove(*name);
+    }
+    for name in &doomed {
+        headers.remove(name);
     }
     if keep_upgrade {
         headers.insert(CONNECTION, http::HeaderValue::from_static("upgrade"));
@@ -62,9 +72,46 @@ mod tests {
         h.insert("remote-user", HeaderValue::from_static("evil"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
         h.insert("x-keep", HeaderValue::from_static("yes"));
         remove(&mut h, false);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn every_standard_hop_by_hop_header_goes_without_a_connection_header() {
+        let mut h = HeaderMap::new();
+        for n in [
+            "keep-alive",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "x-keep",
+        ] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        remove(&mut h, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);
+    }
+
+    #[test]
+    fn an_upgrade_keeps_its_upgrade_headers_only() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("Upgrade, x-foo"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-foo", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        remove(&mut h, true);
+        assert_eq!(h[CONNECTION], "upgrade");
+        assert_eq!(h[UPGRADE], "websocket");
+        assert_eq!(h.len(), 2);
     }
 }

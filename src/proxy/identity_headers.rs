@@ -3,8 +3,6 @@
 //! gateway inserts its own for authenticated requests. Strip-then-insert is the only
 //! order in which a client can never smuggle an identity upstream.
 
-use std::collections::HashSet;
-
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::HeadersConfig;
@@ -21,13 +19,24 @@ pub struct Identity<'a> {
 /// Precomputed at configuration load: which names to strip and which to set.
 pub struct IdentityHeaders {
     names: [HeaderName; 5],
-    strip: HashSet<String>,
+    /// Lower-case, `-` spelling; a handful of names, so a list beats hashing each header.
+    strip: Vec<String>,
 }
 
 /// `Remote_User` and `remote-user` are the same header to many upstream frameworks
 /// (CGI-style environments map `-` to `_`), so both spellings are one name here.
 fn canonical(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
+}
+
+/// Whether a header name as received (lower-case, as every `HeaderName` is) is
+/// `canonical` in either spelling.
+fn same_name(received: &str, canonical: &str) -> bool {
+    received.len() == canonical.len()
+        && received
+            .bytes()
+            .zip(canonical.bytes())
+            .all(|(r, c)| r == c || (r == b'_' && c == b'-'))
 }
 
 impl IdentityHeaders {
@@ -39,11 +48,13 @@ impl IdentityHeaders {
             cfg.roles.clone(),
             cfg.mfa.clone(),
         ];
-        let strip = names
+        let mut strip: Vec<String> = names
             .iter()
             .chain(cfg.strip.iter())
             .map(|h| canonical(h.as_str()))
             .collect();
+        strip.sort();
+        strip.dedup();
         Self { names, strip }
     }
 
@@ -51,17 +62,10 @@ impl IdentityHeaders {
     pub fn strip(&self, headers: &mut HeaderMap) {
         let doomed: Vec<HeaderName> = headers
             .keys()
-            .filter(|k| {
-                let s = k.as_str();
-                if s.contains('_') {
-                    self.strip.contains(&canonical(s))
-                } else {
-                    self.strip.contains(s)
-                }
-            })
+            .filter(|k| self.strip.iter().any(|s| same_name(k.as_str(), s)))
             .cloned()
             .collect();
-        for name in doomed {
+        for name in &doomed {
             headers.remove(name);
         }
     }

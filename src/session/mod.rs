@@ -79,10 +79,7 @@ impl Sessions {
         };
         let idle_expired = now_ms.saturating_sub(record.last_seen_ms) > self.idle_ms;
         let absolute_expired = now_ms.saturating_sub(record.created_ms) > self.absolute_ms;
-        let user = users
-            .directory
-            .find(&record.user)
-            .filter(|u| !u.disabled && u.credential_fingerprint() == record.credential);
+        let user = users.directory.holder(&record.user, &record.credential);
         let Some(user) = user.cloned() else {
             return Ok(None);
         };
