@@ -127,9 +127,7 @@ impl App {
         ];
         let up = &cfg.upstream;
         let forwarder = Forwarder {
-            client: crate::proxy::client::PerThreadClient::new(up)?,
-            scheme: up.scheme.clone(),
-            authority: up.authority.clone(),
+            upstream: crate::proxy::client::UpstreamPool::new(up)?,
             upstream_host: HeaderValue::from_str(up.authority.as_str())
                 .unwrap_or(HeaderValue::from_static("localhost")),
             preserve_host: up.preserve_host,

@@ -9,13 +9,13 @@ use bytes::Bytes;
 use std::net::IpAddr;
 
 use http::header::{COOKIE, HOST, HeaderName, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 
-use super::client::PerThreadClient;
+use super::client::UpstreamPool;
 use super::hop_by_hop;
 use super::identity_headers::{Identity, IdentityHeaders};
 use crate::http::body::{Body, BoxError};
@@ -25,9 +25,7 @@ use crate::http::peer::Peer;
 
 /// What the forwarder needs, fixed at start-up.
 pub struct Forwarder {
-    pub client: PerThreadClient,
-    pub scheme: Scheme,
-    pub authority: Authority,
+    pub upstream: UpstreamPool,
     pub upstream_host: HeaderValue,
     pub preserve_host: bool,
     pub response_timeout: std::time::Duration,
@@ -185,21 +183,13 @@ impl Forwarder {
         };
         headers.insert(HOST, host_header);
 
-        parts.uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|e| GatewayError::Internal(format!("upstream uri: {e}")))?;
+        // Origin-form: the connection already goes to the upstream.
+        parts.uri = Uri::from(path_and_query);
         parts.version = Version::HTTP_11;
         let client_body_failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let out = Request::from_parts(parts, NoTrailers(body, client_body_failed.clone()).boxed());
 
-        let client = self
-            .client
-            .get()
-            .map_err(|e| GatewayError::Internal(e.to_string()))?;
-        let sent = tokio::time::timeout(self.response_timeout, client.request(out)).await;
+        let sent = tokio::time::timeout(self.response_timeout, self.upstream.send(out)).await;
         let mut resp = match sent {
             Err(_) => return Err(GatewayError::UpstreamTimeout),
             Ok(Err(_)) if client_body_failed.load(std::sync::atomic::Ordering::Relaxed) => {

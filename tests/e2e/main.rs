@@ -23,3 +23,4 @@ mod redis;
 mod rotation;
 mod signin;
 mod twofa;
+mod upstream_pool;

@@ -10,7 +10,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 /// A standalone server's connections: one per thread, built lazily. Each worker thread
 /// runs its own single-threaded runtime, and a connection's driver task lives on the
 /// runtime that first uses it; sharing one connection would cost two cross-thread
-/// wake-ups per call (the same reason as `proxy::client::PerThreadClient`).
+/// wake-ups per call (the same reason as `proxy::client::UpstreamPool`).
 pub(super) struct PerThreadManager {
     id: u64,
     client: redis::Client,
