@@ -140,7 +140,9 @@ async fn decide(
     }
     let route = router::route(&app.cfg.server, &req)?;
     let path = match route {
-        Route::Own => return pages::serve(app, peer, req).await,
+        // Boxed: the pages' futures are large, and every proxied request would
+        // otherwise carry (and move) their space.
+        Route::Own => return Box::pin(pages::serve(app, peer, req)).await,
         Route::Upstream => normalise(req.uri().path())
             .map_err(|_| GatewayError::BadRequest("path cannot be normalised"))?,
     };
@@ -177,7 +179,7 @@ async fn decide(
             });
             let Some(c) = complete else {
                 trace.user = current.as_ref().map(|c| c.user.clone());
-                return next_step(app, &req, current.as_ref(), trace).await;
+                return Box::pin(next_step(app, &req, current.as_ref(), trace)).await;
             };
             trace.user = Some(c.user.clone());
             if !policy::roles_allow(roles, &c.user.roles) {

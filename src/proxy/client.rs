@@ -177,7 +177,8 @@ impl UpstreamPool {
                 },
             }
         }
-        let mut sender = self.connect().await?;
+        // Boxed: connecting is rare, and its futures would weigh on every request.
+        let mut sender = Box::pin(self.connect()).await?;
         let resp = sender.send_request(req).await?;
         Ok(self.pooled(resp, sender))
     }

@@ -189,7 +189,13 @@ impl Forwarder {
         let client_body_failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let out = Request::from_parts(parts, NoTrailers(body, client_body_failed.clone()).boxed());
 
-        let sent = tokio::time::timeout(self.response_timeout, self.upstream.send(out)).await;
+        // Boxed: the exchange's state would otherwise sit (and be moved) inline in every
+        // enclosing future, up to hyper's per-request slot.
+        let sent = Box::pin(tokio::time::timeout(
+            self.response_timeout,
+            self.upstream.send(out),
+        ))
+        .await;
         let mut resp = match sent {
             Err(_) => return Err(GatewayError::UpstreamTimeout),
             Ok(Err(_)) if client_body_failed.load(std::sync::atomic::Ordering::Relaxed) => {
