@@ -140,10 +140,10 @@ pub async fn flush_periodically() {
 /// Appends one line for `a`, stamped `now`, exactly as `tracing`'s formatter would
 /// write the event (`tests::matches_the_tracing_formatter` keeps it so).
 pub fn format_line(out: &mut Vec<u8>, a: &Access<'_>, format: LogFormat, now: SystemTime) {
-    let ts = humantime::format_rfc3339_micros(now);
     match format {
         LogFormat::Text => {
-            let _ = write!(out, "{ts}  INFO access method=");
+            timestamp(out, now);
+            out.extend_from_slice(b"  INFO access method=");
             debug_str(out, a.method.as_str());
             out.extend_from_slice(b" path=");
             debug_str(out, a.path);
@@ -163,10 +163,9 @@ pub fn format_line(out: &mut Vec<u8>, a: &Access<'_>, format: LogFormat, now: Sy
             }
         }
         LogFormat::Json => {
-            let _ = write!(
-                out,
-                "{{\"timestamp\":\"{ts}\",\"level\":\"INFO\",\"message\":\"access\",\"method\":"
-            );
+            out.extend_from_slice(b"{\"timestamp\":\"");
+            timestamp(out, now);
+            out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"access\",\"method\":");
             json_str(out, a.method.as_str());
             out.extend_from_slice(b",\"path\":");
             json_str(out, a.path);
@@ -188,6 +187,38 @@ pub fn format_line(out: &mut Vec<u8>, a: &Access<'_>, format: LogFormat, now: Sy
         }
     }
     out.push(b'\n');
+}
+
+thread_local! {
+    /// The date and time to the second of the last line, already formatted: lines come
+    /// many to a second, so the calendar arithmetic runs once a second, not per line.
+    static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+}
+
+/// `now` as RFC 3339 UTC with microseconds (`2026-12-06T01:07:18.382585Z`), as
+/// `tracing`'s default timer writes it.
+fn timestamp(out: &mut Vec<u8>, now: SystemTime) {
+    let since = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (cached, mut text) = SECOND.get();
+    if cached != secs {
+        let full = humantime::format_rfc3339_seconds(now).to_string();
+        if let Some(prefix) = full.as_bytes().get(..19) {
+            text.copy_from_slice(prefix);
+        }
+        SECOND.set((secs, text));
+    }
+    out.extend_from_slice(&text);
+    let micros = since.subsec_micros();
+    let mut frac = [b'.', b'0', b'0', b'0', b'0', b'0', b'0', b'Z'];
+    let mut rest = micros;
+    for digit in frac[1..7].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.extend_from_slice(&frac);
 }
 
 /// Milliseconds with microsecond resolution, written as the `f64` the line has always
@@ -345,6 +376,26 @@ mod tests {
             for format in [LogFormat::Text, LogFormat::Json] {
                 assert_eq!(ours(&a, format), reference(&a, format), "{format:?} {path}");
             }
+        }
+    }
+
+    #[test]
+    fn the_cached_second_gives_the_same_timestamps_as_formatting_each() {
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_982_038);
+        for micros in [
+            0,
+            1,
+            999_999,
+            1_000_000,
+            1_000_001,
+            59_999_999,
+            86_400_000_123,
+        ] {
+            let at = base + Duration::from_micros(micros);
+            let mut out = Vec::new();
+            timestamp(&mut out, at);
+            let want = humantime::format_rfc3339_micros(at).to_string();
+            assert_eq!(String::from_utf8(out).unwrap(), want);
         }
     }
 

@@ -151,21 +151,26 @@ async fn decide(
             "path resolves into the gateway's reserved prefix",
         ));
     }
-    let pq = match req.uri().query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.clone(),
+    let pq = match req.uri().path_and_query() {
+        // Already normal (the common case): forward the request's own bytes.
+        Some(original) if original.path() == path => original.clone(),
+        _ => {
+            let pq = match req.uri().query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            };
+            PathAndQuery::try_from(pq)
+                .map_err(|_| GatewayError::BadRequest("invalid path or query"))?
+        }
     };
-    let pq = PathAndQuery::try_from(pq)
-        .map_err(|_| GatewayError::BadRequest("invalid path or query"))?;
     let decision = policy::decide(&app.cfg.policy.rules, req.method().as_str(), &path);
     trace.path = Some(path);
 
-    match decision {
-        Decision::Deny => Err(GatewayError::Denied),
-        Decision::Bypass => {
-            check_upgrade_origin(app, &req, peer)?;
-            forward(app, req, pq, peer, None, trace).await
-        }
+    // One forward call for both branches: the request's future then holds the
+    // upstream exchange once, not once per branch.
+    let holder = match decision {
+        Decision::Deny => return Err(GatewayError::Denied),
+        Decision::Bypass => None,
         Decision::Authenticated { roles } => {
             let users = app.users.get();
             let now = now_ms();
@@ -185,22 +190,23 @@ async fn decide(
             if !policy::roles_allow(roles, &c.user.roles) {
                 return Err(GatewayError::MissingRole);
             }
-            check_upgrade_origin(app, &req, peer)?;
             let factor = match c.record.stage {
                 auth_flow::Stage::Complete { factor } => factor,
                 auth_flow::Stage::PasswordDone => None,
             };
-            let roles_joined = c.user.roles_joined();
-            let id = Identity {
-                user: &c.user.username,
-                email: &c.user.email,
-                name: &c.user.display_name,
-                roles: &roles_joined,
-                mfa: mfa_label(factor),
-            };
-            forward(app, req, pq, peer, Some(&id), trace).await
+            Some((c.user.clone(), factor))
         }
-    }
+    };
+    check_upgrade_origin(app, &req, peer)?;
+    let roles_joined = holder.as_ref().map(|(user, _)| user.roles_joined());
+    let id = holder.as_ref().map(|(user, factor)| Identity {
+        user: &user.username,
+        email: &user.email,
+        name: &user.display_name,
+        roles: roles_joined.as_deref().unwrap_or_default(),
+        mfa: mfa_label(*factor),
+    });
+    forward(app, req, pq, peer, id.as_ref(), trace).await
 }
 
 /// Refuses a WebSocket upgrade opened from another site. The site's scheme is https

@@ -39,10 +39,11 @@ impl Protocols {
         let limit = app.cfg.server.max_request_header_bytes;
         let mut h1 = http1::Builder::new();
         // No hyper header-read timer: `http1::serve` enforces that timeout per
-        // connection without a timer allocation per request.
+        // connection without a timer allocation per request. The header count stays at
+        // hyper's default (100): its parse arrays then live on the stack, where any
+        // other limit costs two heap arrays written element by element per request.
         h1.header_read_timeout(None)
             .max_buf_size((limit + 1024).max(64 * 1024))
-            .max_headers(200)
             .keep_alive(true);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())

@@ -7,15 +7,18 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use http::header::{COOKIE, HOST, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use super::client::UpstreamPool;
+use super::client::{PooledBody, UpstreamPool};
 use super::hop_by_hop;
 use super::identity_headers::{Identity, IdentityHeaders};
 use crate::http::body::{Body, BoxError};
@@ -38,7 +41,7 @@ pub struct Forwarder {
 /// A request body without its trailers: SPEC §5.2 says trailers are not forwarded.
 /// It also notes when the client's own body was malformed, so that failure is answered
 /// as the client's (400), not blamed on the upstream (502).
-struct NoTrailers(Incoming, std::sync::Arc<std::sync::atomic::AtomicBool>);
+struct NoTrailers(Incoming, Arc<AtomicBool>);
 
 impl hyper::body::Body for NoTrailers {
     type Data = Bytes;
@@ -150,13 +153,46 @@ impl Forwarder {
 
     /// Forwards `req` (whose path is already normalised into `path_and_query`) with
     /// `identity` (None on bypass paths).
+    ///
+    /// Building the upstream request and reading the answer are plain functions, so
+    /// the only state kept across the wait is what the answer needs: the request's
+    /// future (and every future around it, up to hyper's per-request slot) stays small.
     pub async fn forward(
+        &self,
+        req: Request<Incoming>,
+        path_and_query: PathAndQuery,
+        peer: Peer,
+        identity: Option<&Identity<'_>>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (out, client_upgrade, client_body_failed) =
+            self.upstream_request(req, path_and_query, peer, identity);
+        // Boxed: the exchange's state would otherwise sit (and be moved) inline.
+        let sent = Box::pin(tokio::time::timeout(
+            self.response_timeout,
+            self.upstream.send(out),
+        ))
+        .await;
+        let resp = match sent {
+            Err(_) => return Err(GatewayError::UpstreamTimeout),
+            Ok(Err(_)) if client_body_failed.load(std::sync::atomic::Ordering::Relaxed) => {
+                return Err(GatewayError::BadRequest("malformed request body"));
+            }
+            Ok(Err(e)) => return Err(GatewayError::UpstreamUnreachable(error_chain(&e))),
+            Ok(Ok(r)) => r,
+        };
+        client_response(resp, client_upgrade)
+    }
+
+    /// The request to send upstream, the client's side of a WebSocket upgrade (if it
+    /// asks for one), and the flag that tells a broken client body from an upstream
+    /// failure.
+    fn upstream_request(
         &self,
         mut req: Request<Incoming>,
         path_and_query: PathAndQuery,
         peer: Peer,
         identity: Option<&Identity<'_>>,
-    ) -> Result<Response<Body>, GatewayError> {
+    ) -> (Request<Body>, Option<OnUpgrade>, Arc<AtomicBool>) {
         let upgrade = super::websocket::is_upgrade(req.method(), req.headers())
             && req.version() == Version::HTTP_11;
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -186,45 +222,36 @@ impl Forwarder {
         // Origin-form: the connection already goes to the upstream.
         parts.uri = Uri::from(path_and_query);
         parts.version = Version::HTTP_11;
-        let client_body_failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let client_body_failed = Arc::new(AtomicBool::new(false));
         let out = Request::from_parts(parts, NoTrailers(body, client_body_failed.clone()).boxed());
-
-        // Boxed: the exchange's state would otherwise sit (and be moved) inline in every
-        // enclosing future, up to hyper's per-request slot.
-        let sent = Box::pin(tokio::time::timeout(
-            self.response_timeout,
-            self.upstream.send(out),
-        ))
-        .await;
-        let mut resp = match sent {
-            Err(_) => return Err(GatewayError::UpstreamTimeout),
-            Ok(Err(_)) if client_body_failed.load(std::sync::atomic::Ordering::Relaxed) => {
-                return Err(GatewayError::BadRequest("malformed request body"));
-            }
-            Ok(Err(e)) => return Err(GatewayError::UpstreamUnreachable(error_chain(&e))),
-            Ok(Ok(r)) => r,
-        };
-
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let Some(client_upgrade) = client_upgrade else {
-                return Err(GatewayError::UpstreamUnreachable(
-                    "unexpected 101 from upstream".into(),
-                ));
-            };
-            let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(async move {
-                if let (Ok(c), Ok(u)) = (client_upgrade.await, upstream_upgrade.await) {
-                    let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
-                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-                }
-            });
-            let (parts, _) = resp.into_parts();
-            return Ok(Response::from_parts(parts, crate::http::body::empty()));
-        }
-
-        hop_by_hop::remove(resp.headers_mut(), false);
-        Ok(resp.map(|b| b.map_err(BoxError::from).boxed()))
+        (out, client_upgrade, client_body_failed)
     }
+}
+
+/// The upstream's answer as the client gets it: hop-by-hop headers removed, or for a
+/// WebSocket upgrade both sides spliced together.
+fn client_response(
+    mut resp: Response<PooledBody>,
+    client_upgrade: Option<OnUpgrade>,
+) -> Result<Response<Body>, GatewayError> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(GatewayError::UpstreamUnreachable(
+                "unexpected 101 from upstream".into(),
+            ));
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            if let (Ok(c), Ok(u)) = (client_upgrade.await, upstream_upgrade.await) {
+                let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+            }
+        });
+        let (parts, _) = resp.into_parts();
+        return Ok(Response::from_parts(parts, crate::http::body::empty()));
+    }
+    hop_by_hop::remove(resp.headers_mut(), false);
+    Ok(resp.map(|b| b.map_err(BoxError::from).boxed()))
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -41,7 +41,13 @@ pub fn remove(headers: &mut HeaderMap, keep_upgrade: bool) {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
         {
-            if let Ok(name) = HeaderName::from_bytes(token.trim().as_bytes())
+            let token = token.trim();
+            // Connection options that name no header of their own (or one removed
+            // above anyway): no need to build a header name for them.
+            if token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes())
                 && !(keep_upgrade && name == UPGRADE)
             {
                 doomed.push(name);
@@ -98,6 +104,19 @@ mod tests {
                 HeaderValue::from_static("v"),
             );
         }
+        remove(&mut h, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);
+    }
+
+    #[test]
+    fn connection_options_that_are_not_header_names_are_skipped() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_static("close, X-Foo, Keep-Alive"),
+        );
+        h.insert("x-foo", HeaderValue::from_static("1"));
+        h.insert("x-keep", HeaderValue::from_static("yes"));
         remove(&mut h, false);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);
     }

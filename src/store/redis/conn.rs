@@ -3,28 +3,45 @@
 
 use std::sync::{Arc, RwLock};
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncConnectionConfig;
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-/// A standalone server's connections: one per thread, built lazily. Each worker thread
-/// runs its own single-threaded runtime, and a connection's driver task lives on the
-/// runtime that first uses it; sharing one connection would cost two cross-thread
-/// wake-ups per call (the same reason as `proxy::client::UpstreamPool`).
-pub(super) struct PerThreadManager {
+/// A standalone server's connections for the hot path: one plain multiplexed
+/// connection per thread. Each worker thread runs its own single-threaded runtime, and
+/// a connection's driver task lives on the runtime that created it; sharing one
+/// connection would cost two cross-thread wake-ups per call (the same reason as
+/// `proxy::client::UpstreamPool`). No `ConnectionManager` here: its reconnect machinery
+/// costs more per call than the lookup itself. A thread's connection is made in the
+/// background on first use (calls meanwhile take the shared connection) and dropped
+/// after an error, to be made again.
+pub(super) struct PerThreadConnection {
     id: u64,
     client: redis::Client,
-    config: ConnectionManagerConfig,
+    config: AsyncConnectionConfig,
+}
+
+/// One thread's state for one store: its connection, or whether one is being made.
+enum Slot {
+    Connecting,
+    Ready(MultiplexedConnection),
 }
 
 thread_local! {
-    static MANAGERS: std::cell::RefCell<Vec<(u64, ConnectionManager)>> =
+    static CONNECTIONS: std::cell::RefCell<Vec<(u64, Slot)>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-impl PerThreadManager {
-    pub(super) fn new(client: redis::Client, config: ConnectionManagerConfig) -> Self {
+impl PerThreadConnection {
+    pub(super) fn new(client: redis::Client, timeout: std::time::Duration) -> Self {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        // The caller bounds every call with its own timeout: no second timer per call.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(None);
         Self {
             id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             client,
@@ -32,30 +49,66 @@ impl PerThreadManager {
         }
     }
 
-    /// This thread's connection (it connects on first use and reconnects by itself).
-    pub(super) fn get(&self) -> redis::RedisResult<ConnectionManager> {
-        MANAGERS.with(|managers| {
-            if let Some((_, m)) = managers.borrow().iter().find(|(id, _)| *id == self.id) {
-                return Ok(m.clone());
+    /// This thread's connection, if it has one ready; otherwise starts making one.
+    pub(super) fn get(&self) -> Option<MultiplexedConnection> {
+        let ready = CONNECTIONS.with(|all| {
+            let all = all.borrow();
+            match all.iter().find(|(id, _)| *id == self.id) {
+                Some((_, Slot::Ready(c))) => Some(Some(c.clone())),
+                Some((_, Slot::Connecting)) => Some(None),
+                None => None,
             }
-            let m =
-                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())?;
-            managers.borrow_mut().push((self.id, m.clone()));
-            Ok(m)
-        })
+        });
+        match ready {
+            Some(c) => c,
+            None => {
+                self.connect_in_background();
+                None
+            }
+        }
     }
 
-    /// Drops this thread's connection after an error, so that the next call connects
-    /// afresh instead of waiting for a reconnect that only an error would trigger.
-    pub(super) fn forget(&self) {
-        MANAGERS.with(|managers| managers.borrow_mut().retain(|(id, _)| *id != self.id));
+    fn connect_in_background(&self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        set_slot(self.id, Some(Slot::Connecting));
+        let (id, client, config) = (self.id, self.client.clone(), self.config.clone());
+        rt.spawn(async move {
+            match client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+            {
+                Ok(c) => set_slot(id, Some(Slot::Ready(c))),
+                // Try again on a later call.
+                Err(_) => set_slot(id, None),
+            }
+        });
     }
+
+    /// Drops this thread's connection after an error, so that a later call makes a
+    /// new one.
+    pub(super) fn forget(&self) {
+        set_slot(self.id, None);
+    }
+}
+
+fn set_slot(id: u64, slot: Option<Slot>) {
+    CONNECTIONS.with(|all| {
+        let mut all = all.borrow_mut();
+        all.retain(|(i, _)| *i != id);
+        if let Some(slot) = slot {
+            all.push((id, slot));
+        }
+    });
 }
 
 /// How the gateway reaches Redis.
 #[derive(Clone)]
 pub(super) enum Conn {
     Single(ConnectionManager),
+    /// A worker thread's own connection (see [`PerThreadConnection`]).
+    Thread(MultiplexedConnection),
     Cluster(ClusterConnection),
     Sentinel(Arc<SentinelConn>),
 }
@@ -92,6 +145,7 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Thread(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
             Conn::Sentinel(s) => Box::pin(async move {
                 let mut c = s.connection().await?;
@@ -115,6 +169,7 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Thread(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Sentinel(s) => Box::pin(async move {
                 let mut c = s.connection().await?;
@@ -130,6 +185,7 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
+            Conn::Thread(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
             Conn::Sentinel(_) => 0,
         }

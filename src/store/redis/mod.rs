@@ -27,7 +27,7 @@ use crate::core::store::*;
 mod conn;
 mod scripts;
 
-use conn::{Conn, PerThreadManager, SentinelConn};
+use conn::{Conn, PerThreadConnection, SentinelConn};
 use scripts::Scripts;
 
 /// Redis-backed [`Store`].
@@ -35,7 +35,7 @@ pub struct RedisStore {
     conn: Conn,
     /// Standalone only: per-thread connections for the session lookup of every
     /// authenticated request. Everything else uses `conn`.
-    hot: Option<PerThreadManager>,
+    hot: Option<PerThreadConnection>,
     prefix: String,
     timeout: Duration,
     scripts: Scripts,
@@ -80,7 +80,7 @@ impl RedisStore {
                     None => redis::Client::open(cfg.redis_url.as_str()),
                 }
                 .map_err(unavailable)?;
-                hot = Some(PerThreadManager::new(client.clone(), manager_cfg.clone()));
+                hot = Some(PerThreadConnection::new(client.clone(), cfg.timeout));
                 Conn::Single(
                     ConnectionManager::new_lazy_with_config(client, manager_cfg)
                         .map_err(unavailable)?,
@@ -269,7 +269,8 @@ impl Store for RedisStore {
     async fn session_get(&self, id: &Fingerprint) -> StoreResult<Option<SessionRecord>> {
         let key = self.session_key(id);
         let get = |mut c: Conn| {
-            let cmd = redis::cmd("GET").arg(&key).clone();
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(&key);
             async move { cmd.query_async::<Option<String>>(&mut c).await }
         };
         let raw = match &self.hot {
@@ -277,7 +278,7 @@ impl Store for RedisStore {
             // socket, so a failure is retried once on the shared connection (a GET is
             // safe to repeat) and the thread's connection is replaced.
             Some(hot) => match hot.get() {
-                Ok(m) => match tokio::time::timeout(self.timeout, get(Conn::Single(m))).await {
+                Some(m) => match tokio::time::timeout(self.timeout, get(Conn::Thread(m))).await {
                     Ok(Ok(raw)) => raw,
                     Ok(Err(_)) => {
                         hot.forget();
@@ -288,7 +289,7 @@ impl Store for RedisStore {
                         return Err(unavailable("redis call timed out"));
                     }
                 },
-                Err(_) => self.call(get(self.conn())).await?,
+                None => self.call(get(self.conn())).await?,
             },
             None => self.call(get(self.conn())).await?,
         };
