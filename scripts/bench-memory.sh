@@ -21,7 +21,9 @@
 #   TLS=1             also measure idle TLS connections (0 skips)
 #   HOLD_MAX=40       seconds to wait for the gateway to close the idle connections
 #   SETTLE=3          seconds between the last request and the idle measurement
-#   BASE_PORT=18600   first of 4 consecutive loopback ports
+#   BASE_PORT=18600   first of 6 consecutive loopback ports
+#   NGINX=1           also measure nginx (proxy_pass, one worker) holding the same idle
+#                     connections, for the ratio (0 skips)
 #   UPDATE_DOC=1      write the results into docs/performance.md (0: only print)
 #   BUILD=0           1: cargo build --release first (by default only when the binary is missing)
 #   KEEP_TMP=1        keep the temp dir
@@ -42,12 +44,15 @@ HOLD_MAX=${HOLD_MAX:-40}
 SETTLE=${SETTLE:-3}
 BASE_PORT=${BASE_PORT:-18600}
 UPDATE_DOC=${UPDATE_DOC:-1}
+NGINX=${NGINX:-1}
 DOC="$REPO/docs/performance.md"
 
 P_UP=$BASE_PORT                 # upstream nginx (static responder)
 P_SESS=$((BASE_PORT + 1))       # vestibule, HTTP, session test
 P_HTTP=$((BASE_PORT + 2))       # vestibule, HTTP, idle-connection test
 P_TLS=$((BASE_PORT + 3))        # vestibule, TLS, idle-connection test
+P_NGX_HTTP=$((BASE_PORT + 4))   # nginx proxy_pass, HTTP, idle-connection test (the comparison)
+P_NGX_TLS=$((BASE_PORT + 5))    # nginx proxy_pass, TLS, idle-connection test
 
 BENCH_USER=bench.patient
 BENCH_PASS='bench-password-0123456789'
@@ -90,7 +95,7 @@ if [[ "$NOFILE" != unlimited ]] && ((NOFILE < NEED_FD)); then
     fi
 fi
 
-for p in $P_UP $P_SESS $P_HTTP $P_TLS; do
+for p in $P_UP $P_SESS $P_HTTP $P_TLS $P_NGX_HTTP $P_NGX_TLS; do
     if ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
         die "port $p is in use; set BASE_PORT to a free range"
     fi
@@ -204,13 +209,17 @@ wait_for() { # url
     done
     die "nothing answers at $1"
 }
-# "rss_kib hwm_kib anon_kib file+shmem_kib threads fds" of a process
+# "rss_kib hwm_kib anon_kib file+shmem_kib threads fds" of a process, or summed over
+# a comma-separated list of processes (nginx: master and worker)
 pstat() {
-    local pid=$1 st fds
-    [[ -r /proc/$pid/status ]] || die "process $pid is gone"
-    st=$(awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } /^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 }
-              /^RssShmem:/ { s = $2 } /^Threads:/ { t = $2 } END { print r, h, a, f + s, t }' "/proc/$pid/status")
-    fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+    local pid st fds=0 files=()
+    for pid in ${1//,/ }; do
+        [[ -r /proc/$pid/status ]] || die "process $pid is gone"
+        files+=("/proc/$pid/status")
+        fds=$((fds + $(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)))
+    done
+    st=$(awk '/^VmRSS:/ { r += $2 } /^VmHWM:/ { h += $2 } /^RssAnon:/ { a += $2 } /^RssFile:/ { f += $2 }
+              /^RssShmem:/ { s += $2 } /^Threads:/ { t += $2 } END { print r, h, a, f + s, t }' "${files[@]}")
     echo "$st $fds"
 }
 MEAS="$WORK/measurements.tsv"   # test point rss hwm anon file thr fds note
@@ -533,6 +542,69 @@ body=$(curl -s --max-time 10 -H "Cookie: $COOKIE_NAME=$(tail -1 "$WORK/tokens.tx
 [[ "$body" == ok ]] || die "an inserted session stopped working: '$body'"
 stop_vest sess
 
+# ---------------------------------------------------------------- nginx proxy (the comparison)
+# The same job as the gateway's bypass path: proxy_pass to the upstream with a keep-alive
+# pool, one worker, a long keep-alive so the idle connections stay open while measured.
+declare -A NPID
+start_nginx_proxy() { # name port tls?
+    local dir="$WORK/ngx-$1" listen="listen 127.0.0.1:$2 backlog=4096;"
+    mkdir -p "$dir/tmp"
+    [[ "$3" == tls ]] && listen="listen 127.0.0.1:$2 ssl backlog=4096;"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+worker_rlimit_nofile 30000;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 25000; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    upstream backend { server 127.0.0.1:$P_UP; keepalive 64; }
+    ssl_certificate $WORK/cert.pem;
+    ssl_certificate_key $WORK/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+    server {
+        $listen
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+    nginx -t -q -p "$dir" -c "$dir/nginx.conf" 2>"$dir/test.log" \
+        || { cat "$dir/test.log" >&2; die "nginx proxy config rejected"; }
+    nginx -p "$dir" -c "$dir/nginx.conf" >"$dir/out.log" 2>&1 &
+    NPID[$1]=$!
+    PIDS+=($!)
+}
+# "master,worker" pids of an nginx started above
+nginx_pids() { # name
+    local master=${NPID[$1]} worker="" i
+    for i in $(seq 1 50); do
+        worker=$(pgrep -P "$master" | head -1)
+        [[ -n "$worker" ]] && break
+        sleep 0.1
+    done
+    [[ -n "$worker" ]] || die "nginx ($1) started no worker"
+    echo "$master,$worker"
+}
+stop_nginx_proxy() { # name
+    local pid=${NPID[$1]}
+    kill "$pid" 2>/dev/null || true
+    timeout 40 tail --pid="$pid" -f /dev/null || kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
 # ---------------------------------------------------------------- test 2: idle connections
 wait_phase() { # status-file phase client-pid seconds
     local i
@@ -543,14 +615,20 @@ wait_phase() { # status-file phase client-pid seconds
     done
     die "idle client did not reach phase $2 in $4 s"
 }
-idle_test() { # name port tls(0|1) label
-    local name=$1 port=$2 tls=$3 label=$4 scheme=http ctl="$WORK/idle-$1" cpid i pid st up
+idle_test() { # name port tls(0|1) label [vestibule|nginx]
+    local name=$1 port=$2 tls=$3 label=$4 server=${5:-vestibule} scheme=http ctl="$WORK/idle-$1" cpid i pid st up
     st="$ctl/status"
     mkdir -p "$ctl"
     [[ $tls == 1 ]] && scheme=https
-    start_vest "$name" "$port" "$([[ $tls == 1 ]] && echo tls || echo http)"
-    wait_for "$scheme://127.0.0.1:$port/_vestibule/health"
-    pid=${VPID[$name]}
+    if [[ $server == nginx ]]; then
+        start_nginx_proxy "$name" "$port" "$([[ $tls == 1 ]] && echo tls || echo http)"
+        wait_for "$scheme://127.0.0.1:$port/bench/x"
+        pid=$(nginx_pids "$name")
+    else
+        start_vest "$name" "$port" "$([[ $tls == 1 ]] && echo tls || echo http)"
+        wait_for "$scheme://127.0.0.1:$port/_vestibule/health"
+        pid=${VPID[$name]}
+    fi
     # Warm-up: a few hundred bypass requests, so the upstream pool and the allocator
     # are in their working state before the baseline.
     for i in $(seq 1 4); do
@@ -576,10 +654,15 @@ idle_test() { # name port tls(0|1) label
     open=$(sed -n 's/^connected=//p' "$st")
     est=$(ss -Htn state established "sport = :$port" 2>/dev/null | wc -l)
     up=$(ss -Htn state established "dport = :$P_UP" 2>/dev/null | wc -l)
-    parked=$(curl -sk --max-time 10 "$scheme://127.0.0.1:$port/_vestibule/metrics" |
-        sed -n 's/^vestibule_connections_parked_total //p')
-    measure "$label" "$open open, one request each" "$pid" \
-        "$est established; $up upstream conns in the pool; ${parked:-?} parks counted"
+    if [[ $server == nginx ]]; then
+        measure "$label" "$open open, one request each" "$pid" \
+            "$est established; $up upstream conns; master + worker"
+    else
+        parked=$(curl -sk --max-time 10 "$scheme://127.0.0.1:$port/_vestibule/metrics" |
+            sed -n 's/^vestibule_connections_parked_total //p')
+        measure "$label" "$open open, one request each" "$pid" \
+            "$est established; $up upstream conns in the pool; ${parked:-?} parks counted"
+    fi
     note "${name}_open" "$open"
     note "${name}_established" "$est"
     note "${name}_upstream" "$up"
@@ -609,11 +692,13 @@ idle_test() { # name port tls(0|1) label
     sleep 3
     measure "$label" "after all closed (+3 s)" "$pid" \
         "$(ss -Htn state established "dport = :$P_UP" 2>/dev/null | wc -l) upstream conns in the pool"
-    stop_vest "$name"
+    if [[ $server == nginx ]]; then stop_nginx_proxy "$name"; else stop_vest "$name"; fi
 }
 idle_test http "$P_HTTP" 0 "idle-http"
+if [[ "$NGINX" == 1 ]]; then idle_test nginx_http "$P_NGX_HTTP" 0 "nginx-idle-http" nginx; fi
 if [[ "$TLS" == 1 ]]; then
     idle_test tls "$P_TLS" 1 "idle-tls"
+    if [[ "$NGINX" == 1 ]]; then idle_test nginx_tls "$P_NGX_TLS" 1 "nginx-idle-tls" nginx; fi
 fi
 
 # ---------------------------------------------------------------- report
@@ -680,7 +765,8 @@ if used and start:
              f"({(used['rss'] - start['rss']) * 1024 / n_sess:.0f} bytes per session).")
     targets.append((f"RSS with {n_sess} live, used sessions < 200 MB", used["rss"]))
     targets.append(("peak RSS (VmHWM) of the whole session test < 200 MB", used["hwm"]))
-for name, label in (("http", "idle-http"), ("tls", "idle-tls")):
+compare = []
+for name, label in (("http", "idle-http"), ("tls", "idle-tls"), ("nginx_http", "nginx-idle-http"), ("nginx_tls", "nginx-idle-tls")):
     before = find(label, "before")
     with_ = find(label, f"{notes.get(name + '_open', 'x')} open")
     if not before or not with_:
@@ -694,6 +780,11 @@ for name, label in (("http", "idle-http"), ("tls", "idle-tls")):
         pre = (f" Before the request (connection accepted{', handshake done' if name == 'tls' else ''}, no bytes of HTTP read): "
                f"{(c - before['rss']) * 1024 / max(cn, 1) / 1024:.1f} KiB per connection; the request adds "
                f"{(with_['rss'] - c) * 1024 / max(n, 1) / 1024:.1f} KiB.")
+    compare.append((name, n, before["rss"], with_["rss"], per))
+    if name.startswith("nginx"):
+        o.append(f"- **{label}** (the comparison: nginx `proxy_pass`, one worker, master + worker summed): {n} connections, "
+                 f"one request each (errors: {notes.get(name + '_errors') or 'none'}): **{per / 1024:.1f} KiB per connection**.")
+        continue
     cl = notes.get(name + "_closed_requested", "?")
     first, last = notes.get(name + "_closed_requested_first_s"), notes.get(name + "_closed_requested_last_s")
     when = f", {first}–{last} s after their request" if first else ""
@@ -704,6 +795,18 @@ for name, label in (("http", "idle-http"), ("tls", "idle-tls")):
              f"The gateway closed {cl} of the {n} idle connections{when}, and {notes.get(name + '_closed_silent', '?')} of "
              f"{notes.get(name + '_silent_open', '?')} silent connections (no byte sent) within {notes.get('hold_max')} s.")
     targets.append((f"RSS with {n} idle {name.upper()} connections < 100 MB", with_["rss"]))
+by = {c[0]: c for c in compare}
+pairs = [(p, by.get(p), by.get("nginx_" + p)) for p in ("http", "tls")]
+if any(v and g for _, v, g in pairs):
+    o.append("")
+    o.append("Idle keep-alive connections against nginx (same client, same count; ratio = Vestibule / nginx, lower is better):")
+    o.append("")
+    o.append("| protocol | connections | Vestibule RSS MiB | nginx RSS MiB | × nginx | Vestibule KiB/conn | nginx KiB/conn | × nginx |")
+    o.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for p, v, g in pairs:
+        if v and g:
+            o.append(f"| {p.upper()} | {v[1]} | {v[3] / 1024:.1f} | {g[3] / 1024:.1f} | {v[3] / g[3]:.2f}× "
+                     f"| {v[4] / 1024:.1f} | {g[4] / 1024:.1f} | {v[4] / max(g[4], 1):.2f}× |")
 o.append("")
 o.append("| target | measured | verdict |")
 o.append("| --- | ---: | --- |")

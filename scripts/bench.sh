@@ -3,29 +3,36 @@
 #
 #   bash scripts/bench.sh [OUTPUT.md]          (default: bench-results.md)
 #
+# One run measures everything issue 7 asks for and writes one report:
 # Measures requests/s and p50/p99 latency with wrk (--latency), REPS repetitions of
 # every case (medians reported), interleaved so slow drift hits every case alike:
 #   upstream direct | nginx proxy_pass (keep-alive upstream), HTTP and TLS |
 #   Vestibule bypass path, HTTP and TLS | Vestibule authenticated path with a complete
-#   session cookie, HTTP and TLS | authenticated TLS while STORM logins are in flight |
-#   new TLS handshakes per second (openssl s_time -new), Vestibule vs nginx.
+#   session cookie, embedded and Redis backend, HTTP and TLS | authenticated TLS while
+#   STORM logins are in flight | new TLS handshakes per second (openssl s_time -new and
+#   wrk with Connection: close), Vestibule vs nginx | then resident memory with 100,000
+#   live sessions and with 10,000 idle keep-alive connections, Vestibule vs nginx
+#   (scripts/bench-memory.sh, run as the last phase; MEMORY=0 skips it).
 # See docs/performance.md for the method, the pinning choice and the latest results.
 #
 # Knobs (environment):
 #   DURATION=10   seconds per measured wrk run       WARMUP=2   seconds of warm-up before each
-#   REPS=3        repetitions (medians)               CONNS="64" space-separated, e.g. "64 512"
+#   REPS=3        repetitions (medians)               CONNS="64 512" space-separated
 #   THREADS=2     wrk threads                         STORM=100  concurrent logins in flight
 #   PIN=1         pin with taskset (0: let the scheduler place everything)
 #   SERVER_CPUS=0 cores for the servers (proxy under test + upstream)
 #   CLIENT_CPUS=1 cores for the load generators (wrk, login storm, openssl s_time)
 #   HANDSHAKE_SECS=5  seconds per s_time run (0 skips the handshake test)
-#   BASE_PORT=18400   first of 7 consecutive loopback ports
+#   BASE_PORT=18400   first of 8 consecutive loopback ports (the memory phase uses
+#                     6 more from BASE_PORT+100)
 #   ACCESS_LOG=on one access-log line per request in both proxies (their shipped default);
 #                 off: nginx `access_log off`, Vestibule `[log] access_log = false`
 #   SKIP_BUILD=1  use the existing target/release/vestibule    KEEP_TMP=1 keep the temp dir
+#   MEMORY=1      run the memory phase (0 skips); IDLE_CONNS=10000 and SESSIONS=100000 size it
 #   ONLY="..."    run only these cases (for quick comparisons while working), e.g.
 #                 ONLY="nginx-http bypass-http auth-http"; names: upstream nginx-http nginx-tls
-#                 bypass-http bypass-tls auth-http auth-tls auth-redis-http auth-storm-tls handshakes
+#                 bypass-http bypass-tls auth-http auth-tls auth-redis-http auth-redis-tls
+#                 auth-storm-tls handshakes
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,7 +42,10 @@ case "$OUT" in /*) ;; *) OUT="$PWD/$OUT" ;; esac
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 REPS=${REPS:-3}
-CONNS=${CONNS:-64}
+CONNS=${CONNS:-64 512}
+MEMORY=${MEMORY:-1}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+SESSIONS=${SESSIONS:-100000}
 THREADS=${THREADS:-2}
 STORM=${STORM:-100}
 PIN=${PIN:-1}
@@ -55,6 +65,7 @@ P_VST_HTTP=$((BASE_PORT + 3))   # vestibule, plain HTTP
 P_VST_TLS=$((BASE_PORT + 4))    # vestibule, TLS
 P_VST_REDIS=$((BASE_PORT + 5))  # vestibule, plain HTTP, Redis backend
 P_REDIS=$((BASE_PORT + 6))      # redis-server for it
+P_VST_REDIS_TLS=$((BASE_PORT + 7))  # vestibule, TLS, Redis backend
 
 BENCH_USER=bench.patient
 BENCH_PASS='bench-password-0123456789'
@@ -96,7 +107,7 @@ else
     ON_CLIENT=()
 fi
 
-for p in $P_UP $P_NGX_HTTP $P_NGX_TLS $P_VST_HTTP $P_VST_TLS $P_VST_REDIS $P_REDIS; do
+for p in $P_UP $P_NGX_HTTP $P_NGX_TLS $P_VST_HTTP $P_VST_TLS $P_VST_REDIS $P_REDIS $P_VST_REDIS_TLS; do
     if ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
         die "port $p is in use; set BASE_PORT to a free range"
     fi
@@ -246,14 +257,13 @@ EOF
 "${ON_SERVER[@]}" redis-server --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
 SERVER_PIDS+=($!)
-for v in http tls redis; do
+for v in http tls redis redis-tls; do
     mkdir -p "$WORK/vest-$v"
-    port=$P_VST_HTTP
-    [[ $v == tls ]] && port=$P_VST_TLS
-    [[ $v == redis ]] && port=$P_VST_REDIS
-    backend=embedded
-    [[ $v == redis ]] && backend=redis
-    vest_conf "$v" "$port" "$v" "$backend" >"$WORK/vest-$v/vestibule.toml"
+    port=$P_VST_HTTP proto=http backend=embedded
+    [[ $v == tls ]] && port=$P_VST_TLS proto=tls
+    [[ $v == redis ]] && port=$P_VST_REDIS backend=redis
+    [[ $v == redis-tls ]] && port=$P_VST_REDIS_TLS proto=tls backend=redis
+    vest_conf "$v" "$port" "$proto" "$backend" >"$WORK/vest-$v/vestibule.toml"
     "$BIN" --config "$WORK/vest-$v/vestibule.toml" check-config >"$WORK/vest-$v/check.log" 2>&1 \
         || { cat "$WORK/vest-$v/check.log" >&2; die "vestibule ($v) config rejected"; }
     "${ON_SERVER[@]}" "$BIN" --config "$WORK/vest-$v/vestibule.toml" serve >"$WORK/vest-$v/serve.log" 2>&1 &
@@ -275,6 +285,7 @@ wait_for "https://127.0.0.1:$P_NGX_TLS/"
 wait_for "http://127.0.0.1:$P_VST_HTTP/_vestibule/health"
 wait_for "https://127.0.0.1:$P_VST_TLS/_vestibule/health"
 wait_for "http://127.0.0.1:$P_VST_REDIS/_vestibule/health"
+wait_for "https://127.0.0.1:$P_VST_REDIS_TLS/_vestibule/health"
 
 # ---------------------------------------------------------------- log in once per instance
 login() { # scheme port cookie-name -> prints the session token
@@ -292,6 +303,9 @@ SESS_HTTP=$(login http "$P_VST_HTTP" vestibule_session)
 SESS_TLS=$(login https "$P_VST_TLS" __Host-vestibule_session)
 SESS_REDIS=$(login http "$P_VST_REDIS" vestibule_session)
 COOKIE_REDIS="Cookie: vestibule_session=$SESS_REDIS"
+SESS_REDIS_TLS=$(login https "$P_VST_REDIS_TLS" __Host-vestibule_session)
+COOKIE_REDIS_TLS="Cookie: __Host-vestibule_session=$SESS_REDIS_TLS"
+[[ -n "$SESS_REDIS" && -n "$SESS_REDIS_TLS" ]] || die "no session cookie after login (Redis backend)"
 [[ -n "$SESS_HTTP" && -n "$SESS_TLS" ]] || die "no session cookie after login"
 COOKIE_HTTP="Cookie: vestibule_session=$SESS_HTTP"
 COOKIE_TLS="Cookie: __Host-vestibule_session=$SESS_TLS"
@@ -310,6 +324,8 @@ check_ok "http://127.0.0.1:$P_VST_HTTP/bench/x"
 check_ok "https://127.0.0.1:$P_VST_TLS/bench/x"
 check_ok "http://127.0.0.1:$P_VST_HTTP/app/x" "$COOKIE_HTTP"
 check_ok "https://127.0.0.1:$P_VST_TLS/app/x" "$COOKIE_TLS"
+check_ok "http://127.0.0.1:$P_VST_REDIS/app/x" "$COOKIE_REDIS"
+check_ok "https://127.0.0.1:$P_VST_REDIS_TLS/app/x" "$COOKIE_REDIS_TLS"
 code=$(curl -sk --max-time 10 -o /dev/null -w '%{http_code}' "https://127.0.0.1:$P_VST_TLS/app/x")
 [[ "$code" == 401 ]] || die "authenticated path without a cookie answered $code, expected 401"
 log "all endpoints answer; session cookies work"
@@ -467,6 +483,7 @@ for rep in $(seq 1 "$REPS"); do
         run_wrk auth-http "$c" "$rep" "http://127.0.0.1:$P_VST_HTTP/app/x" "$COOKIE_HTTP"
         run_wrk auth-tls "$c" "$rep" "https://127.0.0.1:$P_VST_TLS/app/x" "$COOKIE_TLS"
         run_wrk auth-redis-http "$c" "$rep" "http://127.0.0.1:$P_VST_REDIS/app/x" "$COOKIE_REDIS"
+        run_wrk auth-redis-tls "$c" "$rep" "https://127.0.0.1:$P_VST_REDIS_TLS/app/x" "$COOKIE_REDIS_TLS"
         run_storm "$c" "$rep"
     done
     if ((HANDSHAKE_SECS > 0)) && wanted handshakes; then
@@ -538,6 +555,7 @@ CASES = [
     ("auth-http", "Vestibule, authenticated (session cookie)", "HTTP", "nginx-http"),
     ("auth-tls", "Vestibule, authenticated (session cookie)", "TLS", "nginx-tls"),
     ("auth-redis-http", "Vestibule, authenticated, Redis backend", "HTTP", "nginx-http"),
+    ("auth-redis-tls", "Vestibule, authenticated, Redis backend", "TLS", "nginx-tls"),
     ("auth-storm-tls", f"Vestibule, authenticated, {meta['storm']} logins in flight", "TLS", "nginx-tls"),
 ]
 def ratio(a, b):
@@ -583,11 +601,12 @@ for c in conns:
             checks.append((f"authenticated req/s ≥ 0.9× nginx ({proto}) — issue 4", ma["rps"] / mn["rps"], 0.9, True))
             checks.append((f"authenticated req/s ≥ 1.0× nginx ({proto}) — issue 7", ma["rps"] / mn["rps"], 1.0, True))
             checks.append((f"authenticated p99 ≤ 1.2× nginx ({proto}) — issue 7", ma["p99"] / mn["p99"], 1.2, False))
-    re_, em, nh = get("auth-redis-http"), get("auth-http"), get("nginx-http")
-    if re_ and em:
-        checks.append(("Redis backend req/s ≥ 0.8× embedded (HTTP) — issue 6", re_["rps"] / em["rps"], 0.8, True))
-    if re_ and nh:
-        checks.append(("Redis backend req/s ≥ 0.8× nginx (HTTP) — issue 7", re_["rps"] / nh["rps"], 0.8, True))
+    for proto, rk, ek, nk in (("HTTP", "auth-redis-http", "auth-http", "nginx-http"), ("TLS", "auth-redis-tls", "auth-tls", "nginx-tls")):
+        re_, em, nh = get(rk), get(ek), get(nk)
+        if re_ and em:
+            checks.append((f"Redis backend req/s ≥ 0.8× embedded ({proto}) — issue 6", re_["rps"] / em["rps"], 0.8, True))
+        if re_ and nh:
+            checks.append((f"Redis backend req/s ≥ 0.8× nginx ({proto}) — issue 7", re_["rps"] / nh["rps"], 0.8, True))
     q, s = get("auth-tls"), get("auth-storm-tls")
     if q and s:
         checks.append(("p99 during login storm ≤ 2× quiet (TLS)", s["p99"] / q["p99"], 2.0, False))
@@ -639,6 +658,32 @@ for r in rows:
 o.append("```\n</details>")
 print("\n".join(o))
 PY
+
+# ---------------------------------------------------------------- memory phase
+if [[ "$MEMORY" == 1 ]]; then
+    # The throughput servers go first: the memory figures are of a fresh gateway alone.
+    for pid in "${SERVER_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${SERVER_PIDS[@]}"; do
+        timeout 30 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
+    done
+    log "memory phase: scripts/bench-memory.sh ($SESSIONS sessions, $IDLE_CONNS idle connections)"
+    if CONNS="$IDLE_CONNS" SESSIONS="$SESSIONS" BASE_PORT=$((BASE_PORT + 100)) UPDATE_DOC=0 BUILD=0 \
+        bash "$REPO/scripts/bench-memory.sh" "$WORK/memory.md" >"$WORK/memory.log" 2>&1; then
+        {
+            echo ""
+            echo "## Memory"
+            echo ""
+            echo "Resident memory of the gateway (VmRSS), measured by \`scripts/bench-memory.sh\`: $SESSIONS live sessions on the embedded backend, each used, and $IDLE_CONNS idle keep-alive connections per protocol, the same connections also held by nginx for the ratio."
+            echo ""
+            cat "$WORK/memory.md"
+        } >>"$OUT"
+    else
+        tail -20 "$WORK/memory.log" >&2
+        die "the memory phase failed (log above; the throughput report is in $OUT)"
+    fi
+fi
 
 cat "$OUT"
 log "results written to $OUT"
