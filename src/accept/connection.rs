@@ -103,7 +103,7 @@ pub async fn serve(
         Some(tls) => {
             let handshake = Box::pin(tokio::time::timeout(
                 HANDSHAKE_TIMEOUT,
-                tls.acceptor.accept(tcp),
+                super::tls_stream::TlsStream::accept(tcp, tls.config.clone()),
             ));
             let stream = match handshake.await {
                 Ok(Ok(s)) => {
@@ -116,7 +116,7 @@ pub async fn serve(
             // Boxed: the TLS state is large, and an idle connection's task would
             // otherwise carry it inline in every phase that holds the stream.
             let stream = Box::new(stream);
-            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            if stream.alpn_protocol() == Some(b"h2") {
                 Box::pin(conn.http2(stream, Bytes::new(), service)).await;
             } else {
                 Box::pin(conn.detect(stream, service)).await;

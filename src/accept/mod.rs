@@ -9,3 +9,4 @@ pub mod http1;
 pub mod redirect;
 pub mod server;
 pub mod tls;
+pub mod tls_stream;

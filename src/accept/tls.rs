@@ -59,9 +59,9 @@ pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
         .map_err(|e| TlsError::Key(kname, format!("does not fit the certificate: {e}")))
 }
 
-/// The TLS acceptor plus the handle used to reload its certificate.
+/// The TLS server configuration plus the handle used to reload its certificate.
 pub struct Tls {
-    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub config: Arc<rustls::ServerConfig>,
     resolver: Arc<ReloadingResolver>,
     cert: PathBuf,
     key: PathBuf,
@@ -85,7 +85,7 @@ impl Tls {
             .with_cert_resolver(resolver.clone());
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self {
-            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(cfg)),
+            config: Arc::new(cfg),
             resolver,
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
