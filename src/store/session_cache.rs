@@ -1,5 +1,5 @@
 //! Recently read sessions, kept in the serving process so that an authenticated request
-//! costs a map lookup and one `fstat` instead of a SQLite read (two lock syscalls and a
+//! costs a shared-lock map lookup and one `fstat` instead of a SQLite read (two lock syscalls and a
 //! B-tree walk).
 //!
 //! Correctness rests on three rules:
@@ -16,7 +16,7 @@
 //! Expiry stays with the caller, which checks the record's times on every request.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::change_marker::{ChangeMarker, MarkerView};
 use crate::core::store::{Fingerprint, SessionRecord};
@@ -33,31 +33,26 @@ struct State {
     entries: HashMap<Fingerprint, SessionRecord>,
     /// Raised by every invalidation; a ticket from before it is void.
     generation: u64,
-    /// `None` when the marker could not be read: nothing is cached then.
-    view: Option<MarkerView>,
 }
 
 /// The serving process's session cache for the embedded store.
+///
+/// Two locks, so that no system call runs while the entries are locked and lookups on
+/// different workers never wait for each other: the marker's `fstat` happens under a
+/// shared read lock of the view, the map lookup under a shared read lock of the
+/// entries. Only a change (an insert, a touch, an invalidation) takes a write lock.
 pub struct SessionCache {
     marker: ChangeMarker,
-    state: Mutex<State>,
+    /// `None` when the marker could not be read: nothing is cached then. Replaced
+    /// (under its write lock) only after the marker changed.
+    view: RwLock<Option<MarkerView>>,
+    state: RwLock<State>,
 }
 
 impl State {
     fn forget_all(&mut self) {
         self.entries.clear();
         self.generation += 1;
-    }
-
-    /// Empties the cache if another process may have ended sessions since the last
-    /// look. Returns false when the marker is unreadable (then nothing may be cached).
-    fn check_marker(&mut self, marker: &ChangeMarker) -> bool {
-        if self.view.as_ref().is_some_and(MarkerView::unchanged) {
-            return true;
-        }
-        self.forget_all();
-        self.view = marker.view().ok();
-        self.view.is_some()
     }
 }
 
@@ -67,29 +62,57 @@ impl SessionCache {
         let view = marker.view().ok();
         Self {
             marker,
-            state: Mutex::new(State {
+            view: RwLock::new(view),
+            state: RwLock::new(State {
                 entries: HashMap::new(),
                 generation: 0,
-                view,
             }),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A poisoned lock only means a panic elsewhere mid-update: start over.
-        self.state.lock().unwrap_or_else(|poisoned| {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        if self.state.is_poisoned() {
+            drop(self.write());
+        }
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A poisoned lock only means a panic elsewhere mid-update: start over.
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|poisoned| {
+            self.state.clear_poison();
             let mut st = poisoned.into_inner();
             st.forget_all();
             st
         })
     }
 
+    /// Makes sure the cache holds nothing another process may have ended since the
+    /// last look. Returns false when the marker is unreadable (then nothing may be
+    /// cached or answered from the cache).
+    fn check_marker(&self) -> bool {
+        {
+            let view = self.view.read().unwrap_or_else(PoisonError::into_inner);
+            if view.as_ref().is_some_and(MarkerView::unchanged) {
+                return true;
+            }
+        }
+        let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
+        // Another worker may have caught up with the same change meanwhile.
+        if view.as_ref().is_some_and(MarkerView::unchanged) {
+            return true;
+        }
+        self.write().forget_all();
+        *view = self.marker.view().ok();
+        view.is_some()
+    }
+
     /// The cached record, or a ticket to present with the database's answer.
     pub fn get(&self, id: &Fingerprint) -> Result<SessionRecord, Option<Ticket>> {
-        let mut st = self.lock();
-        if !st.check_marker(&self.marker) {
+        if !self.check_marker() {
             return Err(None);
         }
+        let st = self.read();
         match st.entries.get(id) {
             Some(rec) => Ok(rec.clone()),
             None => Err(Some(Ticket(st.generation))),
@@ -99,9 +122,12 @@ impl SessionCache {
     /// Caches what the database answered for a lookup that began at `ticket`, unless
     /// something was invalidated meanwhile.
     pub fn insert(&self, ticket: Ticket, id: &Fingerprint, rec: &SessionRecord) {
-        let mut st = self.lock();
         // The marker first: a change there raises the generation too.
-        if !st.check_marker(&self.marker) || st.generation != ticket.0 {
+        if !self.check_marker() {
+            return;
+        }
+        let mut st = self.write();
+        if st.generation != ticket.0 {
             return;
         }
         if st.entries.len() >= CAPACITY {
@@ -112,21 +138,21 @@ impl SessionCache {
 
     /// Records a new last-seen time (the database write follows).
     pub fn touch(&self, id: &Fingerprint, last_seen_ms: u64) {
-        if let Some(rec) = self.lock().entries.get_mut(id) {
+        if let Some(rec) = self.write().entries.get_mut(id) {
             rec.last_seen_ms = last_seen_ms;
         }
     }
 
     /// Forgets one session: call before deleting or replacing it.
     pub fn remove(&self, id: &Fingerprint) {
-        let mut st = self.lock();
+        let mut st = self.write();
         st.entries.remove(id);
         st.generation += 1;
     }
 
     /// Forgets every session: call before deletions that are not by id.
     pub fn clear(&self) {
-        self.lock().forget_all();
+        self.write().forget_all();
     }
 }
 
@@ -205,6 +231,46 @@ mod tests {
     }
 
     #[test]
+    fn workers_racing_a_foreign_revoke_never_bring_the_session_back() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        let dir = tempfile::tempdir().unwrap();
+        let c = Arc::new(cache(dir.path()));
+        for _round in 0..50 {
+            // The "database": the session exists while this is true.
+            let in_db = Arc::new(AtomicBool::new(true));
+            let stop = Arc::new(AtomicBool::new(false));
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (c, in_db, stop) = (c.clone(), in_db.clone(), stop.clone());
+                    std::thread::spawn(move || {
+                        while !stop.load(SeqCst) {
+                            if let Err(Some(t)) = c.get(&[1; 32])
+                                && in_db.load(SeqCst)
+                            {
+                                // The database read takes a while.
+                                std::thread::yield_now();
+                                c.insert(t, &[1; 32], &rec("pat"));
+                            }
+                        }
+                    })
+                })
+                .collect();
+            std::thread::sleep(std::time::Duration::from_micros(300));
+            // Another process deletes the session, then bumps the marker.
+            in_db.store(false, SeqCst);
+            ChangeMarker::in_dir(dir.path()).bump().unwrap();
+            for _ in 0..2_000 {
+                assert!(c.get(&[1; 32]).is_err(), "a revoked session came back");
+            }
+            stop.store(true, SeqCst);
+            for w in workers {
+                w.join().unwrap();
+            }
+        }
+    }
+
+    #[test]
     fn an_unreadable_marker_means_no_caching() {
         let dir = tempfile::tempdir().unwrap();
         let c = cache(&dir.path().join("missing-dir"));
@@ -221,7 +287,7 @@ mod tests {
             let Err(Some(t)) = c.get(&id) else { panic!() };
             c.insert(t, &id, &rec("pat"));
         }
-        let len = c.lock().entries.len();
+        let len = c.read().entries.len();
         assert!(len <= CAPACITY, "{len} entries");
     }
 }
