@@ -1,6 +1,6 @@
 //! Recently read sessions, kept in the serving process so that an authenticated request
-//! costs a shared-lock map lookup and one `fstat` instead of a SQLite read (two lock syscalls and a
-//! B-tree walk).
+//! costs a map lookup under a shared lock and one `fstat` instead of a SQLite read (two
+//! lock syscalls and a B-tree walk).
 //!
 //! Correctness rests on three rules:
 //! - a session record never changes after it is written, except its last-seen time

@@ -1274,3 +1274,55 @@ pub fn content_type(r: &reqwest::Response) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// Reads one HTTP/1.1 response from a raw connection and returns its status and body.
+/// The answer to a HEAD request, or a 204, has no body; any other must carry
+/// `Content-Length`. Fails the test on a close, a read error, no complete answer within
+/// 10 s, or bytes beyond the response (nothing else was asked for).
+pub async fn read_raw_response<S>(io: &mut S, head_request: bool) -> (u16, Vec<u8>)
+where
+    S: AsyncRead + Unpin + ?Sized,
+{
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let status: u16 = head[9..12].parse().expect("status code");
+            let len: usize = if head_request || status == 204 {
+                0
+            } else {
+                head.lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or_else(|| panic!("no Content-Length in {head}"))
+            };
+            if buf.len() >= end + 4 + len {
+                let body = buf[end + 4..end + 4 + len].to_vec();
+                assert_eq!(
+                    buf.len(),
+                    end + 4 + len,
+                    "bytes beyond the response arrived"
+                );
+                return (status, body);
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, io.read(&mut chunk)).await {
+            Ok(Ok(0)) => panic!(
+                "connection closed mid-response after {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Err(e)) => panic!("read failed: {e}"),
+            Err(_) => panic!(
+                "no complete response within 10 s: {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
+        }
+    }
+}

@@ -34,49 +34,6 @@ async fn connect(gw: &Gateway) -> Box<dyn Io> {
     }
 }
 
-/// Reads one HTTP/1.1 response with a `Content-Length` body; returns its status and body.
-async fn read_response(io: &mut Box<dyn Io>) -> (u16, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let status: u16 = head[9..12].parse().expect("status code");
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or_else(|| panic!("no Content-Length in {head}"));
-            if buf.len() >= end + 4 + len {
-                let body = buf[end + 4..end + 4 + len].to_vec();
-                assert_eq!(
-                    buf.len(),
-                    end + 4 + len,
-                    "bytes beyond the response arrived"
-                );
-                return (status, body);
-            }
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, io.read(&mut chunk)).await {
-            Ok(Ok(0)) => panic!(
-                "connection closed mid-response after {:?}",
-                String::from_utf8_lossy(&buf)
-            ),
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-            Ok(Err(e)) => panic!("read failed: {e}"),
-            Err(_) => panic!(
-                "no complete response within 10 s: {:?}",
-                String::from_utf8_lossy(&buf)
-            ),
-        }
-    }
-}
-
 async fn parked_total(gw: &Gateway) -> f64 {
     let text = gw
         .client()
@@ -99,7 +56,7 @@ async fn parked_connection_serves_the_next_request(gw: Gateway, up: Upstream) {
     io.write_all(format!("GET /static/one HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
         .await
         .unwrap();
-    let (status, body) = read_response(&mut io).await;
+    let (status, body) = read_raw_response(&mut io, false).await;
     assert_eq!(status, 200);
     assert_eq!(echo_of(&body)["uri"], "/static/one");
 
@@ -122,7 +79,7 @@ async fn parked_connection_serves_the_next_request(gw: Gateway, up: Upstream) {
     .await
     .unwrap();
     io.write_all(body).await.unwrap();
-    let (status, answer) = read_response(&mut io).await;
+    let (status, answer) = read_raw_response(&mut io, false).await;
     assert_eq!(status, 200, "the parked connection's next request failed");
     assert_eq!(echo_of(&answer)["uri"], "/static/two");
     let last = up.last();
@@ -171,7 +128,7 @@ async fn a_partial_next_request_survives_the_park() {
     )
     .await
     .unwrap();
-    let (status, body) = read_response(&mut io).await;
+    let (status, body) = read_raw_response(&mut io, false).await;
     assert_eq!(status, 200);
     assert_eq!(echo_of(&body)["uri"], "/static/first");
     tokio::time::sleep(PARK_WAIT).await;
@@ -182,7 +139,7 @@ async fn a_partial_next_request_survives_the_park() {
     io.write_all(format!("ond HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
         .await
         .unwrap();
-    let (status, body) = read_response(&mut io).await;
+    let (status, body) = read_raw_response(&mut io, false).await;
     assert_eq!(status, 200);
     assert_eq!(echo_of(&body)["uri"], "/static/second");
     let paths: Vec<String> = up.requests().iter().map(|r| r.path().to_string()).collect();
@@ -204,7 +161,7 @@ async fn shutdown_does_not_wait_for_parked_connections() {
     io.write_all(format!("GET /static/one HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
         .await
         .unwrap();
-    assert_eq!(read_response(&mut io).await.0, 200);
+    assert_eq!(read_raw_response(&mut io, false).await.0, 200);
     tokio::time::sleep(PARK_WAIT).await;
     assert!(
         parked_total(&gw).await >= 1.0,

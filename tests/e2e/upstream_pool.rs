@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -111,35 +111,7 @@ async fn serve(mut sock: TcpStream, behaviour: Behaviour) {
 async fn exchange(sock: &mut TcpStream, method: &str, path: &str) -> (u16, Vec<u8>) {
     let req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
     sock.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let status: u16 = head[9..12].parse().unwrap();
-            let len: usize = if method == "HEAD" || status == 204 {
-                0
-            } else {
-                head.lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse().ok())?
-                    })
-                    .unwrap_or(0)
-            };
-            if buf.len() >= end + 4 + len {
-                return (status, buf[end + 4..end + 4 + len].to_vec());
-            }
-        }
-        let n = tokio::time::timeout_at(deadline.into(), sock.read(&mut chunk))
-            .await
-            .expect("no answer within 10 s")
-            .unwrap();
-        assert!(n > 0, "the gateway closed the connection");
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    read_raw_response(sock, method == "HEAD").await
 }
 
 async fn gateway(up: &RawUpstream) -> Gateway {
