@@ -116,11 +116,11 @@ pub async fn serve(
             // Boxed: the TLS state is large, and an idle connection's task would
             // otherwise carry it inline in every phase that holds the stream.
             let stream = Box::new(stream);
-            if stream.alpn_protocol() == Some(b"h2") {
-                Box::pin(conn.http2(stream, Bytes::new(), service)).await;
-            } else {
-                Box::pin(conn.detect(stream, service)).await;
-            }
+            // Also under ALPN h2: HTTP/2 starts once the client's preface has arrived,
+            // so the server's SETTINGS never race the end of the handshake at a client
+            // that only wanted to see it, and a connection that never sends is closed
+            // after the idle timeout like any other.
+            Box::pin(conn.detect(stream, service)).await;
         }
         None => Box::pin(conn.detect(tcp, service)).await,
     }

@@ -951,6 +951,16 @@ async fn silent_connections_are_closed_after_the_first_byte_deadline() {
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .expect("TLS handshake completes");
+    // A client that negotiated HTTP/2 by ALPN and never sends its preface.
+    let h2_connector = tokio_rustls::TlsConnector::from(Arc::new(tls.p.ca.client_config(&["h2"])));
+    let mut silent_h2 = h2_connector
+        .connect(
+            ServerName::try_from("localhost").unwrap(),
+            TcpStream::connect(tls.addr()).await.unwrap(),
+        )
+        .await
+        .expect("TLS handshake completes");
+    assert_eq!(silent_h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let mut idle = TcpStream::connect(plain.addr()).await.unwrap();
     idle.write_all(
         format!(
@@ -977,11 +987,18 @@ async fn silent_connections_are_closed_after_the_first_byte_deadline() {
         }
     };
     let mut buf = [0u8; 64];
-    let (a, b, (idle_got, answered, idle_closed_at)) = tokio::join!(
+    let (a, b, h2_got, (idle_got, answered, idle_closed_at)) = tokio::join!(
         tokio::time::timeout(Duration::from_secs(45), silent_plain.read(&mut buf)),
         async {
             let mut buf = [0u8; 64];
             tokio::time::timeout(Duration::from_secs(45), silent_tls.read(&mut buf)).await
+        },
+        async {
+            // Everything the gateway sends until it closes (or 45 s pass).
+            let mut got = Vec::new();
+            tokio::time::timeout(Duration::from_secs(45), silent_h2.read_to_end(&mut got))
+                .await
+                .map(|_| got)
         },
         idle_closed
     );
@@ -992,6 +1009,12 @@ async fn silent_connections_are_closed_after_the_first_byte_deadline() {
     assert!(
         b.is_ok(),
         "the silent TLS connection was still open after 45 s"
+    );
+    let h2_got = h2_got.expect("the silent HTTP/2 connection was still open after 45 s");
+    assert!(
+        h2_got.is_empty(),
+        "the gateway sent {} bytes of HTTP/2 before the client's preface",
+        h2_got.len()
     );
     assert!(
         started.elapsed() >= Duration::from_secs(25),
