@@ -16,6 +16,33 @@ pub struct Identity<'a> {
     pub mfa: &'a str,
 }
 
+/// Client-sent headers that upstream frameworks believe from their proxy (client address,
+/// scheme, host, prefix, original URL or method, a pre-authenticated user). The gateway
+/// removes them from every request whatever `headers.strip` says (SPEC §5.2): the
+/// configured list adds names, it can never shorten this one. `X-Forwarded-For`,
+/// `-Proto` and `-Host` are not here because the forwarder rebuilds them.
+pub(crate) const ALWAYS_STRIPPED: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-url-scheme",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-host",
+    "x-original-host",
+    "x-original-method",
+    "x-remote-user",
+    "x-webauth-user",
+    "x-http-method-override",
+    "x-method-override",
+];
+
 /// Precomputed at configuration load: which names to strip and which to set.
 pub struct IdentityHeaders {
     names: [HeaderName; 5],
@@ -52,6 +79,7 @@ impl IdentityHeaders {
             .iter()
             .chain(cfg.strip.iter())
             .map(|h| canonical(h.as_str()))
+            .chain(ALWAYS_STRIPPED.iter().map(|h| canonical(h)))
             .collect();
         strip.sort();
         strip.dedup();
@@ -113,6 +141,31 @@ mod tests {
                 HeaderValue::from_static("evil"),
             );
         }
+        ih.strip(&mut h);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["x-other"]
+        );
+    }
+
+    #[test]
+    fn strips_trust_headers_even_when_the_configured_list_is_empty() {
+        let mut c = cfg();
+        c.strip.clear();
+        let ih = IdentityHeaders::new(&c);
+        let mut h = HeaderMap::new();
+        for n in ALWAYS_STRIPPED {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("evil"),
+            );
+            let underscored = n.replace('-', "_");
+            h.append(
+                HeaderName::from_bytes(underscored.as_bytes()).unwrap(),
+                HeaderValue::from_static("evil"),
+            );
+        }
+        h.append("x-other", HeaderValue::from_static("kept"));
         ih.strip(&mut h);
         assert_eq!(
             h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
