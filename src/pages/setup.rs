@@ -10,7 +10,7 @@ use super::{Ctx, Form, current, to_login};
 use crate::app::now_ms;
 use crate::core::auth_flow::{SecondFactor, Stage};
 use crate::core::redirect::safe_target;
-use crate::core::store::{MfaRecord, PendingEnrollment};
+use crate::core::store::{MfaRecord, PendingEnrollment, SecretKind};
 use crate::core::totp;
 use crate::core::user::User;
 use crate::http::body::Body;
@@ -58,12 +58,17 @@ async fn pending_secret(
         .pending_get(&user.username)
         .await
         .map_err(Ctx::store_err)?
-        && let Ok(secret) = app.keys.get().open(&user.username, &p.secret)
+        && let Ok(secret) = app
+            .keys
+            .open(&user.username, SecretKind::Pending, &p.secret)
     {
         return Ok(secret);
     }
     let secret = totp::new_secret();
-    let sealed = app.keys.get().seal(&user.username, secret.expose());
+    let sealed = app
+        .keys
+        .get()
+        .seal(&user.username, SecretKind::Pending, secret.expose());
     app.store
         .pending_put(
             &user.username,
@@ -158,7 +163,10 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
             let (codes, hashes) = second_factor::new_backup_codes(ctx, &user);
             let now = now_ms();
             let rec = MfaRecord {
-                secret: app.keys.get().seal(&user.username, &secret),
+                secret: app
+                    .keys
+                    .get()
+                    .seal(&user.username, SecretKind::Active, &secret),
                 enabled_ms: now,
                 last_used_ms: Some(now),
             };
@@ -175,6 +183,13 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
                     &[],
                 ));
             }
+            // A session elsewhere may have been complete with the password alone (a
+            // patient's, perhaps opened by whoever phished it): 2FA now applies, so
+            // every other session ends (SPEC §6, "Turning 2FA on").
+            app.store
+                .sessions_delete_user(&user.username)
+                .await
+                .map_err(Ctx::store_err)?;
             let stage = Stage::Complete {
                 factor: Some(SecondFactor::Totp),
             };
