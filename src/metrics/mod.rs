@@ -13,7 +13,7 @@
 pub mod store;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -140,6 +140,9 @@ pub struct Metrics {
     backup_codes_used: Counter,
     store_seconds: Histogram,
     store_errors: Counter,
+    /// Set by any failed store call, taken by the health check: a cached "store ok"
+    /// must not outlive a request that has just failed on the store (SPEC §5.3).
+    store_failure_seen: AtomicBool,
     handshakes: [Counter; 3],
     cert_expiry: Option<Gauge>,
     connections_open: Gauge,
@@ -195,6 +198,7 @@ impl Metrics {
                 backup_codes_used: counter!("vestibule_backup_codes_used_total"),
                 store_seconds: histogram!("vestibule_store_operation_seconds", "backend" => backend),
                 store_errors: counter!("vestibule_store_errors_total", "backend" => backend),
+                store_failure_seen: AtomicBool::new(false),
                 handshakes: ["success", "failure", "timeout"]
                     .map(|r| counter!("vestibule_tls_handshakes_total", "result" => r)),
                 cert_expiry: tls.then(|| gauge!("vestibule_tls_certificate_expiry_seconds")),
@@ -241,7 +245,13 @@ impl Metrics {
         self.store_seconds.record(d.as_secs_f64());
         if !ok {
             self.store_errors.increment(1);
+            self.store_failure_seen.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Whether a store call failed since the last time this was asked (and forgets it).
+    pub fn take_store_failure(&self) -> bool {
+        self.store_failure_seen.swap(false, Ordering::Relaxed)
     }
 
     pub fn handshake(&self, result: Handshake) {

@@ -14,7 +14,8 @@ use crate::http::body::Body;
 use crate::http::error::{GatewayError, authentication_required};
 
 /// How long one look at the store and the users file answers for: a load balancer
-/// probing every few milliseconds costs at most one store ping per second.
+/// probing every few milliseconds costs at most one store ping per second, unless a
+/// store call fails in between (then the next probe looks again).
 const CACHE_MS: u64 = 1_000;
 /// A store that has not answered by then counts as down.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -32,7 +33,11 @@ async fn slow_checks(app: &App) -> (bool, bool) {
     let cache = &app.health;
     let now = now_ms();
     let last = cache.checked_ms.load(Ordering::Relaxed);
-    if last != 0 && now.saturating_sub(last) < CACHE_MS {
+    // A cached "ok" does not outlive a store call that failed since: once a request
+    // has failed on the store, health looks again at once. A cached failure may stand.
+    let failed_since = app.metrics.take_store_failure();
+    let cached_ok = cache.store_ok.load(Ordering::Relaxed);
+    if last != 0 && now.saturating_sub(last) < CACHE_MS && !(cached_ok && failed_since) {
         return (
             cache.store_ok.load(Ordering::Relaxed),
             cache.users_readable.load(Ordering::Relaxed),
