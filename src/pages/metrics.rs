@@ -29,10 +29,15 @@ async fn refresh(app: &App) {
     }
 }
 
-/// 403 unless the TCP peer (not `X-Forwarded-For`) is loopback or a trusted proxy.
+/// 403 unless both the TCP peer and the client behind it are loopback or trusted
+/// proxies. A trusted proxy relays every client of the site, so the peer alone is not
+/// enough: the client it names in `X-Forwarded-For` (resolved as everywhere else,
+/// [`crate::http::client_ip::client_ip`]) must be allowed too. A scraper reaching the
+/// gateway directly from a trusted address has no such header and is the client.
 pub async fn serve(ctx: &Ctx<'_>, peer: IpAddr) -> Result<Response<Body>, GatewayError> {
     let app = ctx.app;
-    if !scrape_allowed(peer, &app.cfg.server.trusted_proxies) {
+    let trusted = &app.cfg.server.trusted_proxies;
+    if !(scrape_allowed(peer, trusted) && scrape_allowed(ctx.ip, trusted)) {
         return Err(GatewayError::Denied);
     }
     refresh(app).await;
