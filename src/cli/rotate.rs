@@ -14,18 +14,9 @@ use super::{CliError, load_config, runtime};
 use crate::core::store::Store;
 use crate::store::crypto::{Keyring, generate_key};
 
+/// Replaces the key file: private from the first byte, never through a planted link.
 fn write_atomically(path: &Path, text: &str) -> Result<(), CliError> {
-    let tmp = path.with_extension("key.tmp");
-    std::fs::write(&tmp, text)
-        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", tmp.display())))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-            .map_err(CliError::failed)?;
-    }
-    std::fs::rename(&tmp, path)
-        .map_err(|e| CliError::Failed(format!("cannot replace {}: {e}", path.display())))
+    crate::atomic_file::replace_private(path, text.as_bytes()).map_err(CliError::failed)
 }
 
 /// Secrets per key id.
@@ -122,7 +113,7 @@ pub fn run(config: &Path, status: bool, drop_old: bool, wait: Duration) -> Resul
             if new_ring.is_primary(&s.envelope) {
                 continue;
             }
-            let plain = match new_ring.open(&s.user, &s.envelope) {
+            let plain = match new_ring.open(&s.user, s.kind, &s.envelope) {
                 Ok(p) => p,
                 Err(_) => {
                     eprintln!("warning: the secret of {} cannot be decrypted with any configured key; left as it is", s.user);
@@ -130,7 +121,7 @@ pub fn run(config: &Path, status: bool, drop_old: bool, wait: Duration) -> Resul
                     continue;
                 }
             };
-            let sealed = new_ring.seal(&s.user, &plain);
+            let sealed = new_ring.seal(&s.user, s.kind, &plain);
             if store.secret_swap(&s.user, s.kind, &s.envelope, &sealed).await.map_err(CliError::failed)? {
                 done += 1;
             } else {

@@ -108,7 +108,7 @@ impl UsersDoc {
         Ok(n)
     }
 
-    /// Validates the edited text and replaces `path` atomically (write, fsync, rename).
+    /// Validates the edited text and replaces `path` atomically ([`crate::atomic_file`]).
     pub fn save(&self, path: &Path) -> Result<(), EditError> {
         let text = self.doc.to_string();
         super::file::parse(&text).map_err(|ps| {
@@ -119,18 +119,7 @@ impl UsersDoc {
                     .join("; "),
             )
         })?;
-        let w = |e: std::io::Error| EditError::Write(path.display().to_string(), e.to_string());
-        let tmp = path.with_extension("toml.tmp");
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(w)?;
-            f.write_all(text.as_bytes()).map_err(w)?;
-            f.sync_all().map_err(w)?;
-        }
-        #[cfg(unix)]
-        if let Ok(meta) = std::fs::metadata(path) {
-            let _ = std::fs::set_permissions(&tmp, meta.permissions());
-        }
-        std::fs::rename(&tmp, path).map_err(w)
+        crate::atomic_file::replace(path, text.as_bytes())
+            .map_err(|e| EditError::Write(path.display().to_string(), e.to_string()))
     }
 }
