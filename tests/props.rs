@@ -17,6 +17,7 @@ use vestibule::core::backup_codes;
 use vestibule::core::path::{PathError, normalise};
 use vestibule::core::policy::{self, Access, Decision, PathMatch, Rule};
 use vestibule::core::redirect::{is_on_site, safe_target};
+use vestibule::core::store::SecretKind;
 use vestibule::core::totp::normalise_input;
 use vestibule::http::cookies;
 use vestibule::http::csrf::Csrf;
@@ -598,9 +599,9 @@ proptest! {
     #[test]
     fn envelopes_round_trip_for_any_bytes_and_user(plain in prop::collection::vec(any::<u8>(), 0..256), user in any::<String>()) {
         let k = ring();
-        let env = k.seal(&user, &plain);
+        let env = k.seal(&user, SecretKind::Active, &plain);
         prop_assert_eq!(env.len(), 1 + 8 + 12 + plain.len() + 16);
-        let opened = k.open(&user, &env).unwrap();
+        let opened = k.open(&user, SecretKind::Active, &env).unwrap();
         prop_assert_eq!(opened.as_slice(), plain.as_slice());
         prop_assert!(Keyring::envelope_key_id(&env).is_some());
         prop_assert!(k.is_primary(&env));
@@ -609,27 +610,27 @@ proptest! {
     #[test]
     fn any_single_bit_flip_fails_to_open(plain in prop::collection::vec(any::<u8>(), 0..64), user in "[a-z.]{0,12}", pos in any::<prop::sample::Index>(), bit in 0u8..8) {
         let k = ring();
-        let mut env = k.seal(&user, &plain);
+        let mut env = k.seal(&user, SecretKind::Active, &plain);
         let i = pos.index(env.len());
         env[i] ^= 1 << bit;
-        prop_assert!(k.open(&user, &env).is_err(), "flip of bit {bit} at byte {i} of {} still opened", env.len());
+        prop_assert!(k.open(&user, SecretKind::Active, &env).is_err(), "flip of bit {bit} at byte {i} of {} still opened", env.len());
     }
 
     #[test]
     fn another_user_or_a_truncated_envelope_fails(plain in prop::collection::vec(any::<u8>(), 0..64), user in any::<String>(), other in any::<String>(), cut in any::<prop::sample::Index>()) {
         let k = ring();
-        let env = k.seal(&user, &plain);
+        let env = k.seal(&user, SecretKind::Active, &plain);
         if other != user {
-            prop_assert!(k.open(&other, &env).is_err());
+            prop_assert!(k.open(&other, SecretKind::Active, &env).is_err());
         }
         let n = cut.index(env.len());
-        prop_assert!(k.open(&user, &env[..n]).is_err());
+        prop_assert!(k.open(&user, SecretKind::Active, &env[..n]).is_err());
     }
 
     #[test]
     fn opening_arbitrary_bytes_never_panics(env in prop::collection::vec(any::<u8>(), 0..80), user in any::<String>()) {
         let k = ring();
-        prop_assert!(k.open(&user, &env).is_err());
+        prop_assert!(k.open(&user, SecretKind::Active, &env).is_err());
         let _ = Keyring::envelope_key_id(&env);
         let _ = k.is_primary(&env);
     }
@@ -640,19 +641,25 @@ fn rotated_keyring_opens_old_envelopes_and_dropping_the_old_key_does_not() {
     let old = generate_key();
     let new = generate_key();
     let before = Keyring::parse(&old).unwrap();
-    let env = before.seal("dr.grey", b"JBSWY3DPEHPK3PXP");
+    let env = before.seal("dr.grey", SecretKind::Active, b"JBSWY3DPEHPK3PXP");
     let rotated = Keyring::parse(&format!("{new}\n{old}\n")).unwrap();
     assert_eq!(
-        rotated.open("dr.grey", &env).unwrap().as_slice(),
+        rotated
+            .open("dr.grey", SecretKind::Active, &env)
+            .unwrap()
+            .as_slice(),
         b"JBSWY3DPEHPK3PXP"
     );
     assert!(!rotated.is_primary(&env));
-    let resealed = rotated.seal("dr.grey", b"JBSWY3DPEHPK3PXP");
+    let resealed = rotated.seal("dr.grey", SecretKind::Active, b"JBSWY3DPEHPK3PXP");
     assert!(rotated.is_primary(&resealed));
     let dropped = Keyring::parse(&new).unwrap();
-    assert!(dropped.open("dr.grey", &env).is_err());
+    assert!(dropped.open("dr.grey", SecretKind::Active, &env).is_err());
     assert_eq!(
-        dropped.open("dr.grey", &resealed).unwrap().as_slice(),
+        dropped
+            .open("dr.grey", SecretKind::Active, &resealed)
+            .unwrap()
+            .as_slice(),
         b"JBSWY3DPEHPK3PXP"
     );
 }

@@ -7,6 +7,7 @@ use super::Ctx;
 use crate::app::now_ms;
 use crate::core::auth_flow::SecondFactor;
 use crate::core::lockout::{LockState, Step};
+use crate::core::store::SecretKind;
 use crate::core::user::{User, lockout_key};
 use crate::core::{backup_codes, totp};
 use crate::http::error::GatewayError;
@@ -173,8 +174,7 @@ pub fn open_secret(
 ) -> Result<zeroize::Zeroizing<Vec<u8>>, GatewayError> {
     ctx.app
         .keys
-        .get()
-        .open(&user.username, envelope)
+        .open(&user.username, SecretKind::Active, envelope)
         .map_err(|e| {
             tracing::error!(user = %user.username, error = %e, "stored TOTP secret cannot be decrypted (wrong or lost encryption key?)");
             GatewayError::SecretUnreadable

@@ -1,8 +1,13 @@
-//! Secrets at rest: AES-256-GCM envelopes with a random 96-bit nonce, the username as
-//! associated data (a secret copied to another user's row does not decrypt), and a
-//! key id so keys can be rotated.
+//! Secrets at rest: AES-256-GCM envelopes with a random 96-bit nonce and a key id so
+//! keys can be rotated.
 //!
-//! Envelope: `0x01 | key id (8 bytes) | nonce (12) | ciphertext+tag`.
+//! Envelope: `version | key id (8 bytes) | nonce (12) | ciphertext+tag`. Version 2 (what
+//! [`Keyring::seal`] writes) binds, as associated data, the envelope's kind (an active
+//! secret or one waiting for enrollment), its key id and the username: an envelope
+//! copied to another user's row, moved from the pending slot to the active one, or
+//! relabelled with another key id does not decrypt. Version 1 envelopes (the username
+//! alone as associated data) still open, so stores written before keep working;
+//! `rotate-key` rewrites them as version 2.
 
 use std::path::Path;
 
@@ -13,9 +18,15 @@ use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::core::store::SecretKind;
 use crate::core::tokens::{hmac, random_bytes};
 
-const VERSION: u8 = 1;
+/// The envelope version written today.
+const VERSION: u8 = 2;
+/// Envelopes of the first release: the username alone as associated data.
+const LEGACY_VERSION: u8 = 1;
+/// Domain separation for version-2 associated data.
+const AAD_LABEL: &[u8] = b"vestibule secret v2\0";
 /// Environment variable that may hold the key instead of a file.
 pub const KEY_ENV: &str = "VESTIBULE_ENCRYPTION_KEY";
 
@@ -122,8 +133,8 @@ impl Keyring {
         &self.keys[0]
     }
 
-    /// Encrypts `plain` for `user`.
-    pub fn seal(&self, user: &str, plain: &[u8]) -> Vec<u8> {
+    /// Encrypts `plain` for `user`'s secret of `kind`.
+    pub fn seal(&self, user: &str, kind: SecretKind, plain: &[u8]) -> Vec<u8> {
         let k = self.primary();
         let nonce_bytes = random_bytes::<12>();
         let nonce = aes_gcm::aead::Nonce::<Aes256Gcm>::from(nonce_bytes);
@@ -133,7 +144,7 @@ impl Keyring {
                 &nonce,
                 Payload {
                     msg: plain,
-                    aad: user.as_bytes(),
+                    aad: &associated_data(user, kind, &k.id),
                 },
             )
             .unwrap_or_default();
@@ -145,30 +156,40 @@ impl Keyring {
         out
     }
 
-    /// Decrypts an envelope made by [`Keyring::seal`] for the same `user`.
-    pub fn open(&self, user: &str, envelope: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        if envelope.len() < 1 + 8 + 12 + 16 || envelope[0] != VERSION {
+    /// Decrypts an envelope made by [`Keyring::seal`] for the same `user` and `kind`.
+    pub fn open(
+        &self,
+        user: &str,
+        kind: SecretKind,
+        envelope: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if envelope.len() < 1 + 8 + 12 + 16 {
             return Err(CryptoError::Decrypt);
         }
         let (id, rest) = envelope[1..].split_at(8);
         let (nonce, ct) = rest.split_at(12);
-        let k = self
-            .keys
-            .iter()
-            .find(|k| k.id == id)
-            .ok_or(CryptoError::Decrypt)?;
+        let k = self.key(id).ok_or(CryptoError::Decrypt)?;
+        let aad = match envelope[0] {
+            VERSION => associated_data(user, kind, &k.id),
+            LEGACY_VERSION => user.as_bytes().to_vec(),
+            _ => return Err(CryptoError::Decrypt),
+        };
         let nonce =
             aes_gcm::aead::Nonce::<Aes256Gcm>::try_from(nonce).map_err(|_| CryptoError::Decrypt)?;
         k.cipher
-            .decrypt(
-                &nonce,
-                Payload {
-                    msg: ct,
-                    aad: user.as_bytes(),
-                },
-            )
+            .decrypt(&nonce, Payload { msg: ct, aad: &aad })
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Decrypt)
+    }
+
+    /// The configured key with this id.
+    fn key(&self, id: &[u8]) -> Option<&KeyEntry> {
+        self.keys.iter().find(|k| k.id == id)
+    }
+
+    /// Whether the key `envelope` names is one of ours (else a newer key file may know it).
+    fn knows_key_of(&self, envelope: &[u8]) -> bool {
+        envelope.get(1..9).is_some_and(|id| self.key(id).is_some())
     }
 
     /// A key for one purpose (CSRF tokens, backup-code hashes), derived from the
@@ -187,13 +208,14 @@ impl Keyring {
 
     /// The key id (hex) an envelope was sealed with.
     pub fn envelope_key_id(envelope: &[u8]) -> Option<String> {
-        (envelope.len() > 9 && envelope[0] == VERSION)
+        (envelope.len() > 9 && matches!(envelope[0], VERSION | LEGACY_VERSION))
             .then(|| data_encoding::HEXLOWER.encode(&envelope[1..9]))
     }
 
-    /// True when `envelope` was sealed with the primary key.
+    /// True when `envelope` is current: today's version, sealed with the primary key
+    /// (anything else is what `rotate-key` rewrites).
     pub fn is_primary(&self, envelope: &[u8]) -> bool {
-        envelope.len() > 9 && envelope[1..9] == self.primary().id
+        envelope.len() > 9 && envelope[0] == VERSION && envelope[1..9] == self.primary().id
     }
 
     /// The same purpose key under every configured key (for checking old hashes).
@@ -203,6 +225,20 @@ impl Keyring {
             .map(|k| hmac(k.raw.as_slice(), purpose.as_bytes()))
             .collect()
     }
+}
+
+/// Version-2 associated data: label, kind, key id, username.
+fn associated_data(user: &str, kind: SecretKind, key_id: &[u8; 8]) -> Vec<u8> {
+    let kind = match kind {
+        SecretKind::Active => b'A',
+        SecretKind::Pending => b'P',
+    };
+    let mut aad = Vec::with_capacity(AAD_LABEL.len() + 1 + 8 + user.len());
+    aad.extend_from_slice(AAD_LABEL);
+    aad.push(kind);
+    aad.extend_from_slice(key_id);
+    aad.extend_from_slice(user.as_bytes());
+    aad
 }
 
 /// The keyring in force, reloaded when the key file changes, so `rotate-key` works
@@ -234,7 +270,28 @@ impl KeyringHandle {
         }
     }
 
-    /// Reloads the key file if it changed; a broken file keeps the old keys (logged).
+    /// Decrypts with the keys in force. An envelope sealed under a key this gateway
+    /// has not loaded yet (another instance or `rotate-key` wrote the key file a
+    /// moment ago) triggers a reload of the key file and one more try, so a
+    /// rotation never depends on the gateways' poll having run first.
+    pub fn open(
+        &self,
+        user: &str,
+        kind: SecretKind,
+        envelope: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let ring = self.get();
+        match ring.open(user, kind, envelope) {
+            Err(CryptoError::Decrypt) if !ring.knows_key_of(envelope) => {
+                self.reload_if_changed();
+                self.get().open(user, kind, envelope)
+            }
+            other => other,
+        }
+    }
+
+    /// Reloads the key file if it changed; a broken file keeps the old keys (logged)
+    /// and is read again at the next call, so a file caught half-written is retried.
     pub fn reload_if_changed(&self) {
         let Some(file) = &self.file else { return };
         let now = modified(file);
@@ -244,9 +301,9 @@ impl KeyringHandle {
         if *stamp == now {
             return;
         }
-        *stamp = now;
         match Keyring::load(Some(file)) {
             Ok(ring) => {
+                *stamp = now;
                 tracing::info!(keys = ?ring.ids(), "encryption keys reloaded");
                 if let Ok(mut cur) = self.current.write() {
                     *cur = std::sync::Arc::new(ring);
@@ -267,16 +324,18 @@ mod tests {
         Keyring::parse(&generate_key()).unwrap()
     }
 
+    use SecretKind::{Active, Pending};
+
     #[test]
     fn round_trips_and_binds_the_user() {
         let k = ring();
-        let env = k.seal("doctor", b"JBSWY3DPEHPK3PXP");
+        let env = k.seal("doctor", Active, b"JBSWY3DPEHPK3PXP");
         assert_eq!(
-            k.open("doctor", &env).unwrap().as_slice(),
+            k.open("doctor", Active, &env).unwrap().as_slice(),
             b"JBSWY3DPEHPK3PXP"
         );
         assert!(
-            k.open("clerk", &env).is_err(),
+            k.open("clerk", Active, &env).is_err(),
             "the username is associated data"
         );
         assert!(!env.windows(16).any(|w| w == b"JBSWY3DPEHPK3PXP"));
@@ -285,22 +344,110 @@ mod tests {
     #[test]
     fn nonces_differ_and_tampering_fails() {
         let k = ring();
-        let a = k.seal("u", b"secret");
-        let b = k.seal("u", b"secret");
+        let a = k.seal("u", Active, b"secret");
+        let b = k.seal("u", Active, b"secret");
         assert_ne!(a, b);
         let mut bad = a.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        assert!(k.open("u", &bad).is_err());
+        assert!(k.open("u", Active, &bad).is_err());
     }
 
     #[test]
     fn old_keys_still_decrypt_after_rotation() {
         let old = generate_key();
         let k1 = Keyring::parse(&old).unwrap();
-        let env = k1.seal("u", b"s");
+        let env = k1.seal("u", Active, b"s");
         let k2 = Keyring::parse(&format!("{}\n{}\n", generate_key(), old)).unwrap();
-        assert_eq!(k2.open("u", &env).unwrap().as_slice(), b"s");
+        assert_eq!(k2.open("u", Active, &env).unwrap().as_slice(), b"s");
+        assert!(!k2.is_primary(&env));
+    }
+
+    #[test]
+    fn the_kind_and_key_id_are_bound_too() {
+        let k = ring();
+        let pending = k.seal("u", Pending, b"s");
+        assert!(
+            k.open("u", Active, &pending).is_err(),
+            "a pending secret moved to the active slot must not open"
+        );
+        assert_eq!(k.open("u", Pending, &pending).unwrap().as_slice(), b"s");
+        // Relabel the envelope with another configured key's id: refused.
+        let other = generate_key();
+        let two = Keyring::parse(&format!("{}\n{}\n", other, generate_key())).unwrap();
+        let mut env = two.seal("u", Active, b"s");
+        let second_id = two.keys[1].id;
+        env[1..9].copy_from_slice(&second_id);
+        assert!(two.open("u", Active, &env).is_err());
+    }
+
+    #[test]
+    fn first_release_envelopes_still_open_and_count_for_rotation() {
+        let k = ring();
+        // A version-1 envelope as the first release sealed it: the username as AAD.
+        let key = &k.keys[0];
+        let nonce_bytes = random_bytes::<12>();
+        let nonce = aes_gcm::aead::Nonce::<Aes256Gcm>::from(nonce_bytes);
+        let ct = key
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: b"old",
+                    aad: b"u",
+                },
+            )
+            .unwrap();
+        let mut env = vec![LEGACY_VERSION];
+        env.extend_from_slice(&key.id);
+        env.extend_from_slice(&nonce_bytes);
+        env.extend_from_slice(&ct);
+        assert_eq!(k.open("u", Active, &env).unwrap().as_slice(), b"old");
+        assert!(k.open("v", Active, &env).is_err());
+        assert!(!k.is_primary(&env), "rotate-key rewrites it as version 2");
+        assert!(Keyring::envelope_key_id(&env).is_some());
+    }
+
+    #[test]
+    fn a_handle_reloads_the_key_file_for_an_envelope_under_an_unknown_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("encryption.key");
+        let old = generate_key();
+        std::fs::write(&file, format!("{old}\n")).unwrap();
+        let handle = KeyringHandle::load(Some(&file)).unwrap();
+        // Another process rotates: a new primary in front of the old key …
+        let new = generate_key();
+        std::fs::write(&file, format!("{new}\n{old}\n")).unwrap();
+        // … and seals a secret with it before this handle's poll has run.
+        let env = Keyring::parse(&format!("{new}\n{old}\n"))
+            .unwrap()
+            .seal("u", Active, b"s");
+        assert_eq!(handle.open("u", Active, &env).unwrap().as_slice(), b"s");
+    }
+
+    #[test]
+    fn a_key_file_that_failed_to_load_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("encryption.key");
+        let first = generate_key();
+        std::fs::write(&file, format!("{first}\n")).unwrap();
+        let handle = KeyringHandle::load(Some(&file)).unwrap();
+        std::fs::write(&file, "half-written").unwrap();
+        handle.reload_if_changed();
+        assert_eq!(handle.get().ids().len(), 1, "the old keys stay in force");
+        // The file is completed without its modification time changing (same second,
+        // coarse file system clock): the next look must still read it.
+        let stamp = modified(&file).unwrap();
+        let second = generate_key();
+        std::fs::write(&file, format!("{second}\n{first}\n")).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(stamp)
+            .unwrap();
+        handle.reload_if_changed();
+        assert_eq!(handle.get().ids().len(), 2, "the completed file was loaded");
     }
 
     #[test]
