@@ -23,7 +23,11 @@ pub struct UsersSnapshot {
 pub struct UsersHandle {
     path: PathBuf,
     current: RwLock<Arc<UsersSnapshot>>,
+    /// The version last loaded successfully.
     stamp: RwLock<Option<(SystemTime, u64, u64)>>,
+    /// The version whose failure was last logged, so a broken file is retried every
+    /// poll but reported once.
+    failed: RwLock<Option<(SystemTime, u64, u64)>>,
     healthy: std::sync::atomic::AtomicBool,
 }
 
@@ -63,6 +67,7 @@ impl UsersHandle {
             path: path.to_path_buf(),
             current: RwLock::new(Arc::new(snapshot(users))),
             stamp: RwLock::new(st),
+            failed: RwLock::new(None),
             healthy: std::sync::atomic::AtomicBool::new(true),
         })
     }
@@ -80,17 +85,23 @@ impl UsersHandle {
         self.healthy.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Re-reads the file if it changed. Blocking (file I/O): call it off the async workers.
+    /// Re-reads the file if it changed since the last good load. Blocking (file I/O):
+    /// call it off the async workers. The version is recorded only once it loaded, so
+    /// a read that failed (a file caught mid-write, a moment without permission) is
+    /// tried again at the next poll even when the file then looks the same.
     pub fn reload_if_changed(&self) -> Option<Change> {
         let now = stamp(&self.path);
         if now == *self.stamp.read().ok()? {
             return None;
         }
-        if let Ok(mut s) = self.stamp.write() {
-            *s = now;
-        }
         match super::file::load(&self.path) {
             Ok(users) => {
+                if let Ok(mut s) = self.stamp.write() {
+                    *s = now;
+                }
+                if let Ok(mut f) = self.failed.write() {
+                    *f = None;
+                }
                 let old = self.get();
                 let newly_disabled = users
                     .iter()
@@ -111,6 +122,13 @@ impl UsersHandle {
             Err(problems) => {
                 self.healthy
                     .store(false, std::sync::atomic::Ordering::Relaxed);
+                let Ok(mut failed) = self.failed.write() else {
+                    return None;
+                };
+                if *failed == now {
+                    return None;
+                }
+                *failed = now;
                 for p in problems {
                     tracing::error!(file = %self.path.display(), problem = %p, "users file not reloaded; the last good version stays in force");
                 }
@@ -135,5 +153,47 @@ impl UsersHandle {
                 on_change(change).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users_file(name: &str) -> String {
+        let hash = password::decoy(Cost::DEFAULT);
+        format!(
+            "[[users]]\nusername = \"{name}\"\nroles = [\"patient\"]\npassword_hash = \"{hash}\"\n"
+        )
+    }
+
+    #[test]
+    fn a_version_that_failed_to_load_is_read_again_at_the_next_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let one = users_file("ann");
+        std::fs::write(&path, &one).unwrap();
+        let handle = UsersHandle::load(&path).unwrap();
+        // Caught mid-write: same length, not TOML.
+        let broken = format!("[{}", "x".repeat(one.len() - 1));
+        std::fs::write(&path, &broken).unwrap();
+        assert!(handle.reload_if_changed().is_none());
+        assert!(!handle.healthy());
+        // Completed in place: same size, same inode, and the same modification time.
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let two = one.replace("ann", "bob");
+        std::fs::write(&path, &two).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert!(
+            handle.reload_if_changed().is_some(),
+            "the completed file was not read"
+        );
+        assert!(handle.healthy());
+        assert!(handle.get().directory.find("bob").is_some());
     }
 }
