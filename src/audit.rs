@@ -13,6 +13,30 @@ use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
 
+/// The longest typed username an audit line repeats (SPEC §6 refuses longer names).
+const TYPED_USERNAME_MAX: usize = 64;
+
+/// A username as typed into the sign-in form, for the audit line of a failed attempt on
+/// an account that does not exist. People sometimes type their password into the
+/// username field; such text must not be kept in full in a log kept for years, so it
+/// is cut to [`TYPED_USERNAME_MAX`] characters and the event carries
+/// `"user_exists": false` (see [`unknown_user_details`]) so a reader knows it is only
+/// what was typed. Known usernames are logged as they are stored.
+pub fn typed_username(typed: &str) -> String {
+    match typed.char_indices().nth(TYPED_USERNAME_MAX) {
+        Some((cut, _)) => format!("{}…", &typed[..cut]),
+        None => typed.to_string(),
+    }
+}
+
+/// The marker added to the details of an event about an unknown username.
+pub fn unknown_user_details(mut details: Value) -> Value {
+    if let Value::Object(map) = &mut details {
+        map.insert("user_exists".into(), Value::Bool(false));
+    }
+    details
+}
+
 /// Where audit events go.
 pub struct Audit {
     sink: Mutex<Box<dyn Write + Send>>,
@@ -81,5 +105,23 @@ impl Audit {
             let _ = w.write_all(line.as_bytes());
             let _ = w.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_usernames_are_cut_and_unknown_ones_marked() {
+        assert_eq!(typed_username("dr.grey"), "dr.grey");
+        let long = "x".repeat(300);
+        let cut = typed_username(&long);
+        assert_eq!(cut.chars().count(), TYPED_USERNAME_MAX + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(typed_username(&"é".repeat(70)).chars().count(), 65);
+        let d = unknown_user_details(json!({ "reason": "unknown_user" }));
+        assert_eq!(d["user_exists"], false);
+        assert_eq!(d["reason"], "unknown_user");
     }
 }
