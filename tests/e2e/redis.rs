@@ -303,6 +303,35 @@ async fn revoking_sessions_is_seen_by_every_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_turns_503_at_once_after_a_request_failed_on_the_store() {
+    let mut redis = Redis::start();
+    let up = Upstream::start().await;
+    let (a, _b) = pair(&up, &redis.url(), "").await;
+    let browser = Browser::new(&a);
+    browser.login_ok(&user("patient"), "/").await;
+    // A fresh "ok" in health's one-second cache …
+    assert_eq!(
+        browser
+            .api(reqwest::Method::GET, &p("/health"))
+            .await
+            .status,
+        200
+    );
+    redis.kill();
+    // … must not outlive a request that has just failed on the store.
+    let protected = browser.api(reqwest::Method::GET, "/protected").await;
+    assert_eq!(protected.status, 503, "{}", protected.describe());
+    let health = browser.api(reqwest::Method::GET, &p("/health")).await;
+    assert_eq!(
+        health.status,
+        503,
+        "health answered from its cache after the store failed: {}",
+        health.describe()
+    );
+    assert!(health.body.contains("store"), "{}", health.describe());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_fails_closed_and_the_gateway_recovers_alone() {
     let mut redis = Redis::start();
     let up = Upstream::start().await;
