@@ -1,5 +1,6 @@
 //! The spine of every request, in order:
-//! host check → own pages? → normalise path → access rule → session → forward or refuse.
+//! method → host check → own pages? → normalise path → access rule → session →
+//! upgrade → forward or refuse.
 //!
 //! Invariants (each has a test):
 //! 1. A client-supplied identity header never reaches the upstream — stripped before
@@ -9,6 +10,8 @@
 //! 3. The session id changes at every privilege change; logout deletes it server-side.
 //! 4. No request input can panic the process; no log line carries a secret.
 //! 5. Password hashing never runs on the async workers.
+//! 6. Only a WebSocket handshake is ever upgraded, and its tunnel is closed within
+//!    60 s of the session that opened it ending (`upgrade`, `session_watch`).
 //!
 //! Around the spine, [`handle`] assigns the request id (sent upstream and back to the
 //! client), counts the outcome and writes the access line. What it needs to know of
@@ -29,13 +32,16 @@ use crate::core::policy::{self, Decision};
 use crate::http::body::Body;
 use crate::http::error::{GatewayError, authentication_required};
 use crate::http::facts;
-use crate::http::peer::Peer;
+use crate::http::peer::{ConnectionLease, Peer};
 use crate::http::request_id::{self, X_REQUEST_ID};
 use crate::metrics::{Outcome, UpstreamError};
 use crate::pages;
 use crate::proxy::identity_headers::Identity;
-use crate::proxy::websocket;
+use crate::proxy::tunnel::Opening;
 use crate::router::{self, Route};
+
+mod session_watch;
+mod upgrade;
 
 /// What the access line and the metrics need to know about how a request was decided.
 #[derive(Default)]
@@ -49,8 +55,14 @@ pub struct Trace {
     user: Option<Arc<crate::core::user::User>>,
 }
 
-/// Answers one request. Never fails: every error becomes its response here.
-pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Response<Body> {
+/// Answers one request. Never fails: every error becomes its response here. `lease`
+/// is the request's hold on its connection, handed to a WebSocket tunnel if one opens.
+pub async fn handle(
+    app: Arc<App>,
+    peer: Peer,
+    mut req: Request<Incoming>,
+    lease: ConnectionLease,
+) -> Response<Body> {
     let started = Instant::now();
     let rid = request_id::assign(
         req.headers_mut(),
@@ -69,7 +81,7 @@ pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Re
         .access_log
         .then(|| (req.method().clone(), req.uri().clone()));
     let mut trace = Trace::default();
-    let mut resp = match decide(&app, peer, req, &mut trace).await {
+    let mut resp = match decide(&app, peer, req, lease, &mut trace).await {
         Ok(resp) => resp,
         Err(e) => {
             match e {
@@ -114,10 +126,11 @@ async fn forward(
     pq: PathAndQuery,
     peer: Peer,
     id: Option<&Identity<'_>>,
+    websocket: Option<Box<Opening>>,
     trace: &mut Trace,
 ) -> Result<Response<Body>, GatewayError> {
     let started = Instant::now();
-    let resp = app.forwarder.forward(req, pq, peer, id).await?;
+    let resp = app.forwarder.forward(req, pq, peer, id, websocket).await?;
     let took = started.elapsed();
     app.metrics.upstream_time(took);
     trace.upstream = Some(took);
@@ -130,11 +143,17 @@ async fn forward(
 }
 
 async fn decide(
-    app: &App,
+    app: &Arc<App>,
     peer: Peer,
     req: Request<Incoming>,
+    lease: ConnectionLease,
     trace: &mut Trace,
 ) -> Result<Response<Body>, GatewayError> {
+    // TRACE echoes the request (cookies included) back to whoever can read the answer,
+    // and nothing behind a gateway needs it: refused everywhere, before anything else.
+    if is_trace(req.method()) {
+        return Err(GatewayError::MethodNotAllowed);
+    }
     if router::header_bytes(req.headers()) > app.cfg.server.max_request_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
@@ -179,9 +198,7 @@ async fn decide(
                 .load(req.headers(), &users, now)
                 .await
                 .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?;
-            let complete = current.as_ref().filter(|c| {
-                auth_flow::is_complete(c.record.stage, app.roles.requires_2fa(&c.user.roles))
-            });
+            let complete = current.as_ref().filter(|c| is_complete(app, c));
             let Some(c) = complete else {
                 trace.user = current.as_ref().map(|c| c.user.clone());
                 return Box::pin(next_step(app, &req, current.as_ref(), trace)).await;
@@ -194,41 +211,31 @@ async fn decide(
                 auth_flow::Stage::Complete { factor } => factor,
                 auth_flow::Stage::PasswordDone => None,
             };
-            Some((c.user.clone(), factor))
+            Some((c.user.clone(), factor, c.id, roles))
         }
     };
-    check_upgrade_origin(app, &req, peer)?;
-    let roles_joined = holder.as_ref().map(|(user, _)| user.roles_joined());
-    let id = holder.as_ref().map(|(user, factor)| Identity {
+    let session = holder.as_ref().map(|(_, _, id, roles)| (*id, *roles));
+    let websocket = upgrade::opening(app, &req, peer, lease, session)?;
+    let roles_joined = holder.as_ref().map(|(user, ..)| user.roles_joined());
+    let id = holder.as_ref().map(|(user, factor, ..)| Identity {
         user: &user.username,
         email: &user.email,
         name: &user.display_name,
         roles: roles_joined.as_deref().unwrap_or_default(),
         mfa: mfa_label(*factor),
     });
-    forward(app, req, pq, peer, id.as_ref(), trace).await
+    forward(app, req, pq, peer, id.as_ref(), websocket, trace).await
 }
 
-/// Refuses a WebSocket upgrade opened from another site. The site's scheme is https
-/// under TLS, or when a trusted TLS-terminating proxy says so in X-Forwarded-Proto.
-fn check_upgrade_origin(
-    app: &App,
-    req: &Request<Incoming>,
-    peer: Peer,
-) -> Result<(), GatewayError> {
-    if !websocket::is_upgrade(req.method(), req.headers()) {
-        return Ok(());
-    }
-    let https = peer.tls
-        || (crate::http::client_ip::is_trusted(peer.addr.ip(), &app.cfg.server.trusted_proxies)
-            && req
-                .headers()
-                .get("x-forwarded-proto")
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
-    if !websocket::origin_allowed(req.headers(), https) {
-        return Err(GatewayError::ForeignOrigin);
-    }
-    Ok(())
+/// SPEC §5.1 step 3: the password step is done and, where the user's roles require
+/// it, the second factor.
+fn is_complete(app: &App, c: &crate::session::Current) -> bool {
+    auth_flow::is_complete(c.record.stage, app.roles.requires_2fa(&c.user.roles))
+}
+
+/// `TRACE`, and `TRACK` (the same thing under IIS's name).
+fn is_trace(method: &http::Method) -> bool {
+    method == http::Method::TRACE || method.as_str() == "TRACK"
 }
 
 /// Without a complete session: browser navigations go to the next sign-in step,

@@ -61,6 +61,8 @@ pub struct UpstreamConfig {
     pub response_timeout: Duration,
     pub ca_file: Option<PathBuf>,
     pub preserve_host: bool,
+    /// An open WebSocket with no traffic either way for this long is closed.
+    pub websocket_idle_timeout: Duration,
 }
 
 /// Names of the identity headers the gateway sets, and extra names it strips.

@@ -8,6 +8,8 @@
 //! - `config_cli`: command line and configuration (SPEC §2, §3).
 //! - `lifecycle`: signals, graceful shutdown, certificate reload, memory under
 //!   multi-gigabyte transfers.
+//! - `upgrades`: only WebSocket is upgraded; tunnels end with their session, when
+//!   idle, and count as connections; `TRACE` is refused.
 
 mod harness;
 mod harness_selftest;
@@ -24,4 +26,5 @@ mod redis;
 mod rotation;
 mod signin;
 mod twofa;
+mod upgrades;
 mod upstream_pool;
