@@ -8,11 +8,14 @@
 //! - `config_cli`: command line and configuration (SPEC §2, §3).
 //! - `lifecycle`: signals, graceful shutdown, certificate reload, memory under
 //!   multi-gigabyte transfers.
+//! - `differential`: hostile paths and upgrades through the gateway to real Tomcat and
+//!   hypercorn servers, judged from what those servers logged (issue 17).
 
 mod harness;
 mod harness_selftest;
 
 mod config_cli;
+mod differential;
 mod flows;
 mod hardening;
 mod keepalive;
