@@ -82,6 +82,30 @@ fn raw_path() -> impl Strategy<Value = String> {
         .prop_map(|(abs, parts)| format!("{}{}", if abs { "/" } else { "" }, parts.concat()))
 }
 
+/// Paths shaped around the clinic rules: their names (in other cases too), dot
+/// segments and empty ones, each with or without `;parameters`.
+fn clinic_path() -> impl Strategy<Value = String> {
+    let name = prop_oneof![
+        Just("static"),
+        Just("admin"),
+        Just("internal"),
+        Just("other"),
+        Just("Admin"),
+        Just("INTERNAL"),
+        Just("x"),
+        Just(".."),
+        Just("."),
+        Just(""),
+        Just("%2e%2e"),
+    ];
+    let params =
+        prop_oneof![3 => Just(""), 1 => Just(";"), 1 => Just(";x"), 1 => Just(";jsessionid=1")];
+    prop::collection::vec((name, params), 1..6).prop_map(|segs| {
+        let segs: Vec<String> = segs.iter().map(|(n, p)| format!("{n}{p}")).collect();
+        format!("/{}", segs.join("/"))
+    })
+}
+
 /// Plain segments only (no escapes), for the reference model.
 fn plain_segments() -> impl Strategy<Value = Vec<String>> {
     prop::collection::vec(
@@ -383,7 +407,7 @@ proptest! {
     #[test]
     fn first_matching_rule_decides_both_readings_of_the_normalised_path(
         rules in prop::collection::vec(rule_strategy(), 0..6),
-        raw in raw_path(),
+        raw in prop_oneof![raw_path(), clinic_path()],
         method in prop_oneof![Just("GET"), Just("HEAD"), Just("POST"), Just("PUT"), Just("DELETE"), Just("get")],
     ) {
         if let Ok(path) = normalise(&raw) {
@@ -406,7 +430,7 @@ proptest! {
 
     #[test]
     fn no_upstream_reading_of_the_forwarded_path_reaches_more_than_the_rules_allow(
-        raw in raw_path(),
+        raw in prop_oneof![raw_path(), clinic_path()],
         insensitive in any::<bool>(),
     ) {
         // The forwarded path is the normalised one; whichever way Tomcat or an ASGI
