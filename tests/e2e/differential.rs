@@ -38,8 +38,8 @@ fn with_rules(b: GatewayBuilder) -> GatewayBuilder {
         .rule("path_prefix = \"/internal/\"\naccess = \"deny\"")
 }
 
-/// The same rules, as an oracle over the path a server says it served: may `client`
-/// (None: no session; Some: a patient) see it? Both servers match case-sensitively.
+/// The same rules, as an oracle over the path a server says it served: may this client
+/// (no session, or a patient's) see it? Both servers match case-sensitively.
 fn rules_allow(reading: &str, patient: bool) -> bool {
     if reading.starts_with("/static/") {
         true
