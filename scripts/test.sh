@@ -13,11 +13,27 @@ command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 fc-list 2>/dev/null | grep -qi dejavu || packages+=(fonts-dejavu-core)
+# The differential test (tests/e2e/differential.rs) runs its own Tomcat 10 from the
+# package's files (never the system service) and hypercorn from PyPI with python3.
+[ -f /usr/share/tomcat10/bin/bootstrap.jar ] || packages+=(tomcat10)
+command -v java >/dev/null 2>&1 || packages+=(default-jre-headless)
+python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 if [ "${#packages[@]}" -gt 0 ]; then
   echo "test.sh: installing ${packages[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+
+# hypercorn for the differential test. A Debian python3 refuses pip installs outside a
+# virtual environment (PEP 668); only then is the install repeated with
+# --break-system-packages (hypercorn is not a Debian package the system relies on).
+if ! python3 -c 'import hypercorn' >/dev/null 2>&1; then
+  echo "test.sh: installing hypercorn" >&2
+  pip_args=(install --quiet --disable-pip-version-check)
+  [ "$(id -u)" -ne 0 ] && pip_args+=(--user)
+  python3 -m pip "${pip_args[@]}" 'hypercorn==0.18.0' 2>/dev/null \
+    || python3 -m pip "${pip_args[@]}" --break-system-packages 'hypercorn==0.18.0'
 fi
 
 # cargo-deny (licences, banned and duplicate crates, sources), built once per machine.

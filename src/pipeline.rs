@@ -27,7 +27,7 @@ use hyper::body::Incoming;
 use crate::access_log::{self, Access};
 use crate::app::{App, now_ms};
 use crate::core::auth_flow::{self, mfa_label};
-use crate::core::path::normalise;
+use crate::core::path::{normalise, without_parameters};
 use crate::core::policy::{self, Decision};
 use crate::http::body::Body;
 use crate::http::error::{GatewayError, authentication_required};
@@ -165,25 +165,36 @@ async fn decide(
         Route::Upstream => normalise(req.uri().path())
             .map_err(|_| GatewayError::BadRequest("path cannot be normalised"))?,
     };
-    if router::is_own_path(&app.cfg.server.prefix, &path) {
+    // Also without `;parameters`: a servlet container reads `/P;x/…` as `/P/…`.
+    if router::is_own_path(&app.cfg.server.prefix, &path)
+        || router::is_own_path(&app.cfg.server.prefix, &without_parameters(&path))
+    {
         return Err(GatewayError::BadRequest(
             "path resolves into the gateway's reserved prefix",
         ));
     }
+    let unchanged = req.uri().path() == &*path;
     let pq = match req.uri().path_and_query() {
         // Already normal (the common case): forward the request's own bytes.
-        Some(original) if original.path() == path => original.clone(),
+        Some(original) if unchanged => original.clone(),
         _ => {
             let pq = match req.uri().query() {
                 Some(q) => format!("{path}?{q}"),
-                None => path.clone(),
+                None => path.to_string(),
             };
             PathAndQuery::try_from(pq)
                 .map_err(|_| GatewayError::BadRequest("invalid path or query"))?
         }
     };
-    let decision = policy::decide(&app.cfg.policy.rules, req.method().as_str(), &path);
-    trace.path = Some(path);
+    let policy = &app.cfg.policy;
+    let decision = policy::decide(
+        &policy.rules,
+        policy.path_case,
+        req.method().as_str(),
+        &path,
+    );
+    // The access line falls back to the request's own path when that is the normal one.
+    trace.path = (!unchanged).then(|| path.into_owned());
 
     // One forward call for both branches: the request's future then holds the
     // upstream exchange once, not once per branch.
@@ -204,7 +215,7 @@ async fn decide(
                 return Box::pin(next_step(app, &req, current.as_ref(), trace)).await;
             };
             trace.user = Some(c.user.clone());
-            if !policy::roles_allow(roles, &c.user.roles) {
+            if !roles.allow(&c.user.roles) {
                 return Err(GatewayError::MissingRole);
             }
             let factor = match c.record.stage {

@@ -9,7 +9,7 @@ use http::header::HeaderName;
 use http::uri::{Authority, Scheme};
 use ipnet::IpNet;
 
-use crate::core::policy::Rule;
+use crate::core::policy::{PathCase, Rule};
 use crate::core::totp::TotpSettings;
 
 /// Everything `vestibule serve` needs, validated.
@@ -86,6 +86,8 @@ pub struct UsersConfig {
 pub struct PolicyConfig {
     pub require_2fa_roles: Vec<String>,
     pub rules: Vec<Rule>,
+    /// `policy.case_insensitive_paths`: how rule paths are compared with request paths.
+    pub path_case: PathCase,
 }
 
 #[derive(Debug, Clone)]

@@ -10,12 +10,15 @@
 //!   multi-gigabyte transfers.
 //! - `upgrades`: only WebSocket is upgraded; tunnels end with their session, when
 //!   idle, and count as connections; `TRACE` is refused.
+//! - `differential`: hostile paths and upgrades through the gateway to real Tomcat and
+//!   hypercorn servers, judged from what those servers logged (issue 17).
 
 mod harness;
 mod harness_selftest;
 
 mod bypasses;
 mod config_cli;
+mod differential;
 mod flows;
 mod hardening;
 mod keepalive;
