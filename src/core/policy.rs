@@ -69,6 +69,11 @@ impl<'a> Roles<'a> {
         }
     }
 
+    /// The role lists, for a check that must outlive the request (a WebSocket tunnel).
+    pub fn lists(&self) -> [&'a [String]; 2] {
+        self.0
+    }
+
     /// Whether a user holding `user_roles` satisfies every list.
     pub fn allow(&self, user_roles: &[String]) -> bool {
         self.0.iter().all(|req| roles_allow(req, user_roles))

@@ -17,16 +17,16 @@ use crate::proxy::tunnel::{Revalidate, Verdict};
 pub(super) struct SessionWatch {
     app: Arc<App>,
     id: Fingerprint,
-    /// The roles the access rule required (any one of them; empty: none).
-    roles: Vec<String>,
+    /// The role lists the access rules required (one role of each; empty: none).
+    roles: Vec<Vec<String>>,
 }
 
 impl SessionWatch {
-    pub(super) fn new(app: Arc<App>, id: Fingerprint, roles: &[String]) -> Self {
+    pub(super) fn new(app: Arc<App>, id: Fingerprint, roles: policy::Roles<'_>) -> Self {
         Self {
             app,
             id,
-            roles: roles.to_vec(),
+            roles: roles.lists().iter().map(|l| l.to_vec()).collect(),
         }
     }
 }
@@ -40,7 +40,7 @@ impl Revalidate for SessionWatch {
             Ok(None) => Verdict::Ended,
             Ok(Some(c))
                 if super::is_complete(&self.app, &c)
-                    && policy::roles_allow(&self.roles, &c.user.roles) =>
+                    && self.roles.iter().all(|r| policy::roles_allow(r, &c.user.roles)) =>
             {
                 Verdict::Valid
             }

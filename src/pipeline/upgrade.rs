@@ -24,7 +24,7 @@ pub(super) fn opening(
     req: &Request<Incoming>,
     peer: Peer,
     lease: ConnectionLease,
-    session: Option<(Fingerprint, &[String])>,
+    session: Option<(Fingerprint, crate::core::policy::Roles<'_>)>,
 ) -> Result<Option<Box<Opening>>, GatewayError> {
     let Some(handshake) = websocket::requested(req.method(), req.version(), req.headers()) else {
         return Ok(None);
