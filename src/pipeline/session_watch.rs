@@ -40,7 +40,10 @@ impl Revalidate for SessionWatch {
             Ok(None) => Verdict::Ended,
             Ok(Some(c))
                 if super::is_complete(&self.app, &c)
-                    && self.roles.iter().all(|r| policy::roles_allow(r, &c.user.roles)) =>
+                    && self
+                        .roles
+                        .iter()
+                        .all(|r| policy::roles_allow(r, &c.user.roles)) =>
             {
                 Verdict::Valid
             }
