@@ -25,15 +25,20 @@ if [ "${#packages[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
-# hypercorn for the differential test. A Debian python3 refuses pip installs outside a
-# virtual environment (PEP 668); only then is the install repeated with
-# --break-system-packages (hypercorn is not a Debian package the system relies on).
-if ! python3 -c 'import hypercorn' >/dev/null 2>&1; then
-  echo "test.sh: installing hypercorn" >&2
+# Python packages of the tests, from PyPI: hypercorn (an h2c-capable upstream for the
+# differential test) and PyJWT with cryptography (an app's independent check of the
+# signed identity assertion). A Debian python3 refuses pip installs outside a virtual
+# environment (PEP 668); only then is the install repeated with
+# --break-system-packages (none of these is a Debian package the system relies on).
+python_packages=()
+python3 -c 'import hypercorn' >/dev/null 2>&1 || python_packages+=('hypercorn==0.18.0')
+python3 -c 'import jwt, cryptography' >/dev/null 2>&1 || python_packages+=('PyJWT==2.10.1' 'cryptography')
+if [ "${#python_packages[@]}" -gt 0 ]; then
+  echo "test.sh: installing ${python_packages[*]}" >&2
   pip_args=(install --quiet --disable-pip-version-check)
   [ "$(id -u)" -ne 0 ] && pip_args+=(--user)
-  python3 -m pip "${pip_args[@]}" 'hypercorn==0.18.0' 2>/dev/null \
-    || python3 -m pip "${pip_args[@]}" --break-system-packages 'hypercorn==0.18.0'
+  python3 -m pip "${pip_args[@]}" "${python_packages[@]}" 2>/dev/null \
+    || python3 -m pip "${pip_args[@]}" --break-system-packages "${python_packages[@]}"
 fi
 
 # cargo-deny (licences, banned and duplicate crates, sources), built once per machine.

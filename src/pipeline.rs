@@ -40,6 +40,9 @@ use crate::proxy::identity_headers::Identity;
 use crate::proxy::tunnel::Opening;
 use crate::router::{self, Route};
 
+/// The app name of a configuration without `[[apps]]` (SPEC §8): the assertion's `aud`.
+const DEFAULT_APP: &str = "default";
+
 mod session_watch;
 mod upgrade;
 
@@ -228,12 +231,21 @@ async fn decide(
     let session = holder.as_ref().map(|(_, _, id, roles)| (*id, *roles));
     let websocket = upgrade::opening(app, &req, peer, lease, session)?;
     let roles_joined = holder.as_ref().map(|(user, ..)| user.roles_joined());
+    let assertion = match (&app.assertions, &holder) {
+        (Some(signer), Some((user, factor, id, _))) => Some(
+            signer
+                .header_for(id, DEFAULT_APP, user, *factor, now_ms())
+                .map_err(|e| GatewayError::Internal(e.to_string()))?,
+        ),
+        _ => None,
+    };
     let id = holder.as_ref().map(|(user, factor, ..)| Identity {
         user: &user.username,
         email: &user.email,
         name: &user.display_name,
         roles: roles_joined.as_deref().unwrap_or_default(),
         mfa: mfa_label(*factor),
+        assertion,
     });
     forward(app, req, pq, peer, id.as_ref(), websocket, trace).await
 }

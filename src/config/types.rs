@@ -74,6 +74,10 @@ pub struct HeadersConfig {
     pub roles: HeaderName,
     pub mfa: HeaderName,
     pub strip: Vec<HeaderName>,
+    /// The signed identity assertion's header (`headers.assertion`; None: off).
+    pub assertion: Option<HeaderName>,
+    /// The PEM file of its signing keys (`headers.assertion_key_file`).
+    pub assertion_key_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]

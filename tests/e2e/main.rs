@@ -16,6 +16,7 @@
 mod harness;
 mod harness_selftest;
 
+mod assertion;
 mod bypasses;
 mod config_cli;
 mod differential;

@@ -18,7 +18,16 @@ pub(super) fn headers(r: &mut Reader, root: &Table<'_>) -> HeadersConfig {
     let t = r.table(
         root,
         "headers",
-        &["user", "email", "name", "roles", "mfa", "strip"],
+        &[
+            "user",
+            "email",
+            "name",
+            "roles",
+            "mfa",
+            "strip",
+            "assertion",
+            "assertion_key_file",
+        ],
     );
     let one = |r: &mut Reader, name: &str, default: &str| {
         let v = r.string(&t, name, default);
@@ -35,6 +44,20 @@ pub(super) fn headers(r: &mut Reader, root: &Table<'_>) -> HeadersConfig {
         .enumerate()
         .map(|(i, s)| header_name(r, &format!("{}[{i}]", t.at("strip")), s))
         .collect();
+    let assertion = r
+        .optional_string(&t, "assertion")
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| header_name(r, &t.at("assertion"), &v));
+    let assertion_key_file = r
+        .optional_string(&t, "assertion_key_file")
+        .filter(|v| !v.trim().is_empty())
+        .map(std::path::PathBuf::from);
+    if assertion.is_some() && assertion_key_file.is_none() {
+        r.problem(
+            &t.at("assertion_key_file"),
+            "required when headers.assertion is set (make a key with `vestibule gen-signing-key`)",
+        );
+    }
     let cfg = HeadersConfig {
         user,
         email,
@@ -42,8 +65,10 @@ pub(super) fn headers(r: &mut Reader, root: &Table<'_>) -> HeadersConfig {
         roles,
         mfa,
         strip,
+        assertion,
+        assertion_key_file,
     };
-    for h in cfg.identity() {
+    for h in cfg.identity().into_iter().chain(cfg.assertion.as_ref()) {
         if crate::proxy::hop_by_hop::is_hop_by_hop(h)
             || h == http::header::HOST
             || h == http::header::COOKIE
