@@ -12,6 +12,7 @@
 mod harness;
 mod harness_selftest;
 
+mod burst;
 mod config_cli;
 mod flows;
 mod hardening;
