@@ -66,22 +66,46 @@ fn wrong_code(phone: &Authenticator) -> String {
         .unwrap()
 }
 
-/// `n` submissions of `fields` to `action` at once, spread over the (browser, form)
-/// pairs; returns how many got each status. `done` counts answers as they come.
+/// A browser of its own (own connections) holding `src`'s cookies: a burst sent from
+/// many connections at once, as an attacker would, not multiplexed on one.
+fn twin(gw: &Gateway, src: &Browser) -> Browser {
+    let b = Browser::new(gw);
+    for pair in src.cookie_header().split("; ").filter(|p| !p.is_empty()) {
+        if let Some((name, value)) = pair.split_once('=') {
+            b.set_cookie(name, value);
+        }
+    }
+    b
+}
+
+/// `n` submissions of `fields` to `action` at once, each on its own connection,
+/// spread over the (gateway, browser, form) triples; returns how many got each
+/// status. `done` counts answers as they come.
 async fn burst(
-    forms: &[(&Browser, &Page)],
+    forms: &[(&Gateway, &Browser, &Page)],
     action: &str,
     fields: &[(&str, &str)],
     n: usize,
     done: &AtomicUsize,
 ) -> BTreeMap<u16, usize> {
-    let all = (0..n).map(|i| {
-        let (browser, form) = forms[i % forms.len()];
-        async move {
-            let status = browser.submit(form, action, fields).await.status;
-            done.fetch_add(1, Ordering::SeqCst);
-            status
-        }
+    let senders: Vec<(Browser, &Page)> = (0..n)
+        .map(|i| {
+            let (gw, browser, form) = forms[i % forms.len()];
+            (twin(gw, browser), form)
+        })
+        .collect();
+    // Connect (TLS handshake) first, so that the submissions themselves arrive at once.
+    let health = p("/health");
+    join_all(
+        senders
+            .iter()
+            .map(|(b, _)| b.api(reqwest::Method::GET, &health)),
+    )
+    .await;
+    let all = senders.iter().map(|(browser, form)| async move {
+        let status = browser.submit(form, action, fields).await.status;
+        done.fetch_add(1, Ordering::SeqCst);
+        status
     });
     let mut tally = BTreeMap::new();
     for status in join_all(all).await {
@@ -113,7 +137,8 @@ async fn doctor_at_challenge(gws: &[&Gateway]) -> (Authenticator, Vec<(Browser, 
 /// of each are checked.
 async fn bursts_are_checked_at_most_max_failures_times(gws: &[&Gateway]) {
     let (phone, at) = doctor_at_challenge(gws).await;
-    let forms: Vec<(&Browser, &Page)> = at.iter().map(|(b, f)| (b, f)).collect();
+    let forms: Vec<(&Gateway, &Browser, &Page)> =
+        gws.iter().zip(&at).map(|(g, (b, f))| (*g, b, f)).collect();
     let mut before = 0;
     for gw in gws {
         before += codes_checked(gw).await;
@@ -153,7 +178,11 @@ async fn bursts_are_checked_at_most_max_failures_times(gws: &[&Gateway]) {
         let form = b.get(&p("/login")).await;
         forms.push((b, form));
     }
-    let forms: Vec<(&Browser, &Page)> = forms.iter().map(|(b, f)| (b, f)).collect();
+    let forms: Vec<(&Gateway, &Browser, &Page)> = gws
+        .iter()
+        .zip(&forms)
+        .map(|(g, (b, f))| (*g, b, f))
+        .collect();
     let tally = burst(
         &forms,
         &p("/login"),
@@ -169,7 +198,7 @@ async fn bursts_are_checked_at_most_max_failures_times(gws: &[&Gateway]) {
         "{checked} wrong passwords checked at once (limit {MAX_FAILURES}); answers {tally:?}"
     );
     assert_eq!(events(gws, "login.locked", &pat.name, None), 1);
-    let right = forms[0].0.login(&pat.name, &pat.password, "/").await;
+    let right = forms[0].1.login(&pat.name, &pat.password, "/").await;
     assert_eq!(right.status, 429, "the lock holds: {}", right.describe());
 }
 
@@ -212,7 +241,7 @@ async fn codes_are_never_checked_without_being_counted_when_redis_fails() {
     );
     let done = AtomicUsize::new(0);
     let tally = burst(
-        &[(doc, form)],
+        &[(&a, doc, form)],
         &p("/challenge"),
         &[("code", &wrong)],
         50,
@@ -243,7 +272,11 @@ async fn codes_are_never_checked_without_being_counted_when_redis_fails() {
             redis.kill();
         }
     };
-    let (forms, action, fields) = ([(doc, form)], p("/challenge"), [("code", wrong.as_str())]);
+    let (forms, action, fields) = (
+        [(&a, doc, form)],
+        p("/challenge"),
+        [("code", wrong.as_str())],
+    );
     let (tally, ()) = tokio::join!(burst(&forms, &action, &fields, 300, &done), killer);
     let checked = codes_checked(&a).await - before;
     // Audit lines are written as the answers go out; wait for them, not a clock.
