@@ -17,10 +17,12 @@ const P: LockPolicy = LockPolicy {
     code_max_failures: 100,
 };
 
+/// A 64-character username nobody has.
 fn invented(n: usize) -> String {
     format!("{n:0>64}")
 }
 
+/// Invented names fill no disk: the purge removes their records after the window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_purge_drops_password_records_after_the_lock_window() {
     let dir = tempfile::tempdir().unwrap();
@@ -62,6 +64,7 @@ async fn embedded_purge_drops_password_records_after_the_lock_window() {
     );
 }
 
+/// A plain connection, to look at keys the way an operator would.
 async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
     redis::Client::open(server.storage_config().redis_url.as_str())
         .unwrap()
@@ -70,6 +73,7 @@ async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// Keys matching `pattern`.
 async fn keys(c: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
     redis::cmd("KEYS")
         .arg(pattern)
@@ -78,10 +82,12 @@ async fn keys(c: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec<S
         .unwrap()
 }
 
+/// Milliseconds `key` has left (-1: no expiry).
 async fn pttl(c: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
     redis::cmd("PTTL").arg(key).query_async(c).await.unwrap()
 }
 
+/// Invented names fill no memory: every password-step key carries a bounded TTL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_password_records_expire_within_the_lock_window() {
     let server = RedisServer::start();
@@ -117,6 +123,7 @@ async fn redis_password_records_expire_within_the_lock_window() {
     }
 }
 
+/// A user's session index lists live sessions only, and expires with the last one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_session_index_drops_expired_and_ended_sessions() {
     let server = RedisServer::start();
@@ -167,4 +174,46 @@ async fn redis_session_index_drops_expired_and_ended_sessions() {
     }
     assert_eq!(listed, 1, "expired and ended sessions leave the index");
     assert_eq!(store.sessions_delete_user("gus").await.unwrap(), 1);
+}
+
+/// A database written before lockout records carried an expiry is migrated on open:
+/// its password-step rows get the expiry they had (7 days after their last change),
+/// code-step rows none, and opening it again changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_lockouts_of_an_earlier_version_gain_an_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let old = rusqlite::Connection::open(dir.path().join("vestibule.sqlite3")).unwrap();
+        old.execute_batch(
+            "CREATE TABLE lockouts(key TEXT NOT NULL, step TEXT NOT NULL, data TEXT NOT NULL,
+               updated_ms INTEGER NOT NULL, PRIMARY KEY(key, step)) WITHOUT ROWID;
+             INSERT INTO lockouts VALUES('old', 'password', '{\"failures\":3,\"locks\":0,\"locked_until_ms\":0,\"blocked\":false}', 1000);
+             INSERT INTO lockouts VALUES('old', 'code', '{\"failures\":3,\"locks\":0,\"locked_until_ms\":0,\"blocked\":false}', 1000);",
+        )
+        .unwrap();
+    }
+    for _ in 0..2 {
+        let store = crate::store::embedded::EmbeddedStore::open(dir.path()).unwrap();
+        let db = rusqlite::Connection::open(store.file()).unwrap();
+        let expiry = |step: &str| -> i64 {
+            db.query_row(
+                "SELECT expires_ms FROM lockouts WHERE key='old' AND step=?1",
+                [step],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(expiry("password"), 1000 + 7 * 24 * 3600 * 1000);
+        assert_eq!(expiry("code"), 0);
+    }
+    let store = crate::store::embedded::EmbeddedStore::open(dir.path()).unwrap();
+    let at = 2000;
+    let (code, _) = match store.lock_reserve("old", Step::Code, at, &P).await.unwrap() {
+        crate::core::lockout::Reservation::Granted {
+            record,
+            imposed_lock,
+        } => (record, imposed_lock),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(code.failures, 4, "the old count carries on");
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::core::lockout::{LockPolicy, LockRecord, LockState, Reservation, Step};
 use crate::core::store::Store;
 
+/// Small limits, so that locks and blocks come quickly.
 const P: LockPolicy = LockPolicy {
     max_failures: 2,
     duration_ms: 1000,
@@ -16,6 +17,7 @@ const P: LockPolicy = LockPolicy {
     code_max_failures: 3,
 };
 
+/// Runs every lockout check against `s`.
 pub(super) async fn run_all(s: Arc<dyn Store>) {
     reservations_count_lock_and_unlock(&*s).await;
     reservations_follow_the_core_model(&*s).await;
@@ -23,6 +25,7 @@ pub(super) async fn run_all(s: Arc<dyn Store>) {
     password_records_expire_and_code_records_stay(&*s).await;
 }
 
+/// The record and lock flag of a granted reservation (panics on a refusal).
 fn granted(r: Reservation) -> (LockRecord, bool) {
     match r {
         Reservation::Granted {
@@ -33,6 +36,7 @@ fn granted(r: Reservation) -> (LockRecord, bool) {
     }
 }
 
+/// Counting in advance, locking, refusing, resetting and unlocking, step by step.
 async fn reservations_count_lock_and_unlock(s: &dyn Store) {
     let (r, imposed) = granted(s.lock_reserve("jo", Step::Password, 0, &P).await.unwrap());
     assert!(!imposed && r.failures == 1, "counted before any check");

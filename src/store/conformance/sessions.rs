@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::core::auth_flow::Stage;
 use crate::core::store::{SessionRecord, Store};
 
+/// A fresh password-done session of `user`.
 fn session(user: &str) -> SessionRecord {
     let now = crate::app::now_ms();
     SessionRecord {
@@ -17,12 +18,14 @@ fn session(user: &str) -> SessionRecord {
     }
 }
 
+/// A distinct session id fingerprint per number.
 fn id(n: u32) -> [u8; 32] {
     let mut id = [0x5a; 32];
     id[..4].copy_from_slice(&n.to_be_bytes());
     id
 }
 
+/// Runs every session concurrency check against `s`.
 pub(super) async fn run_all(s: Arc<dyn Store>) {
     a_revoke_racing_sign_ins_leaves_nothing_unrevocable(s.clone()).await;
     a_rotation_needs_the_session_it_replaces(&*s).await;

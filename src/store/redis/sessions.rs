@@ -15,11 +15,12 @@
 //! [`Scripts::session_index_add`]: super::scripts::Scripts
 //! [`Scripts::session_index_take`]: super::scripts::Scripts
 
-use crate::core::store::{Fingerprint, SessionRecord, StoreError, StoreResult};
+use crate::core::store::{Fingerprint, SessionRecord, Store, StoreError, StoreResult};
 
 use super::{RedisStore, hex};
 
 impl RedisStore {
+    /// The sorted set listing `user`'s sessions by expiry.
     fn session_index(&self, user: &str) -> String {
         self.user_key(user, "session-index")
     }
@@ -50,6 +51,7 @@ impl RedisStore {
         Ok(n == 1)
     }
 
+    /// Writes a session record that expires after `ttl_ms`.
     async fn set_session(&self, id: &Fingerprint, json: &str, ttl_ms: u64) -> StoreResult<()> {
         let _: () = self
             .call(
@@ -64,6 +66,7 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Deletes one key; returns whether it existed.
     async fn del(&self, key: String) -> StoreResult<u64> {
         self.call(redis::cmd("DEL").arg(key).query_async(&mut self.conn()))
             .await
@@ -119,7 +122,6 @@ impl RedisStore {
         last_seen_ms: u64,
         ttl_ms: u64,
     ) -> StoreResult<()> {
-        use crate::core::store::Store;
         let Some(mut rec) = self.session_get(id).await? else {
             return Ok(());
         };
