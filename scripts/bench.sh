@@ -139,6 +139,13 @@ roles = ["patient"]
 password_hash = "$HASH"
 disabled = false
 EOF
+# The login storm signs in STORM different people at once (one per connection): one
+# account's sign-ins beyond lockout.max_failures in flight at the same moment are
+# refused until one of them succeeds (each attempt is counted before it is checked).
+for ((i = 0; i < STORM; i++)); do
+    printf '[[users]]\nusername = "%s%d"\nroles = ["patient"]\npassword_hash = "%s"\n\n' \
+        "$BENCH_USER.storm" "$i" "$HASH" >>"$WORK/users.toml"
+done
 
 # ---------------------------------------------------------------- nginx: upstream + proxy
 mkdir -p "$WORK/nginx/tmp"
@@ -356,13 +363,16 @@ def get_token():
     i = page.index('name="csrf_token" value="') + len('name="csrf_token" value="')
     return page[i:page.index('"', i)]
 token = get_token()
-body = urllib.parse.urlencode({"username": user, "password": pw, "csrf_token": token, "rd": "/app/"})
+def body_for(i):  # worker i signs in as USER.storm<i>: one person per connection
+    return urllib.parse.urlencode({"username": f"{user}.storm{i}", "password": pw,
+                                   "csrf_token": token, "rd": "/app/"})
 hdrs = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": "__Host-vestibule_csrf=" + csrf_cookie}
 lock = threading.Lock()
 stats = {}
 started = threading.Barrier(n + 1)
-def worker():
+def worker(i):
     c = None
+    body = body_for(i)
     started.wait()
     while not os.path.exists(stop) and time.time() < deadline:
         try:
@@ -378,7 +388,7 @@ def worker():
         with lock:
             stats[key] = stats.get(key, 0) + 1
             stats.setdefault("t", []).append(time.time())
-threads = [threading.Thread(target=worker, daemon=True) for _ in range(n)]
+threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
 for t in threads:
     t.start()
 started.wait()

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::auth_flow::Stage;
-use super::lockout::{LockPolicy, LockRecord, Step};
+use super::lockout::{LockPolicy, Reservation, Step};
 
 /// A SHA-256 fingerprint of a token; the only form in which tokens are stored.
 pub type Fingerprint = [u8; 32];
@@ -96,8 +96,20 @@ pub trait Store: Send + Sync {
         last_seen_ms: u64,
         ttl_ms: u64,
     ) -> StoreResult<()>;
+    /// Replaces session `old` by `new` (a new id at a privilege change) only if `old`
+    /// has not ended: returns false, storing nothing, when a logout or a revoke got
+    /// there first, so a sign-in step racing a revoke cannot bring the user back.
+    async fn session_rotate(
+        &self,
+        old: &Fingerprint,
+        new: &Fingerprint,
+        rec: &SessionRecord,
+        ttl_ms: u64,
+    ) -> StoreResult<bool>;
     async fn session_delete(&self, id: &Fingerprint) -> StoreResult<()>;
-    /// Ends every session of `user`; returns how many ended.
+    /// Ends every session of `user`; returns how many ended. Atomic against a
+    /// concurrent [`Store::session_put`] or [`Store::session_rotate`]: a session whose
+    /// store call completed before the revoke began never outlives it.
     async fn sessions_delete_user(&self, user: &str) -> StoreResult<u64>;
     async fn sessions_count(&self) -> StoreResult<u64>;
 
@@ -134,15 +146,21 @@ pub trait Store: Send + Sync {
     async fn devices_list(&self, user: &str) -> StoreResult<Vec<DeviceRecord>>;
     async fn devices_forget(&self, user: &str) -> StoreResult<u64>;
 
-    async fn lock_get(&self, key: &str, step: Step) -> StoreResult<LockRecord>;
-    /// Atomically records one failure; returns the new record and whether it locked.
-    async fn lock_fail(
+    /// Reserves one attempt at `step` of `key` before its secret is checked, in one
+    /// atomic step across every instance: refuses while the step is locked or
+    /// blocked, else counts the attempt as a failure in advance (imposing the lock
+    /// when it reaches the limit): [`reserve`](super::lockout::LockRecord::reserve)
+    /// applied atomically. Password-step records expire as
+    /// [`LockPolicy::record_ttl_ms`] says. Any error means the attempt could not be
+    /// counted: the caller refuses it unchecked (never a free guess).
+    async fn lock_reserve(
         &self,
         key: &str,
         step: Step,
         now_ms: u64,
         policy: &LockPolicy,
-    ) -> StoreResult<(LockRecord, bool)>;
+    ) -> StoreResult<Reservation>;
+    /// Clears the counter of `step` after a right answer.
     async fn lock_reset(&self, key: &str, step: Step) -> StoreResult<()>;
     /// Clears both steps (the `users unlock` command).
     async fn unlock(&self, key: &str) -> StoreResult<()>;

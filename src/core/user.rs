@@ -43,9 +43,13 @@ pub enum UsernameError {
     Characters,
 }
 
+/// The longest username, in bytes (a username is ASCII, so also in characters).
+/// Sign-in refuses longer names before storing anything (SPEC §6): none can exist.
+pub const MAX_USERNAME_LEN: usize = 64;
+
 /// Usernames end up in headers, logs and otpauth labels: keep them plain.
 pub fn validate_username(name: &str) -> Result<(), UsernameError> {
-    if name.is_empty() || name.len() > 64 {
+    if name.is_empty() || name.len() > MAX_USERNAME_LEN {
         return Err(UsernameError::Length);
     }
     if !name

@@ -8,7 +8,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::Metrics;
-use crate::core::lockout::{LockPolicy, LockRecord, Step};
+use crate::core::lockout::{LockPolicy, Reservation, Step};
 use crate::core::store::*;
 
 /// The wrapped store plus the metrics it reports to.
@@ -56,6 +56,15 @@ impl Store for MeteredStore {
         ttl_ms: u64,
     ) -> StoreResult<()> {
         timed!(self.session_touch(id, last_seen_ms, ttl_ms))
+    }
+    async fn session_rotate(
+        &self,
+        old: &Fingerprint,
+        new: &Fingerprint,
+        rec: &SessionRecord,
+        ttl_ms: u64,
+    ) -> StoreResult<bool> {
+        timed!(self.session_rotate(old, new, rec, ttl_ms))
     }
     async fn session_delete(&self, id: &Fingerprint) -> StoreResult<()> {
         timed!(self.session_delete(id))
@@ -117,17 +126,14 @@ impl Store for MeteredStore {
     async fn devices_forget(&self, user: &str) -> StoreResult<u64> {
         timed!(self.devices_forget(user))
     }
-    async fn lock_get(&self, key: &str, step: Step) -> StoreResult<LockRecord> {
-        timed!(self.lock_get(key, step))
-    }
-    async fn lock_fail(
+    async fn lock_reserve(
         &self,
         key: &str,
         step: Step,
         now_ms: u64,
         policy: &LockPolicy,
-    ) -> StoreResult<(LockRecord, bool)> {
-        timed!(self.lock_fail(key, step, now_ms, policy))
+    ) -> StoreResult<Reservation> {
+        timed!(self.lock_reserve(key, step, now_ms, policy))
     }
     async fn lock_reset(&self, key: &str, step: Step) -> StoreResult<()> {
         timed!(self.lock_reset(key, step))

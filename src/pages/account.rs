@@ -117,7 +117,6 @@ async fn verify_current_code(
     form: &Form,
 ) -> Result<Result<(), Response<Body>>, GatewayError> {
     let user = &cur.user;
-    second_factor::ensure_open(ctx, user).await?;
     let Some(mfa) = ctx
         .app
         .store
@@ -135,13 +134,14 @@ async fn verify_current_code(
         .await?));
     };
     let secret = second_factor::open_secret(ctx, user, &mfa.secret)?;
+    let attempt = second_factor::reserve(ctx, user).await?;
     match second_factor::check(ctx, user, form.get("code"), &secret, false).await? {
         Verdict::Accepted(..) => {
-            second_factor::succeeded(ctx, user).await?;
+            attempt.right(ctx, user).await?;
             Ok(Ok(()))
         }
         Verdict::Wrong => {
-            if let Some(locked) = second_factor::failed(ctx, user, "account").await? {
+            if let Some(locked) = attempt.wrong(ctx, user, "account") {
                 return Err(locked);
             }
             Ok(Err(page(
@@ -232,17 +232,20 @@ pub async fn disable_2fa(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Ga
         Some(ctx.ip),
         json!({ "by": "user" }),
     );
-    let cookie = app
+    let Some(cookie) = app
         .sessions
-        .issue(
-            &cur.user,
+        .rotate(
+            &cur,
             Stage::Complete { factor: None },
-            Some(&cur.id),
             Some(cur.record.created_ms),
             now_ms(),
         )
         .await
-        .map_err(Ctx::store_err)?;
+        .map_err(Ctx::store_err)?
+    else {
+        // Revoked or signed out meanwhile.
+        return Ok(to_login(ctx, "/"));
+    };
     Ok(render::redirect(
         StatusCode::SEE_OTHER,
         &format!("{}?done=disabled", ctx.p("/account")),

@@ -86,13 +86,13 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
         Err(resp) => return Ok(resp),
     };
     let user = cur.user.clone();
-    second_factor::ensure_open(ctx, &user).await?;
     let secret = second_factor::open_secret(ctx, &user, &mfa.secret)?;
+    let attempt = second_factor::reserve(ctx, &user).await?;
     let (factor, left) =
         match second_factor::check(ctx, &user, form.get("code"), &secret, true).await? {
             Verdict::Accepted(f, left) => (f, left),
             Verdict::Wrong => {
-                if let Some(locked) = second_factor::failed(ctx, &user, "challenge").await? {
+                if let Some(locked) = attempt.wrong(ctx, &user, "challenge") {
                     return Err(locked);
                 }
                 return Ok(page(
@@ -103,7 +103,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
                 ));
             }
         };
-    second_factor::succeeded(ctx, &user).await?;
+    attempt.right(ctx, &user).await?;
     let now = now_ms();
     app.store
         .mfa_mark_used(&user.username, now)
@@ -124,20 +124,19 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
         Some(ctx.ip),
         json!({ "method": crate::core::auth_flow::mfa_label(Some(factor)) }),
     );
-    let mut cookies_out = vec![
-        app.sessions
-            .issue(
-                &user,
-                Stage::Complete {
-                    factor: Some(factor),
-                },
-                Some(&cur.id),
-                None,
-                now,
-            )
-            .await
-            .map_err(Ctx::store_err)?,
-    ];
+    let stage = Stage::Complete {
+        factor: Some(factor),
+    };
+    let Some(cookie) = app
+        .sessions
+        .rotate(&cur, stage, None, now)
+        .await
+        .map_err(Ctx::store_err)?
+    else {
+        // Revoked or signed out while the code was checked.
+        return Ok(to_login(ctx, &rd));
+    };
+    let mut cookies_out = vec![cookie];
     let rm = &app.cfg.remember_device;
     if rm.enabled && form.has("remember_device") && factor != SecondFactor::RememberedDevice {
         let token = new_token();

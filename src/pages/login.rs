@@ -1,5 +1,6 @@
 //! `P/login`: the password step. Unknown users, wrong passwords and disabled accounts
 //! get the same message, status and (decoy-hash) cost; locks answer 429 for all alike.
+//! Each attempt is reserved (counted) before its password is checked.
 
 use http::{Response, StatusCode};
 use serde_json::json;
@@ -8,11 +9,11 @@ use super::render::{self, LoginPage};
 use super::{Ctx, Form};
 use crate::app::now_ms;
 use crate::core::auth_flow::{self, Next, SecondFactor, Stage};
-use crate::core::lockout::{LockState, Step};
+use crate::core::lockout::{LockState, Reservation, Step};
 use crate::core::redirect::safe_target;
 use crate::core::store::DeviceRecord;
 use crate::core::tokens::{fingerprint, looks_like_token, new_token};
-use crate::core::user::{User, lockout_key};
+use crate::core::user::{MAX_USERNAME_LEN, User, lockout_key};
 use crate::http::body::Body;
 use crate::http::cookies;
 use crate::http::error::GatewayError;
@@ -76,8 +77,10 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
     let app = ctx.app;
     let rd = safe_target(form.get("rd"));
     let username = form.get("username").trim().to_string();
-    let key = lockout_key(&username);
-    if username.is_empty() || username.len() > 256 || form.get("password").is_empty() {
+    // A name longer than any username can be is answered like a wrong password and
+    // never reaches the store (SPEC §6): invented names cannot fill it. No user can
+    // have such a name, so answering it unchecked reveals nothing.
+    if username.is_empty() || username.len() > MAX_USERNAME_LEN || form.get("password").is_empty() {
         app.metrics.login(LoginResult::Failure);
         return Ok(form_page(
             ctx,
@@ -88,24 +91,37 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
             None,
         ));
     }
-    let now = now_ms();
-    let lock = app
+    let key = lockout_key(&username);
+    // The attempt is counted before the password is checked, in one atomic store call
+    // (SPEC §6): at most `max_failures` wrong passwords are ever checked before the
+    // lock holds, and an attempt that cannot be counted is refused (503) unchecked.
+    let reservation = app
         .store
-        .lock_get(&key, Step::Password)
+        .lock_reserve(&key, Step::Password, now_ms(), &app.lock_policy)
         .await
         .map_err(Ctx::store_err)?;
-    if let LockState::Locked { retry_after_ms } = lock.state(now) {
-        app.audit.event(
-            "login.failure",
-            &username,
-            Some(ctx.ip),
-            json!({ "reason": "locked" }),
-        );
-        app.metrics.login(LoginResult::Locked);
-        return Err(GatewayError::Locked {
-            retry_after_secs: retry_after_ms.div_ceil(1000),
-        });
-    }
+    let (record, imposed_lock) = match reservation {
+        Reservation::Granted {
+            record,
+            imposed_lock,
+        } => (record, imposed_lock),
+        Reservation::Refused(state) => {
+            app.audit.event(
+                "login.failure",
+                &username,
+                Some(ctx.ip),
+                json!({ "reason": "locked" }),
+            );
+            app.metrics.login(LoginResult::Locked);
+            let retry_after_ms = match state {
+                LockState::Locked { retry_after_ms } => retry_after_ms,
+                LockState::Open | LockState::Blocked => 1000,
+            };
+            return Err(GatewayError::Locked {
+                retry_after_secs: retry_after_ms.div_ceil(1000),
+            });
+        }
+    };
     let delay = app.velocity.delay(ctx.ip);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -127,27 +143,23 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
                 Some(_) => "wrong_password",
             };
             app.velocity.failed(ctx.ip);
-            let (rec, newly_locked) = app
-                .store
-                .lock_fail(&key, Step::Password, now_ms(), &app.lock_policy)
-                .await
-                .map_err(Ctx::store_err)?;
+            // Already counted by the reservation.
             app.audit.event(
                 "login.failure",
                 &username,
                 Some(ctx.ip),
-                json!({ "reason": reason, "failures": rec.failures }),
+                json!({ "reason": reason, "failures": record.failures }),
             );
             app.metrics.login(LoginResult::Failure);
-            if newly_locked {
+            if imposed_lock {
                 app.metrics.lockout(LockStep::Password);
                 app.audit.event(
                     "login.locked",
                     &username,
                     Some(ctx.ip),
-                    json!({ "failures": rec.failures, "locks": rec.locks }),
+                    json!({ "failures": record.failures, "locks": record.locks }),
                 );
-                if let LockState::Locked { retry_after_ms } = rec.state(now_ms()) {
+                if let LockState::Locked { retry_after_ms } = record.state(now_ms()) {
                     return Err(GatewayError::Locked {
                         retry_after_secs: retry_after_ms.div_ceil(1000),
                     });
@@ -163,6 +175,8 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
             ));
         }
     };
+    // A right password clears the counter, lifting a lock this very attempt imposed
+    // in advance: no lock event for it.
     app.store
         .lock_reset(&key, Step::Password)
         .await

@@ -1,12 +1,13 @@
-//! Checking a second factor, shared by setup, challenge and the account page: lockout
-//! state of the code step, TOTP with replay refusal, backup codes, failure counting.
+//! Checking a second factor, shared by setup, challenge and the account page: an
+//! attempt at the code step is reserved (counted) before the code is checked, then
+//! TOTP with replay refusal or a backup code, then the outcome is recorded.
 
 use serde_json::json;
 
 use super::Ctx;
 use crate::app::now_ms;
 use crate::core::auth_flow::SecondFactor;
-use crate::core::lockout::{LockState, Step};
+use crate::core::lockout::{LockRecord, LockState, Reservation, Step};
 use crate::core::store::SecretKind;
 use crate::core::user::{User, lockout_key};
 use crate::core::{backup_codes, totp};
@@ -20,6 +21,7 @@ pub enum Verdict {
     Wrong,
 }
 
+/// The 429 for a locked or blocked step (`None` when it is open).
 fn locked(ctx: &Ctx<'_>, state: LockState) -> Option<GatewayError> {
     match state {
         LockState::Open => None,
@@ -32,17 +34,76 @@ fn locked(ctx: &Ctx<'_>, state: LockState) -> Option<GatewayError> {
     }
 }
 
-/// 429 when the code step of `user` is locked or blocked.
-pub async fn ensure_open(ctx: &Ctx<'_>, user: &User) -> Result<(), GatewayError> {
-    let rec = ctx
+/// One attempt at the code step, reserved before the code is looked at: it already
+/// counts as a failure, so however many arrive at once, at most `max_failures` wrong
+/// codes are checked before the lock holds (SPEC §6).
+#[must_use = "a reserved attempt ends as right or wrong"]
+pub struct Attempt {
+    record: LockRecord,
+    imposed_lock: bool,
+}
+
+/// Reserves one attempt at the code step of `user`: 429 while the step is locked or
+/// blocked, 503 when the attempt cannot be counted — both before any code is checked.
+pub async fn reserve(ctx: &Ctx<'_>, user: &User) -> Result<Attempt, GatewayError> {
+    let reservation = ctx
         .app
         .store
-        .lock_get(&lockout_key(&user.username), Step::Code)
+        .lock_reserve(
+            &lockout_key(&user.username),
+            Step::Code,
+            now_ms(),
+            &ctx.app.lock_policy,
+        )
         .await
         .map_err(Ctx::store_err)?;
-    match locked(ctx, rec.state(now_ms())) {
-        Some(e) => Err(e),
-        None => Ok(()),
+    match reservation {
+        Reservation::Granted {
+            record,
+            imposed_lock,
+        } => Ok(Attempt {
+            record,
+            imposed_lock,
+        }),
+        Reservation::Refused(state) => Err(locked(ctx, state).unwrap_or(GatewayError::Locked {
+            retry_after_secs: 1,
+        })),
+    }
+}
+
+impl Attempt {
+    /// The code was wrong: it is already counted. Audits it, and the lock this attempt
+    /// imposed; returns the 429 to answer then.
+    pub fn wrong(self, ctx: &Ctx<'_>, user: &User, context: &str) -> Option<GatewayError> {
+        let app = ctx.app;
+        let rec = self.record;
+        app.audit.event(
+            "mfa.challenge.failure",
+            &user.username,
+            Some(ctx.ip),
+            json!({ "context": context, "failures": rec.failures }),
+        );
+        if !self.imposed_lock {
+            return None;
+        }
+        app.metrics.lockout(LockStep::Code);
+        app.audit.event(
+            "mfa.locked",
+            &user.username,
+            Some(ctx.ip),
+            json!({ "failures": rec.failures, "until_unlocked": rec.blocked }),
+        );
+        locked(ctx, rec.state(now_ms()))
+    }
+
+    /// The code was right: clears the counter, which also lifts a lock this attempt
+    /// imposed in advance (no lock event is written for it).
+    pub async fn right(self, ctx: &Ctx<'_>, user: &User) -> Result<(), GatewayError> {
+        ctx.app
+            .store
+            .lock_reset(&lockout_key(&user.username), Step::Code)
+            .await
+            .map_err(Ctx::store_err)
     }
 }
 
@@ -118,52 +179,6 @@ async fn verify(
         return Ok(Verdict::Wrong);
     }
     Ok(Verdict::Accepted(SecondFactor::Totp, None))
-}
-
-/// Counts a wrong code. Returns the 429 to answer when this failure imposed a lock.
-pub async fn failed(
-    ctx: &Ctx<'_>,
-    user: &User,
-    context: &str,
-) -> Result<Option<GatewayError>, GatewayError> {
-    let app = ctx.app;
-    let (rec, newly_locked) = app
-        .store
-        .lock_fail(
-            &lockout_key(&user.username),
-            Step::Code,
-            now_ms(),
-            &app.lock_policy,
-        )
-        .await
-        .map_err(Ctx::store_err)?;
-    app.audit.event(
-        "mfa.challenge.failure",
-        &user.username,
-        Some(ctx.ip),
-        json!({ "context": context, "failures": rec.failures }),
-    );
-    if newly_locked {
-        app.metrics.lockout(LockStep::Code);
-        let permanent = rec.blocked;
-        app.audit.event(
-            "mfa.locked",
-            &user.username,
-            Some(ctx.ip),
-            json!({ "failures": rec.failures, "until_unlocked": permanent }),
-        );
-        return Ok(locked(ctx, rec.state(now_ms())));
-    }
-    Ok(None)
-}
-
-/// Clears the code step's failure counter after a right code.
-pub async fn succeeded(ctx: &Ctx<'_>, user: &User) -> Result<(), GatewayError> {
-    ctx.app
-        .store
-        .lock_reset(&lockout_key(&user.username), Step::Code)
-        .await
-        .map_err(Ctx::store_err)
 }
 
 /// Decrypts a stored TOTP secret.

@@ -142,11 +142,11 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
         Err(resp) => return Ok(resp),
     };
     let user = cur.user.clone();
-    second_factor::ensure_open(ctx, &user).await?;
     let secret = pending_secret(ctx, &user).await?;
+    let attempt = second_factor::reserve(ctx, &user).await?;
     match second_factor::check(ctx, &user, form.get("code"), &secret, false).await? {
         Verdict::Wrong => {
-            if let Some(locked) = second_factor::failed(ctx, &user, "setup").await? {
+            if let Some(locked) = attempt.wrong(ctx, &user, "setup") {
                 return Err(locked);
             }
             page(
@@ -159,7 +159,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
             )
         }
         Verdict::Accepted(..) => {
-            second_factor::succeeded(ctx, &user).await?;
+            attempt.right(ctx, &user).await?;
             let (codes, hashes) = second_factor::new_backup_codes(ctx, &user);
             let now = now_ms();
             let rec = MfaRecord {
@@ -193,11 +193,15 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
             let stage = Stage::Complete {
                 factor: Some(SecondFactor::Totp),
             };
-            let cookie = app
+            let Some(cookie) = app
                 .sessions
-                .issue(&user, stage, Some(&cur.id), None, now)
+                .rotate(&cur, stage, None, now)
                 .await
-                .map_err(Ctx::store_err)?;
+                .map_err(Ctx::store_err)?
+            else {
+                // Revoked or signed out while the code was checked.
+                return Ok(to_login(ctx, &rd));
+            };
             app.metrics.enrollment_completed();
             app.audit.event(
                 "mfa.enroll.completed",

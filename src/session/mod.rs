@@ -122,8 +122,9 @@ impl Sessions {
         Ok(Some(Current { id, record, user }))
     }
 
-    /// Starts a session at `stage` under a new id (ending `previous`, if any): the id
-    /// changes at every privilege change. Returns the `Set-Cookie` value.
+    /// Starts a session at `stage` under a new id (ending `previous`, whatever cookie
+    /// the browser brought, if any): the sign-in's first step. Later privilege changes
+    /// use [`Sessions::rotate`]. Returns the `Set-Cookie` value.
     pub async fn issue(
         &self,
         user: &User,
@@ -147,6 +148,32 @@ impl Sessions {
             .session_put(&fingerprint(&token), &rec, self.idle_ms)
             .await?;
         Ok(cookies::set(&self.cookie, &token, self.tls, None))
+    }
+
+    /// Moves the session `cur` to a new id at `stage` (a privilege change: second
+    /// factor done, 2FA turned on or off), keeping its start time when `created_ms` says
+    /// so. `None` when the session ended meanwhile — a revoke or logout that got there
+    /// first wins, and nothing is stored. Otherwise the `Set-Cookie` value.
+    pub async fn rotate(
+        &self,
+        cur: &Current,
+        stage: Stage,
+        created_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let token = new_token();
+        let rec = SessionRecord {
+            user: cur.user.username.clone(),
+            stage,
+            created_ms: created_ms.unwrap_or(now_ms),
+            last_seen_ms: now_ms,
+            credential: cur.user.credential_fingerprint(),
+        };
+        let rotated = self
+            .store
+            .session_rotate(&cur.id, &fingerprint(&token), &rec, self.idle_ms)
+            .await?;
+        Ok(rotated.then(|| cookies::set(&self.cookie, &token, self.tls, None)))
     }
 
     /// Ends a session on the server.

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::core::auth_flow::Stage;
-use crate::core::lockout::{LockPolicy, LockRecord, Step};
+use crate::core::lockout::{LockPolicy, LockRecord, Reservation, Step};
 use crate::core::store::*;
 
 use super::change_marker::ChangeMarker;
@@ -33,13 +33,14 @@ CREATE TABLE IF NOT EXISTS backup_codes(user TEXT NOT NULL, hash BLOB NOT NULL, 
 CREATE TABLE IF NOT EXISTS devices(token BLOB PRIMARY KEY, user TEXT NOT NULL, data TEXT NOT NULL, expires_ms INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS devices_user ON devices(user);
 CREATE TABLE IF NOT EXISTS lockouts(key TEXT NOT NULL, step TEXT NOT NULL, data TEXT NOT NULL, updated_ms INTEGER NOT NULL,
-  PRIMARY KEY(key, step)) WITHOUT ROWID;
+  expires_ms INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(key, step)) WITHOUT ROWID;
 ";
 
 /// Pending secrets older than this are dropped by the purge.
 const PENDING_MAX_AGE_MS: u64 = 7 * 24 * 3600 * 1000;
-/// Password-step lockout records untouched for this long are dropped.
-const LOCK_MAX_AGE_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Password-step lockout records written before they carried their own expiry were
+/// kept this long after their last change; the migration gives them that expiry.
+const LEGACY_LOCK_MAX_AGE_MS: u64 = 7 * 24 * 3600 * 1000;
 
 struct Inner {
     path: PathBuf,
@@ -67,6 +68,26 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Brings a database made by an earlier version up to [`SCHEMA`]: lockout records
+/// gained an expiry (`expires_ms`, 0 = never). One immediate transaction, so a
+/// gateway and an admin command opening the same file at once migrate it once.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let has_expiry = tx
+        .prepare("SELECT 1 FROM pragma_table_info('lockouts') WHERE name='expires_ms'")?
+        .exists([])?;
+    if !has_expiry {
+        tx.execute_batch(&format!(
+            "ALTER TABLE lockouts ADD COLUMN expires_ms INTEGER NOT NULL DEFAULT 0;
+             UPDATE lockouts SET expires_ms = updated_ms + {LEGACY_LOCK_MAX_AGE_MS} WHERE step='password';"
+        ))?;
+    }
+    tx.execute_batch(
+        "CREATE INDEX IF NOT EXISTS lockouts_expiry ON lockouts(expires_ms) WHERE step='password';",
+    )?;
+    tx.commit()
+}
+
 impl EmbeddedStore {
     /// Opens (creating if needed) the database in directory `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
@@ -78,8 +99,9 @@ impl EmbeddedStore {
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
         let path = dir.join("vestibule.sqlite3");
-        let conn = open(&path).map_err(unavailable)?;
+        let mut conn = open(&path).map_err(unavailable)?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        migrate(&mut conn).map_err(unavailable)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -154,6 +176,28 @@ fn corrupt(e: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(e.to_string())))
 }
 
+/// Writes one session row (insert or replace).
+fn insert_session(
+    c: &Connection,
+    id: &Fingerprint,
+    rec: &SessionRecord,
+    ttl_ms: u64,
+) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO sessions(id,user,stage,created_ms,last_seen_ms,credential,expires_ms) VALUES(?1,?2,?3,?4,?5,?6,?7)",
+    )?
+    .execute(params![
+        &id[..],
+        rec.user,
+        stage_json(&rec.stage),
+        rec.created_ms as i64,
+        rec.last_seen_ms as i64,
+        &rec.credential[..],
+        rec.last_seen_ms.saturating_add(ttl_ms) as i64
+    ])
+    .map(|_| ())
+}
+
 fn lock_from(data: Option<String>) -> rusqlite::Result<LockRecord> {
     match data {
         None => Ok(LockRecord::default()),
@@ -187,22 +231,37 @@ impl Store for EmbeddedStore {
     ) -> StoreResult<()> {
         self.inner.sessions.remove(id);
         let (id, rec) = (*id, rec.clone());
-        self.write(move |c| {
-            c.prepare_cached(
-                "INSERT OR REPLACE INTO sessions(id,user,stage,created_ms,last_seen_ms,credential,expires_ms) VALUES(?1,?2,?3,?4,?5,?6,?7)",
-            )?
-            .execute(params![
-                &id[..],
-                rec.user,
-                stage_json(&rec.stage),
-                rec.created_ms as i64,
-                rec.last_seen_ms as i64,
-                &rec.credential[..],
-                rec.last_seen_ms.saturating_add(ttl_ms) as i64
-            ])
-            .map(|_| ())
-        })
-        .await
+        self.write(move |c| insert_session(c, &id, &rec, ttl_ms))
+            .await
+    }
+
+    async fn session_rotate(
+        &self,
+        old: &Fingerprint,
+        new: &Fingerprint,
+        rec: &SessionRecord,
+        ttl_ms: u64,
+    ) -> StoreResult<bool> {
+        self.inner.sessions.remove(old);
+        self.inner.sessions.remove(new);
+        let (old, new, rec) = (*old, *new, rec.clone());
+        let rotated = self
+            .write(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                // The old session must still be there: a revoke or logout that
+                // committed first wins, and nothing new is stored.
+                if tx.execute("DELETE FROM sessions WHERE id=?1", [&old[..]])? == 0 {
+                    return Ok(false);
+                }
+                insert_session(&tx, &new, &rec, ttl_ms)?;
+                tx.commit()?;
+                Ok(true)
+            })
+            .await?;
+        if rotated {
+            self.announce_ended()?;
+        }
+        Ok(rotated)
     }
 
     async fn session_get(&self, id: &Fingerprint) -> StoreResult<Option<SessionRecord>> {
@@ -509,41 +568,43 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn lock_get(&self, key: &str, step: Step) -> StoreResult<LockRecord> {
-        self.read(|c| {
-            let data: Option<String> = c
-                .prepare_cached("SELECT data FROM lockouts WHERE key=?1 AND step=?2")?
-                .query_row(params![key, step.as_str()], |r| r.get(0))
-                .optional()?;
-            lock_from(data)
-        })
-    }
-
-    async fn lock_fail(
+    async fn lock_reserve(
         &self,
         key: &str,
         step: Step,
         now_ms: u64,
         policy: &LockPolicy,
-    ) -> StoreResult<(LockRecord, bool)> {
+    ) -> StoreResult<Reservation> {
         let (key, policy) = (key.to_string(), *policy);
         self.write(move |c| {
+            // Read, decide and count in one immediate transaction: no other writer, in
+            // this process or another, can slip in between.
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let data: Option<String> = tx
+            let row: Option<(String, i64)> = tx
                 .query_row(
-                    "SELECT data FROM lockouts WHERE key=?1 AND step=?2",
+                    "SELECT data, expires_ms FROM lockouts WHERE key=?1 AND step=?2",
                     params![key, step.as_str()],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            let (next, locked) = lock_from(data)?.after_failure(step, now_ms, &policy);
-            let json = serde_json::to_string(&next).map_err(corrupt)?;
-            tx.execute(
-                "INSERT OR REPLACE INTO lockouts(key,step,data,updated_ms) VALUES(?1,?2,?3,?4)",
-                params![key, step.as_str(), json, now_ms as i64],
-            )?;
-            tx.commit()?;
-            Ok((next, locked))
+            // An expired record counts as absent, whether or not the purge ran yet.
+            let current = match row {
+                Some((data, exp)) if exp <= 0 || exp as u64 > now_ms => lock_from(Some(data))?,
+                _ => LockRecord::default(),
+            };
+            let (next, answer) = current.reserve(step, now_ms, &policy);
+            if let Some(next) = next {
+                let json = serde_json::to_string(&next).map_err(corrupt)?;
+                let expires = policy
+                    .record_ttl_ms(step, &next, now_ms)
+                    .map_or(0, |ttl| now_ms.saturating_add(ttl));
+                tx.execute(
+                    "INSERT OR REPLACE INTO lockouts(key,step,data,updated_ms,expires_ms) VALUES(?1,?2,?3,?4,?5)",
+                    params![key, step.as_str(), json, now_ms as i64, expires as i64],
+                )?;
+                tx.commit()?;
+            }
+            Ok(answer)
         })
         .await
     }
@@ -624,11 +685,12 @@ impl Store for EmbeddedStore {
                 "DELETE FROM pending WHERE created_ms < ?1",
                 [now - PENDING_MAX_AGE_MS as i64],
             )?;
-            // Only password-step counters age out: the code counter is never reset by
-            // time (SPEC §6), and it exists only for real users, so it stays bounded.
+            // Only password-step counters age out (`LockPolicy::record_ttl_ms`): the code
+            // counter is never reset by time (SPEC §6), and it exists only for real
+            // users, so it stays bounded.
             c.execute(
-                "DELETE FROM lockouts WHERE updated_ms < ?1 AND step='password'",
-                [now - LOCK_MAX_AGE_MS as i64],
+                "DELETE FROM lockouts WHERE step='password' AND expires_ms <= ?1",
+                [now],
             )?;
             Ok(())
         })

@@ -11,7 +11,7 @@ use crate::flows::*;
 use crate::harness::*;
 
 /// A `redis-server` on a free loopback port, killed on drop.
-struct Redis {
+pub(crate) struct Redis {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
@@ -19,7 +19,7 @@ struct Redis {
 }
 
 impl Redis {
-    fn start() -> Redis {
+    pub(crate) fn start() -> Redis {
         Self::start_with(free_port(), tempfile::tempdir().unwrap(), vec![])
     }
 
@@ -57,11 +57,11 @@ impl Redis {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -76,7 +76,7 @@ impl Redis {
         // `fresh` now holds the old, already dead child; dropping it is harmless.
     }
 
-    fn cli(&self, args: &[&str]) -> String {
+    pub(crate) fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .arg("-p")
             .arg(self.port.to_string())
@@ -93,7 +93,7 @@ impl Drop for Redis {
     }
 }
 
-fn users() -> Vec<TestUser> {
+pub(crate) fn users() -> Vec<TestUser> {
     vec![
         TestUser::new("patient", &["patient"]),
         TestUser::new("doctor", &["doctor"]),
@@ -101,7 +101,7 @@ fn users() -> Vec<TestUser> {
 }
 
 /// Two gateways on the same Redis, sharing the users file content and the key.
-async fn pair(upstream: &Upstream, redis_url: &str, extra: &str) -> (Gateway, Gateway) {
+pub(crate) async fn pair(upstream: &Upstream, redis_url: &str, extra: &str) -> (Gateway, Gateway) {
     let key = gen_key_b64();
     let users = users_toml(&users());
     let mk = |key: &str| {
@@ -118,12 +118,12 @@ async fn pair(upstream: &Upstream, redis_url: &str, extra: &str) -> (Gateway, Ga
     (mk(&key).start().await, mk(&key).start().await)
 }
 
-fn user(name: &str) -> TestUser {
+pub(crate) fn user(name: &str) -> TestUser {
     users().into_iter().find(|u| u.name == name).unwrap()
 }
 
 /// Enrolls the doctor on `b` (password step then setup); returns the phone.
-async fn enroll(b: &Browser) -> Authenticator {
+pub(crate) async fn enroll(b: &Browser) -> Authenticator {
     let next = b.login_ok(&user("doctor"), "/").await;
     assert!(
         next.contains("/setup"),

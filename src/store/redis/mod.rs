@@ -4,9 +4,10 @@
 //!   Cluster. Per-user keys share a hash tag (`{u:NAME}`), so the scripts that touch
 //!   several of them stay on one cluster slot.
 //! - Every check-and-set that must not be won twice — a TOTP step, a backup code, a
-//!   remember-device token, a lockout counter, enabling 2FA — is one command or one Lua
-//!   script, atomic across instances. Lockout arithmetic stays in `core::lockout`: it is
-//!   applied with an optimistic compare-and-set loop.
+//!   remember-device token, a lockout reservation, enabling 2FA, listing a session
+//!   for its user — is one command or one Lua script, atomic across instances
+//!   (`lockout.rs`, `sessions.rs`). The lockout script applies `core::lockout`'s
+//!   reservation with the durations table that module computes.
 //! - Every call is bounded by `storage.timeout`; errors surface as
 //!   [`StoreError::Unavailable`] so callers fail closed, and the connection manager
 //!   reconnects by itself when Redis returns.
@@ -21,11 +22,13 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::config::{RedisMode, StorageConfig};
-use crate::core::lockout::{LockPolicy, LockRecord, Step};
+use crate::core::lockout::{LockPolicy, Reservation, Step};
 use crate::core::store::*;
 
 mod conn;
+mod lockout;
 mod scripts;
+mod sessions;
 
 use conn::{Conn, PerThreadConnection, SentinelConn};
 use scripts::Scripts;
@@ -39,6 +42,8 @@ pub struct RedisStore {
     prefix: String,
     timeout: Duration,
     scripts: Scripts,
+    /// How long a session stays listed past its expiry ([`scripts::INDEX_GRACE_MS`]).
+    index_grace_ms: u64,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -49,8 +54,6 @@ fn hex(b: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(b)
 }
 
-/// Password-step lockout counters outlive the longest lock, then age out.
-const LOCK_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
 const PENDING_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
 
 impl RedisStore {
@@ -122,7 +125,14 @@ impl RedisStore {
             prefix: cfg.key_prefix.clone(),
             timeout: cfg.timeout,
             scripts: Scripts::new(),
+            index_grace_ms: scripts::INDEX_GRACE_MS,
         })
+    }
+
+    /// Tests watch expired sessions leave the index without waiting out the grace.
+    #[cfg(test)]
+    pub(crate) fn set_index_grace_ms(&mut self, ms: u64) {
+        self.index_grace_ms = ms;
     }
 
     /// Bounds one store call in time and maps its error.
@@ -156,10 +166,6 @@ impl RedisStore {
     fn secret_users(&self) -> String {
         format!("{}secret-users", self.prefix)
     }
-    fn lock_key(&self, key: &str, step: Step) -> String {
-        format!("{}l:{}:{}", self.prefix, hex(key.as_bytes()), step.as_str())
-    }
-
     /// Stores `json` under `key` for `ttl_ms` and lists `member` in the per-user `index`
     /// set, so every record of a user can be found again (revoke, forget devices).
     async fn put_indexed(
@@ -215,18 +221,6 @@ impl RedisStore {
             .await?;
         Ok((members, existed))
     }
-
-    async fn lock_record(&self, k: &str) -> StoreResult<(String, LockRecord)> {
-        let raw: Option<String> = self
-            .call(redis::cmd("GET").arg(k).query_async(&mut self.conn()))
-            .await?;
-        let raw = raw.unwrap_or_default();
-        if raw.is_empty() {
-            return Ok((raw, LockRecord::default()));
-        }
-        let rec = serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok((raw, rec))
-    }
 }
 
 #[async_trait]
@@ -244,26 +238,17 @@ impl Store for RedisStore {
         rec: &SessionRecord,
         ttl_ms: u64,
     ) -> StoreResult<()> {
-        let json = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let member = hex(id);
-        self.put_indexed(
-            &self.session_key(id),
-            json,
-            ttl_ms,
-            &self.user_key(&rec.user, "sessions"),
-            &member,
-        )
-        .await?;
-        let _: () = self
-            .call(
-                redis::cmd("ZADD")
-                    .arg(self.sessions_index())
-                    .arg(rec.last_seen_ms + ttl_ms)
-                    .arg(member)
-                    .query_async(&mut self.conn()),
-            )
-            .await?;
-        Ok(())
+        self.put_session(id, rec, ttl_ms, None).await.map(|_| ())
+    }
+
+    async fn session_rotate(
+        &self,
+        old: &Fingerprint,
+        new: &Fingerprint,
+        rec: &SessionRecord,
+        ttl_ms: u64,
+    ) -> StoreResult<bool> {
+        self.put_session(new, rec, ttl_ms, Some(old)).await
     }
 
     async fn session_get(&self, id: &Fingerprint) -> StoreResult<Option<SessionRecord>> {
@@ -303,73 +288,15 @@ impl Store for RedisStore {
         last_seen_ms: u64,
         ttl_ms: u64,
     ) -> StoreResult<()> {
-        let Some(mut rec) = self.session_get(id).await? else {
-            return Ok(());
-        };
-        rec.last_seen_ms = last_seen_ms;
-        let json = serde_json::to_string(&rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut c = self.conn();
-        // XX: never resurrect a session deleted in the meantime (logout, revoke).
-        let _: Option<String> = self
-            .call(
-                redis::cmd("SET")
-                    .arg(self.session_key(id))
-                    .arg(json)
-                    .arg("PX")
-                    .arg(ttl_ms.max(1))
-                    .arg("XX")
-                    .query_async(&mut c),
-            )
-            .await?;
-        let _: () = self
-            .call(
-                redis::cmd("ZADD")
-                    .arg(self.sessions_index())
-                    .arg("XX")
-                    .arg(last_seen_ms + ttl_ms)
-                    .arg(hex(id))
-                    .query_async(&mut c),
-            )
-            .await?;
-        Ok(())
+        self.touch_session(id, last_seen_ms, ttl_ms).await
     }
 
     async fn session_delete(&self, id: &Fingerprint) -> StoreResult<()> {
-        let mut c = self.conn();
-        let _: () = self
-            .call(
-                redis::cmd("DEL")
-                    .arg(self.session_key(id))
-                    .query_async(&mut c),
-            )
-            .await?;
-        let _: () = self
-            .call(
-                redis::cmd("ZREM")
-                    .arg(self.sessions_index())
-                    .arg(hex(id))
-                    .query_async(&mut c),
-            )
-            .await?;
-        Ok(())
+        self.delete_session(id, None).await
     }
 
     async fn sessions_delete_user(&self, user: &str) -> StoreResult<u64> {
-        let (ids, ended) = self
-            .delete_indexed(&self.user_key(user, "sessions"), "s")
-            .await?;
-        let mut c = self.conn();
-        for id in &ids {
-            let _: () = self
-                .call(
-                    redis::cmd("ZREM")
-                        .arg(self.sessions_index())
-                        .arg(id)
-                        .query_async(&mut c),
-                )
-                .await?;
-        }
-        Ok(ended)
+        self.delete_user_sessions(user).await
     }
 
     async fn sessions_count(&self) -> StoreResult<u64> {
@@ -630,40 +557,14 @@ impl Store for RedisStore {
             .1)
     }
 
-    async fn lock_get(&self, key: &str, step: Step) -> StoreResult<LockRecord> {
-        Ok(self.lock_record(&self.lock_key(key, step)).await?.1)
-    }
-
-    async fn lock_fail(
+    async fn lock_reserve(
         &self,
         key: &str,
         step: Step,
         now_ms: u64,
         policy: &LockPolicy,
-    ) -> StoreResult<(LockRecord, bool)> {
-        let k = self.lock_key(key, step);
-        // Optimistic compare-and-set: concurrent failures on several instances each
-        // count once, and the arithmetic stays in core::lockout.
-        for _ in 0..32 {
-            let (raw, rec) = self.lock_record(&k).await?;
-            let (next, locked) = rec.after_failure(step, now_ms, policy);
-            let json =
-                serde_json::to_string(&next).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            // Password counters age out (unknown usernames must not pile up); the code
-            // counter is never reset by time (SPEC §6) and exists only for real users.
-            let ttl = if step == Step::Password {
-                LOCK_TTL_MS
-            } else {
-                0
-            };
-            let mut inv = self.scripts.compare_and_set.prepare_invoke();
-            inv.key(&k).arg(raw).arg(json).arg(ttl);
-            let ok: i64 = self.call(inv.invoke_async(&mut self.conn())).await?;
-            if ok == 1 {
-                return Ok((next, locked));
-            }
-        }
-        Err(unavailable("lockout counter too contended"))
+    ) -> StoreResult<Reservation> {
+        self.reserve(key, step, now_ms, policy).await
     }
 
     async fn lock_reset(&self, key: &str, step: Step) -> StoreResult<()> {

@@ -9,9 +9,17 @@ pub(super) struct Scripts {
     pub(super) backup_consume: Script,
     pub(super) backup_replace: Script,
     pub(super) device_take: Script,
-    pub(super) compare_and_set: Script,
     pub(super) secret_swap: Script,
+    pub(super) lock_reserve: Script,
+    pub(super) session_index_add: Script,
+    pub(super) session_index_take: Script,
 }
+
+/// Milliseconds a session stays listed in its user's index after its key's expiry as
+/// this node's clock sees it: covers clock drift between cluster nodes, since the key
+/// and the index may live on different ones. Listing a dead session costs nothing;
+/// dropping a live one would hide it from a revoke.
+pub(super) const INDEX_GRACE_MS: u64 = 60_000;
 
 impl Scripts {
     pub(super) fn new() -> Self {
@@ -47,18 +55,78 @@ impl Scripts {
                  if cjson.decode(v)['user'] ~= ARGV[1] then return false end
                  redis.call('DEL', KEYS[1]) return v",
             ),
-            // KEYS k; ARGV expected ('' = absent), new, ttl_ms (0: no expiry).
-            compare_and_set: Script::new(
-                "local cur = redis.call('GET', KEYS[1]) or ''
-                 if cur ~= ARGV[1] then return 0 end
-                 if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-                 else redis.call('SET', KEYS[1], ARGV[2]) end
-                 return 1",
-            ),
             // KEYS hash; ARGV old, new.
             secret_swap: Script::new(
                 "if redis.call('HGET', KEYS[1], 'secret') ~= ARGV[1] then return 0 end
                  redis.call('HSET', KEYS[1], 'secret', ARGV[2]) return 1",
+            ),
+            // KEYS lock record; ARGV step, now_ms, max_failures, code_max_failures,
+            // time to live past the lock's end (0: the record never expires), then the
+            // lock durations table.
+            // `core::lockout::LockRecord::reserve`, applied atomically (the conformance
+            // suite checks the two agree): refuse while locked or blocked, else count
+            // the attempt in advance. Returns {granted, failures, locks,
+            // locked_until_ms, blocked, imposed}.
+            lock_reserve: Script::new(
+                "local raw = redis.call('GET', KEYS[1])
+                 local f, l, u, b = 0, 0, 0, false
+                 if raw then
+                   local r = cjson.decode(raw)
+                   f = tonumber(r['failures']) or 0
+                   l = tonumber(r['locks']) or 0
+                   u = tonumber(r['locked_until_ms']) or 0
+                   b = r['blocked'] == true
+                 end
+                 local now = tonumber(ARGV[2])
+                 if b then return {0, f, l, u, 1, 0} end
+                 if u > now then return {0, f, l, u, 0, 0} end
+                 f = math.min(f + 1, 4294967295)
+                 local imposed = 0
+                 local maxf = tonumber(ARGV[3])
+                 if ARGV[1] == 'code' and f >= tonumber(ARGV[4]) then
+                   b = true imposed = 1
+                 elseif maxf > 0 and f % maxf == 0 then
+                   l = math.min(l + 1, 4294967295)
+                   u = now + tonumber(ARGV[5 + math.min(l, #ARGV - 5)])
+                   imposed = 1
+                 end
+                 local v = string.format('{\"failures\":%d,\"locks\":%d,\"locked_until_ms\":%d,\"blocked\":%s}',
+                   f, l, u, b and 'true' or 'false')
+                 local floor = tonumber(ARGV[5])
+                 if floor > 0 then redis.call('SET', KEYS[1], v, 'PX', floor + math.max(u - now, 0))
+                 else redis.call('SET', KEYS[1], v) end
+                 return {1, f, l, u, b and 1 or 0, imposed}",
+            ),
+            // KEYS a user's session index (sorted set: id -> expiry on this node's
+            // clock), the set that indexed sessions before it; ARGV id, ttl_ms,
+            // grace_ms, required id ('' = none). Drops the expired members, then lists
+            // `id` — unless `required` (the session being rotated away) is no longer
+            // listed in either, i.e. a revoke or logout came first. The index itself
+            // expires with its last member.
+            session_index_add: Script::new(
+                "if redis.replicate_commands then redis.replicate_commands() end
+                 local t = redis.call('TIME')
+                 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+                 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+                 if ARGV[4] ~= '' and not redis.call('ZSCORE', KEYS[1], ARGV[4])
+                   and not (redis.call('TYPE', KEYS[2])['ok'] == 'set'
+                            and redis.call('SISMEMBER', KEYS[2], ARGV[4]) == 1) then return 0 end
+                 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]) + tonumber(ARGV[3]), ARGV[1])
+                 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+                 redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(top[2]) - now))
+                 return 1",
+            ),
+            // KEYS a user's session index, the set that indexed them before (read and
+            // dropped too). Takes every listed id and empties the index in one step:
+            // an add lands either before (its id is returned, its session deleted) or
+            // after (a sign-in made after the revoke).
+            session_index_take: Script::new(
+                "local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+                 if redis.call('TYPE', KEYS[2])['ok'] == 'set' then
+                   for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do ids[#ids + 1] = m end
+                 end
+                 redis.call('DEL', KEYS[1], KEYS[2])
+                 return ids",
             ),
         }
     }

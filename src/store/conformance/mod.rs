@@ -2,10 +2,13 @@
 //! check names the property of SPEC §6/§7 it protects. Clocks are passed in, never
 //! slept on.
 
+mod bounded;
+mod lockout;
+mod sessions;
+
 use std::sync::Arc;
 
 use crate::core::auth_flow::{SecondFactor, Stage};
-use crate::core::lockout::{LockPolicy, LockState, Step};
 use crate::core::store::*;
 
 fn session(user: &str, now: u64) -> SessionRecord {
@@ -36,7 +39,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     time_steps_are_accepted_once_and_only_going_up(&*store).await;
     backup_codes_work_once_even_concurrently(store.clone()).await;
     devices_are_taken_once_and_only_by_their_user(&*store).await;
-    lockout_counts_and_unlocks(&*store).await;
+    lockout::run_all(store.clone()).await;
+    sessions::run_all(store.clone()).await;
     purge_drops_expired_records(&*store).await;
     secrets_can_be_listed_and_swapped_for_rotation(&*store).await;
 }
@@ -237,48 +241,6 @@ async fn devices_are_taken_once_and_only_by_their_user(s: &dyn Store) {
     s.device_put(&[79; 32], &device("hank", 0)).await.unwrap();
     assert_eq!(s.devices_forget("hank").await.unwrap(), 2);
     assert!(s.devices_list("hank").await.unwrap().is_empty());
-}
-
-async fn lockout_counts_and_unlocks(s: &dyn Store) {
-    let p = LockPolicy {
-        max_failures: 2,
-        duration_ms: 1000,
-        max_duration_ms: 4000,
-        code_max_failures: 3,
-    };
-    let (r, locked) = s.lock_fail("jo", Step::Password, 0, &p).await.unwrap();
-    assert!(!locked && r.failures == 1);
-    let (r, locked) = s.lock_fail("jo", Step::Password, 0, &p).await.unwrap();
-    assert!(locked);
-    assert_eq!(
-        r.state(500),
-        LockState::Locked {
-            retry_after_ms: 500
-        }
-    );
-    assert_eq!(s.lock_get("jo", Step::Password).await.unwrap(), r);
-    assert_eq!(
-        s.lock_get("jo", Step::Code).await.unwrap().failures,
-        0,
-        "steps count separately"
-    );
-    for _ in 0..3 {
-        s.lock_fail("jo", Step::Code, 10_000, &p).await.unwrap();
-    }
-    assert_eq!(
-        s.lock_get("jo", Step::Code)
-            .await
-            .unwrap()
-            .state(u64::MAX / 2),
-        LockState::Blocked
-    );
-    s.lock_reset("jo", Step::Password).await.unwrap();
-    assert_eq!(s.lock_get("jo", Step::Password).await.unwrap().failures, 0);
-    s.unlock("jo").await.unwrap();
-    assert_eq!(
-        s.lock_get("jo", Step::Code).await.unwrap().state(0),
-        LockState::Open
-    );
 }
 
 async fn purge_drops_expired_records(s: &dyn Store) {
