@@ -136,7 +136,12 @@ impl App {
             trusted_proxies: cfg.server.trusted_proxies.clone(),
             own_cookies,
         };
-        let audit = Audit::open(cfg.log.audit_file.as_deref()).map_err(BuildError::Audit)?;
+        let audit = Audit::open(
+            cfg.log.audit_file.as_deref(),
+            keys.clone(),
+            crate::audit::instance_id(&cfg.server.listen.port().to_string()),
+        )
+        .map_err(BuildError::Audit)?;
         let lock_policy = LockPolicy {
             max_failures: cfg.lockout.max_failures,
             duration_ms: cfg.lockout.duration.as_millis() as u64,
