@@ -12,6 +12,7 @@
 mod harness;
 mod harness_selftest;
 
+mod audit_chain;
 mod bypasses;
 mod config_cli;
 mod flows;
