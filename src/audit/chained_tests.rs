@@ -166,22 +166,22 @@ fn two_writers_on_one_file_keep_one_chain() {
     admin.event("user.unlocked", "b", None, json!({ "by": "admin" }));
     let sum = s.verify(&["audit.log"]).unwrap();
     assert_eq!(sum.events, 5);
-    // And concurrently, from threads (each writer has its own open file, as two
-    // processes would).
-    let gw = Arc::new(gw);
-    let admin = Arc::new(admin);
+    // And concurrently: four writers, each with its own open file as separate
+    // processes would have, on their own threads.
+    drop((gw, admin));
+    let start = Arc::new(std::sync::Barrier::new(4));
     let handles: Vec<_> = (0..4)
         .map(|i| {
-            let w = if i % 2 == 0 {
-                gw.clone()
-            } else {
-                admin.clone()
-            };
-            std::thread::spawn(move || (0..50).for_each(|_| login(&w, "t")))
+            let w = s.audit("audit.log", &format!("w{i}"));
+            let start = start.clone();
+            std::thread::spawn(move || {
+                start.wait();
+                (0..500).for_each(|_| login(&w, "t"))
+            })
         })
         .collect();
     handles.into_iter().for_each(|h| h.join().unwrap());
-    assert_eq!(s.verify(&["audit.log"]).unwrap().events, 205);
+    assert_eq!(s.verify(&["audit.log"]).unwrap().events, 2005);
 }
 
 #[test]
