@@ -304,3 +304,51 @@ async fn audit_verify_refuses_bad_usage_and_a_missing_key_with_exit_2() {
     assert_eq!(out.code, Some(2), "{}", out.all());
     assert!(out.stderr.contains("encryption_key_file"), "{}", out.all());
 }
+
+/// The Python check printed in docs/operations.md "Verifying the audit log".
+fn documented_python_check() -> String {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/operations.md"
+    ))
+    .unwrap();
+    let section = &doc[doc.find("### Verifying the audit log").unwrap()..];
+    let start = section.find("```python\n").unwrap() + "```python\n".len();
+    section[start..start + section[start..].find("```").unwrap()].to_string()
+}
+
+/// Runs the documented Python check in `dir` (which holds `encryption.key` and
+/// `audit.log`).
+fn python_check(dir: &Path) -> Output {
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg("-c").arg(documented_python_check()).current_dir(dir);
+    run(cmd, None, Duration::from_secs(30))
+}
+
+#[tokio::test]
+async fn the_documented_rule_reimplemented_in_python_accepts_the_file_and_catches_an_edit() {
+    let up = Upstream::start().await;
+    let pat = TestUser::new("pat", &["patient"]);
+    let gw = chained_gateway(&up, std::slice::from_ref(&pat))
+        .start()
+        .await;
+    let b = Browser::new(&gw);
+    fail(&b, "alice").await;
+    b.login_ok(&pat, "/").await;
+    fail(&b, "bob").await;
+    let out = python_check(gw.p.dir.path());
+    assert_eq!(out.code, Some(0), "{}", out.all());
+
+    let other = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        gw.p.dir.path().join("encryption.key"),
+        other.path().join("encryption.key"),
+    )
+    .unwrap();
+    let mut lines = read_lines(&audit_path(&gw));
+    lines[1] = lines[1].replace("\"user\":\"pat\"", "\"user\":\"bob\"");
+    write_lines(&other.path().join("audit.log"), &lines);
+    let out = python_check(other.path());
+    assert_ne!(out.code, Some(0), "{}", out.all());
+    assert!(out.stderr.contains("line 2: changed"), "{}", out.all());
+}
