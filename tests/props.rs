@@ -749,13 +749,13 @@ fn apply(text: &[u8], e: &Edit) -> Vec<u8> {
         }
         Edit::Forge(at, user) => {
             let at = at.index(n + 1);
-            let prev = (at > 0)
-                .then(|| {
-                    chain::parse(&lines[at - 1])
-                        .map(|l| l.chain.to_vec())
-                        .unwrap_or_default()
-                })
-                .unwrap_or_default();
+            let prev = if at > 0 {
+                chain::parse(&lines[at - 1])
+                    .map(|l| l.chain.to_vec())
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
             let head = format!(
                 r#"{{"seq":{},"instance":"gw1:8443","event":"login.success","user":{}"#,
                 at + 1,

@@ -307,11 +307,8 @@ async fn audit_verify_refuses_bad_usage_and_a_missing_key_with_exit_2() {
 
 /// The Python check printed in docs/operations.md "Verifying the audit log".
 fn documented_python_check() -> String {
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/docs/operations.md"
-    ))
-    .unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
     let section = &doc[doc.find("### Verifying the audit log").unwrap()..];
     let start = section.find("```python\n").unwrap() + "```python\n".len();
     section[start..start + section[start..].find("```").unwrap()].to_string()
@@ -321,7 +318,9 @@ fn documented_python_check() -> String {
 /// `audit.log`).
 fn python_check(dir: &Path) -> Output {
     let mut cmd = std::process::Command::new("python3");
-    cmd.arg("-c").arg(documented_python_check()).current_dir(dir);
+    cmd.arg("-c")
+        .arg(documented_python_check())
+        .current_dir(dir);
     run(cmd, None, Duration::from_secs(30))
 }
 
