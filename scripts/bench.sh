@@ -23,7 +23,7 @@
 #   SERVER_CPUS=0 cores for the servers (proxy under test + upstream)
 #   CLIENT_CPUS=1 cores for the load generators (wrk, login storm, openssl s_time)
 #   HANDSHAKE_SECS=5  seconds per s_time run (0 skips the handshake test)
-#   BASE_PORT=18400   first of 8 consecutive loopback ports (the memory phase uses
+#   BASE_PORT=18400   first of 9 consecutive loopback ports (the memory phase uses
 #                     6 more from BASE_PORT+100)
 #   ACCESS_LOG=on one access-log line per request in both proxies (their shipped default);
 #                 off: nginx `access_log off`, Vestibule `[log] access_log = false`
@@ -32,7 +32,7 @@
 #   ONLY="..."    run only these cases (for quick comparisons while working), e.g.
 #                 ONLY="nginx-http bypass-http auth-http"; names: upstream nginx-http nginx-tls
 #                 bypass-http bypass-tls auth-http auth-tls auth-redis-http auth-redis-tls
-#                 auth-storm-tls handshakes
+#                 auth-storm-tls handshakes auth-assert-http
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -66,6 +66,7 @@ P_VST_TLS=$((BASE_PORT + 4))    # vestibule, TLS
 P_VST_REDIS=$((BASE_PORT + 5))  # vestibule, plain HTTP, Redis backend
 P_REDIS=$((BASE_PORT + 6))      # redis-server for it
 P_VST_REDIS_TLS=$((BASE_PORT + 7))  # vestibule, TLS, Redis backend
+P_VST_ASSERT=$((BASE_PORT + 8))     # vestibule, plain HTTP, signed identity assertion on
 
 BENCH_USER=bench.patient
 BENCH_PASS='bench-password-0123456789'
@@ -220,7 +221,7 @@ for n in upstream proxy; do
 done
 
 # ---------------------------------------------------------------- vestibule: HTTP and TLS
-vest_conf() { # name port tls? [backend]
+vest_conf() { # name port tls? [backend] [assert]
     cat <<EOF
 [server]
 listen = "127.0.0.1:$2"
@@ -252,18 +253,23 @@ EOF
     if [[ "$ACCESS_LOG" == off ]]; then
         echo "access_log = false"
     fi
+    if [[ "${5:-}" == assert ]]; then
+        printf '\n[headers]\nassertion = "Remote-Assertion"\nassertion_key_file = "%s"\n' "$WORK/assertion.pem"
+    fi
 }
+"$BIN" gen-signing-key >"$WORK/assertion.pem" || die "gen-signing-key failed"
 # The Redis backend's own server, on the servers' core like the upstream.
 "${ON_SERVER[@]}" redis-server --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
 SERVER_PIDS+=($!)
-for v in http tls redis redis-tls; do
+for v in http tls redis redis-tls assert; do
     mkdir -p "$WORK/vest-$v"
-    port=$P_VST_HTTP proto=http backend=embedded
+    port=$P_VST_HTTP proto=http backend=embedded extra=""
     [[ $v == tls ]] && port=$P_VST_TLS proto=tls
     [[ $v == redis ]] && port=$P_VST_REDIS backend=redis
     [[ $v == redis-tls ]] && port=$P_VST_REDIS_TLS proto=tls backend=redis
-    vest_conf "$v" "$port" "$proto" "$backend" >"$WORK/vest-$v/vestibule.toml"
+    [[ $v == assert ]] && port=$P_VST_ASSERT extra=assert
+    vest_conf "$v" "$port" "$proto" "$backend" "$extra" >"$WORK/vest-$v/vestibule.toml"
     "$BIN" --config "$WORK/vest-$v/vestibule.toml" check-config >"$WORK/vest-$v/check.log" 2>&1 \
         || { cat "$WORK/vest-$v/check.log" >&2; die "vestibule ($v) config rejected"; }
     "${ON_SERVER[@]}" "$BIN" --config "$WORK/vest-$v/vestibule.toml" serve >"$WORK/vest-$v/serve.log" 2>&1 &
@@ -286,6 +292,7 @@ wait_for "http://127.0.0.1:$P_VST_HTTP/_vestibule/health"
 wait_for "https://127.0.0.1:$P_VST_TLS/_vestibule/health"
 wait_for "http://127.0.0.1:$P_VST_REDIS/_vestibule/health"
 wait_for "https://127.0.0.1:$P_VST_REDIS_TLS/_vestibule/health"
+wait_for "http://127.0.0.1:$P_VST_ASSERT/_vestibule/health"
 
 # ---------------------------------------------------------------- log in once per instance
 login() { # scheme port cookie-name -> prints the session token
@@ -307,6 +314,9 @@ SESS_REDIS_TLS=$(login https "$P_VST_REDIS_TLS" __Host-vestibule_session)
 COOKIE_REDIS_TLS="Cookie: __Host-vestibule_session=$SESS_REDIS_TLS"
 [[ -n "$SESS_REDIS" && -n "$SESS_REDIS_TLS" ]] || die "no session cookie after login (Redis backend)"
 [[ -n "$SESS_HTTP" && -n "$SESS_TLS" ]] || die "no session cookie after login"
+SESS_ASSERT=$(login http "$P_VST_ASSERT" vestibule_session)
+[[ -n "$SESS_ASSERT" ]] || die "no session cookie after login (assertion instance)"
+COOKIE_ASSERT="Cookie: vestibule_session=$SESS_ASSERT"
 COOKIE_HTTP="Cookie: vestibule_session=$SESS_HTTP"
 COOKIE_TLS="Cookie: __Host-vestibule_session=$SESS_TLS"
 # The CSRF pair of the TLS jar, reused by the login storm (the token is an HMAC of the cookie).
@@ -326,6 +336,7 @@ check_ok "http://127.0.0.1:$P_VST_HTTP/app/x" "$COOKIE_HTTP"
 check_ok "https://127.0.0.1:$P_VST_TLS/app/x" "$COOKIE_TLS"
 check_ok "http://127.0.0.1:$P_VST_REDIS/app/x" "$COOKIE_REDIS"
 check_ok "https://127.0.0.1:$P_VST_REDIS_TLS/app/x" "$COOKIE_REDIS_TLS"
+check_ok "http://127.0.0.1:$P_VST_ASSERT/app/x" "$COOKIE_ASSERT"
 code=$(curl -sk --max-time 10 -o /dev/null -w '%{http_code}' "https://127.0.0.1:$P_VST_TLS/app/x")
 [[ "$code" == 401 ]] || die "authenticated path without a cookie answered $code, expected 401"
 log "all endpoints answer; session cookies work"
@@ -481,6 +492,7 @@ for rep in $(seq 1 "$REPS"); do
         run_wrk bypass-http "$c" "$rep" "http://127.0.0.1:$P_VST_HTTP/bench/x"
         run_wrk bypass-tls "$c" "$rep" "https://127.0.0.1:$P_VST_TLS/bench/x"
         run_wrk auth-http "$c" "$rep" "http://127.0.0.1:$P_VST_HTTP/app/x" "$COOKIE_HTTP"
+        run_wrk auth-assert-http "$c" "$rep" "http://127.0.0.1:$P_VST_ASSERT/app/x" "$COOKIE_ASSERT"
         run_wrk auth-tls "$c" "$rep" "https://127.0.0.1:$P_VST_TLS/app/x" "$COOKIE_TLS"
         run_wrk auth-redis-http "$c" "$rep" "http://127.0.0.1:$P_VST_REDIS/app/x" "$COOKIE_REDIS"
         run_wrk auth-redis-tls "$c" "$rep" "https://127.0.0.1:$P_VST_REDIS_TLS/app/x" "$COOKIE_REDIS_TLS"
@@ -554,6 +566,7 @@ CASES = [
     ("bypass-tls", "Vestibule, bypass path", "TLS", "nginx-tls"),
     ("auth-http", "Vestibule, authenticated (session cookie)", "HTTP", "nginx-http"),
     ("auth-tls", "Vestibule, authenticated (session cookie)", "TLS", "nginx-tls"),
+    ("auth-assert-http", "Vestibule, authenticated, signed assertion on", "HTTP", "nginx-http"),
     ("auth-redis-http", "Vestibule, authenticated, Redis backend", "HTTP", "nginx-http"),
     ("auth-redis-tls", "Vestibule, authenticated, Redis backend", "TLS", "nginx-tls"),
     ("auth-storm-tls", f"Vestibule, authenticated, {meta['storm']} logins in flight", "TLS", "nginx-tls"),
@@ -607,6 +620,11 @@ for c in conns:
             checks.append((f"Redis backend req/s ≥ 0.8× embedded ({proto}) — issue 6", re_["rps"] / em["rps"], 0.8, True))
         if re_ and nh:
             checks.append((f"Redis backend req/s ≥ 0.8× nginx ({proto}) — issue 7", re_["rps"] / nh["rps"], 0.8, True))
+    sa, pa, na = get("auth-assert-http"), get("auth-http"), get("nginx-http")
+    if sa and pa:
+        checks.append(("signed assertion costs ≤ 3% of authenticated req/s (HTTP) — issues 25/26", sa["rps"] / pa["rps"], 0.97, True))
+    if sa and na:
+        checks.append(("signed assertion on: req/s ≥ 1.0× nginx (HTTP) — issue 25", sa["rps"] / na["rps"], 1.0, True))
     q, s = get("auth-tls"), get("auth-storm-tls")
     if q and s:
         checks.append(("p99 during login storm ≤ 2× quiet (TLS)", s["p99"] / q["p99"], 2.0, False))

@@ -14,11 +14,32 @@ command -v python3 >/dev/null 2>&1 || packages+=(python3)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 fc-list 2>/dev/null | grep -qi dejavu || packages+=(fonts-dejavu-core)
+# The differential test (tests/e2e/differential.rs) runs its own Tomcat 10 from the
+# package's files (never the system service) and hypercorn from PyPI with python3.
+[ -f /usr/share/tomcat10/bin/bootstrap.jar ] || packages+=(tomcat10)
+command -v java >/dev/null 2>&1 || packages+=(default-jre-headless)
+python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 if [ "${#packages[@]}" -gt 0 ]; then
   echo "test.sh: installing ${packages[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+
+# Python packages of the tests, from PyPI: hypercorn (an h2c-capable upstream for the
+# differential test) and PyJWT with cryptography (an app's independent check of the
+# signed identity assertion). A Debian python3 refuses pip installs outside a virtual
+# environment (PEP 668); only then is the install repeated with
+# --break-system-packages (none of these is a Debian package the system relies on).
+python_packages=()
+python3 -c 'import hypercorn' >/dev/null 2>&1 || python_packages+=('hypercorn==0.18.0')
+python3 -c 'import jwt, cryptography' >/dev/null 2>&1 || python_packages+=('PyJWT==2.10.1' 'cryptography')
+if [ "${#python_packages[@]}" -gt 0 ]; then
+  echo "test.sh: installing ${python_packages[*]}" >&2
+  pip_args=(install --quiet --disable-pip-version-check)
+  [ "$(id -u)" -ne 0 ] && pip_args+=(--user)
+  python3 -m pip "${pip_args[@]}" "${python_packages[@]}" 2>/dev/null \
+    || python3 -m pip "${pip_args[@]}" --break-system-packages "${python_packages[@]}"
 fi
 
 # cargo-deny (licences, banned and duplicate crates, sources), built once per machine.

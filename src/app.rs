@@ -48,6 +48,8 @@ pub struct App {
     /// The served certificate's expiry; `serve` shares the TLS reloader's here.
     pub cert_expiry: Arc<crate::accept::cert_expiry::CertExpiry>,
     pub health: crate::pages::health::HealthCache,
+    /// The signed identity assertion, when `headers.assertion` is set.
+    pub assertions: Option<crate::assertion::Assertions>,
 }
 
 /// Why the gateway cannot be built from an otherwise valid configuration.
@@ -55,6 +57,8 @@ pub struct App {
 pub enum BuildError {
     #[error("{0}")]
     Key(#[from] crate::store::crypto::CryptoError),
+    #[error("{0}")]
+    AssertionKey(#[from] crate::assertion::KeyError),
     #[error("storage: {0}")]
     Store(#[from] crate::core::store::StoreError),
     #[error("{0}")]
@@ -136,6 +140,12 @@ impl App {
             trusted_proxies: cfg.server.trusted_proxies.clone(),
             own_cookies,
         };
+        let assertions = match &cfg.headers.assertion_key_file {
+            Some(file) if cfg.headers.assertion.is_some() => {
+                Some(crate::assertion::Assertions::load(file)?)
+            }
+            _ => None,
+        };
         let audit = Audit::open(
             cfg.log.audit_file.as_deref(),
             keys.clone(),
@@ -170,6 +180,7 @@ impl App {
             metrics,
             cert_expiry: Arc::default(),
             health: Default::default(),
+            assertions,
             cfg,
         })
     }

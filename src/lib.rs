@@ -21,6 +21,7 @@
 pub mod accept;
 pub mod access_log;
 pub mod app;
+pub mod assertion;
 pub(crate) mod atomic_file;
 pub mod audit;
 pub mod cli;

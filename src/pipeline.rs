@@ -1,5 +1,6 @@
 //! The spine of every request, in order:
-//! host check → own pages? → normalise path → access rule → session → forward or refuse.
+//! method → host check → own pages? → normalise path → access rule → session →
+//! upgrade → forward or refuse.
 //!
 //! Invariants (each has a test):
 //! 1. A client-supplied identity header never reaches the upstream — stripped before
@@ -9,6 +10,8 @@
 //! 3. The session id changes at every privilege change; logout deletes it server-side.
 //! 4. No request input can panic the process; no log line carries a secret.
 //! 5. Password hashing never runs on the async workers.
+//! 6. Only a WebSocket handshake is ever upgraded, and its tunnel is closed within
+//!    60 s of the session that opened it ending (`upgrade`, `session_watch`).
 //!
 //! Around the spine, [`handle`] assigns the request id (sent upstream and back to the
 //! client), counts the outcome and writes the access line. What it needs to know of
@@ -24,18 +27,24 @@ use hyper::body::Incoming;
 use crate::access_log::{self, Access};
 use crate::app::{App, now_ms};
 use crate::core::auth_flow::{self, mfa_label};
-use crate::core::path::normalise;
+use crate::core::path::{normalise, without_parameters};
 use crate::core::policy::{self, Decision};
 use crate::http::body::Body;
 use crate::http::error::{GatewayError, authentication_required};
 use crate::http::facts;
-use crate::http::peer::Peer;
+use crate::http::peer::{ConnectionLease, Peer};
 use crate::http::request_id::{self, X_REQUEST_ID};
 use crate::metrics::{Outcome, UpstreamError};
 use crate::pages;
 use crate::proxy::identity_headers::Identity;
-use crate::proxy::websocket;
+use crate::proxy::tunnel::Opening;
 use crate::router::{self, Route};
+
+/// The app name of a configuration without `[[apps]]` (SPEC §8): the assertion's `aud`.
+const DEFAULT_APP: &str = "default";
+
+mod session_watch;
+mod upgrade;
 
 /// What the access line and the metrics need to know about how a request was decided.
 #[derive(Default)]
@@ -49,8 +58,14 @@ pub struct Trace {
     user: Option<Arc<crate::core::user::User>>,
 }
 
-/// Answers one request. Never fails: every error becomes its response here.
-pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Response<Body> {
+/// Answers one request. Never fails: every error becomes its response here. `lease`
+/// is the request's hold on its connection, handed to a WebSocket tunnel if one opens.
+pub async fn handle(
+    app: Arc<App>,
+    peer: Peer,
+    mut req: Request<Incoming>,
+    lease: ConnectionLease,
+) -> Response<Body> {
     let started = Instant::now();
     let rid = request_id::assign(
         req.headers_mut(),
@@ -69,7 +84,7 @@ pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Re
         .access_log
         .then(|| (req.method().clone(), req.uri().clone()));
     let mut trace = Trace::default();
-    let mut resp = match decide(&app, peer, req, &mut trace).await {
+    let mut resp = match decide(&app, peer, req, lease, &mut trace).await {
         Ok(resp) => resp,
         Err(e) => {
             match e {
@@ -114,10 +129,11 @@ async fn forward(
     pq: PathAndQuery,
     peer: Peer,
     id: Option<&Identity<'_>>,
+    websocket: Option<Box<Opening>>,
     trace: &mut Trace,
 ) -> Result<Response<Body>, GatewayError> {
     let started = Instant::now();
-    let resp = app.forwarder.forward(req, pq, peer, id).await?;
+    let resp = app.forwarder.forward(req, pq, peer, id, websocket).await?;
     let took = started.elapsed();
     app.metrics.upstream_time(took);
     trace.upstream = Some(took);
@@ -130,11 +146,17 @@ async fn forward(
 }
 
 async fn decide(
-    app: &App,
+    app: &Arc<App>,
     peer: Peer,
     req: Request<Incoming>,
+    lease: ConnectionLease,
     trace: &mut Trace,
 ) -> Result<Response<Body>, GatewayError> {
+    // TRACE echoes the request (cookies included) back to whoever can read the answer,
+    // and nothing behind a gateway needs it: refused everywhere, before anything else.
+    if is_trace(req.method()) {
+        return Err(GatewayError::MethodNotAllowed);
+    }
     if router::header_bytes(req.headers()) > app.cfg.server.max_request_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
@@ -146,25 +168,36 @@ async fn decide(
         Route::Upstream => normalise(req.uri().path())
             .map_err(|_| GatewayError::BadRequest("path cannot be normalised"))?,
     };
-    if router::is_own_path(&app.cfg.server.prefix, &path) {
+    // Also without `;parameters`: a servlet container reads `/P;x/…` as `/P/…`.
+    if router::is_own_path(&app.cfg.server.prefix, &path)
+        || router::is_own_path(&app.cfg.server.prefix, &without_parameters(&path))
+    {
         return Err(GatewayError::BadRequest(
             "path resolves into the gateway's reserved prefix",
         ));
     }
+    let unchanged = req.uri().path() == &*path;
     let pq = match req.uri().path_and_query() {
         // Already normal (the common case): forward the request's own bytes.
-        Some(original) if original.path() == path => original.clone(),
+        Some(original) if unchanged => original.clone(),
         _ => {
             let pq = match req.uri().query() {
                 Some(q) => format!("{path}?{q}"),
-                None => path.clone(),
+                None => path.to_string(),
             };
             PathAndQuery::try_from(pq)
                 .map_err(|_| GatewayError::BadRequest("invalid path or query"))?
         }
     };
-    let decision = policy::decide(&app.cfg.policy.rules, req.method().as_str(), &path);
-    trace.path = Some(path);
+    let policy = &app.cfg.policy;
+    let decision = policy::decide(
+        &policy.rules,
+        policy.path_case,
+        req.method().as_str(),
+        &path,
+    );
+    // The access line falls back to the request's own path when that is the normal one.
+    trace.path = (!unchanged).then(|| path.into_owned());
 
     // One forward call for both branches: the request's future then holds the
     // upstream exchange once, not once per branch.
@@ -179,56 +212,53 @@ async fn decide(
                 .load(req.headers(), &users, now)
                 .await
                 .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?;
-            let complete = current.as_ref().filter(|c| {
-                auth_flow::is_complete(c.record.stage, app.roles.requires_2fa(&c.user.roles))
-            });
+            let complete = current.as_ref().filter(|c| is_complete(app, c));
             let Some(c) = complete else {
                 trace.user = current.as_ref().map(|c| c.user.clone());
                 return Box::pin(next_step(app, &req, current.as_ref(), trace)).await;
             };
             trace.user = Some(c.user.clone());
-            if !policy::roles_allow(roles, &c.user.roles) {
+            if !roles.allow(&c.user.roles) {
                 return Err(GatewayError::MissingRole);
             }
             let factor = match c.record.stage {
                 auth_flow::Stage::Complete { factor } => factor,
                 auth_flow::Stage::PasswordDone => None,
             };
-            Some((c.user.clone(), factor))
+            Some((c.user.clone(), factor, c.id, roles))
         }
     };
-    check_upgrade_origin(app, &req, peer)?;
-    let roles_joined = holder.as_ref().map(|(user, _)| user.roles_joined());
-    let id = holder.as_ref().map(|(user, factor)| Identity {
+    let session = holder.as_ref().map(|(_, _, id, roles)| (*id, *roles));
+    let websocket = upgrade::opening(app, &req, peer, lease, session)?;
+    let roles_joined = holder.as_ref().map(|(user, ..)| user.roles_joined());
+    let assertion = match (&app.assertions, &holder) {
+        (Some(signer), Some((user, factor, id, _))) => Some(
+            signer
+                .header_for(id, DEFAULT_APP, user, *factor, now_ms())
+                .map_err(|e| GatewayError::Internal(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    let id = holder.as_ref().map(|(user, factor, ..)| Identity {
         user: &user.username,
         email: &user.email,
         name: &user.display_name,
         roles: roles_joined.as_deref().unwrap_or_default(),
         mfa: mfa_label(*factor),
+        assertion,
     });
-    forward(app, req, pq, peer, id.as_ref(), trace).await
+    forward(app, req, pq, peer, id.as_ref(), websocket, trace).await
 }
 
-/// Refuses a WebSocket upgrade opened from another site. The site's scheme is https
-/// under TLS, or when a trusted TLS-terminating proxy says so in X-Forwarded-Proto.
-fn check_upgrade_origin(
-    app: &App,
-    req: &Request<Incoming>,
-    peer: Peer,
-) -> Result<(), GatewayError> {
-    if !websocket::is_upgrade(req.method(), req.headers()) {
-        return Ok(());
-    }
-    let https = peer.tls
-        || (crate::http::client_ip::is_trusted(peer.addr.ip(), &app.cfg.server.trusted_proxies)
-            && req
-                .headers()
-                .get("x-forwarded-proto")
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
-    if !websocket::origin_allowed(req.headers(), https) {
-        return Err(GatewayError::ForeignOrigin);
-    }
-    Ok(())
+/// SPEC §5.1 step 3: the password step is done and, where the user's roles require
+/// it, the second factor.
+fn is_complete(app: &App, c: &crate::session::Current) -> bool {
+    auth_flow::is_complete(c.record.stage, app.roles.requires_2fa(&c.user.roles))
+}
+
+/// `TRACE`, and `TRACK` (the same thing under IIS's name).
+fn is_trace(method: &http::Method) -> bool {
+    method == http::Method::TRACE || method.as_str() == "TRACK"
 }
 
 /// Without a complete session: browser navigations go to the next sign-in step,

@@ -17,8 +17,8 @@ use proptest::prelude::*;
 use vestibule::audit::chain;
 use vestibule::audit::verify::{VerifyError, verify_texts};
 use vestibule::core::backup_codes;
-use vestibule::core::path::{PathError, normalise};
-use vestibule::core::policy::{self, Access, Decision, PathMatch, Rule};
+use vestibule::core::path::{PathError, normalise, without_parameters};
+use vestibule::core::policy::{self, Access, Decision, PathCase, PathMatch, Roles, Rule};
 use vestibule::core::redirect::{is_on_site, safe_target};
 use vestibule::core::store::SecretKind;
 use vestibule::core::totp::normalise_input;
@@ -58,8 +58,22 @@ fn path_piece() -> impl Strategy<Value = String> {
         Just("%20".to_string()),
         Just("%3a".to_string()),
         Just(";".to_string()),
+        Just(";x".to_string()),
+        Just(";jsessionid=1".to_string()),
+        Just("..;".to_string()),
+        Just("..;x".to_string()),
+        Just(".;".to_string()),
+        Just("%2e%2e;".to_string()),
+        Just("%3b".to_string()),
+        Just("%3B".to_string()),
+        Just("%c0%ae".to_string()),
+        Just("%c3%a4".to_string()),
+        Just("%e2%82%ac".to_string()),
+        Just("%252e".to_string()),
         Just("static".to_string()),
         Just("admin".to_string()),
+        Just("Admin".to_string()),
+        Just("internal".to_string()),
         "[a-zA-Z0-9_~.-]{1,6}",
     ]
 }
@@ -70,6 +84,30 @@ fn raw_path() -> impl Strategy<Value = String> {
         prop::collection::vec(path_piece(), 0..16),
     )
         .prop_map(|(abs, parts)| format!("{}{}", if abs { "/" } else { "" }, parts.concat()))
+}
+
+/// Paths shaped around the clinic rules: their names (in other cases too), dot
+/// segments and empty ones, each with or without `;parameters`.
+fn clinic_path() -> impl Strategy<Value = String> {
+    let name = prop_oneof![
+        Just("static"),
+        Just("admin"),
+        Just("internal"),
+        Just("other"),
+        Just("Admin"),
+        Just("INTERNAL"),
+        Just("x"),
+        Just(".."),
+        Just("."),
+        Just(""),
+        Just("%2e%2e"),
+    ];
+    let params =
+        prop_oneof![3 => Just(""), 1 => Just(";"), 1 => Just(";x"), 1 => Just(";jsessionid=1")];
+    prop::collection::vec((name, params), 1..6).prop_map(|segs| {
+        let segs: Vec<String> = segs.iter().map(|(n, p)| format!("{n}{p}")).collect();
+        format!("/{}", segs.join("/"))
+    })
 }
 
 /// Plain segments only (no escapes), for the reference model.
@@ -106,6 +144,11 @@ fn escapes(s: &str) -> Vec<u8> {
 
 // ------------------------------------------------------------------ path normalisation
 
+/// The normaliser's answer, owned (it borrows the input when that is already normal).
+fn norm(raw: &str) -> Result<String, PathError> {
+    normalise(raw).map(|p| p.into_owned())
+}
+
 proptest! {
     #[test]
     fn normalise_never_panics_on_any_string(s in any::<String>()) {
@@ -128,9 +171,12 @@ proptest! {
             prop_assert!(out.bytes().all(|b| b > 0x20 && b != 0x7f && b.is_ascii()), "{raw:?} -> {out:?}");
             for seg in out.split('/') {
                 prop_assert!(seg != "." && seg != "..", "dot segment left in {raw:?} -> {out:?}");
+                // Nor one hidden behind parameters, which a servlet container resolves.
+                let name = seg.split(';').next().unwrap_or(seg);
+                prop_assert!(name != "." && name != "..", "`;`-hidden dot segment left in {raw:?} -> {out:?}");
             }
             let lower = out.to_ascii_lowercase();
-            for bad in ["%2f", "%5c", "%00"] {
+            for bad in ["%2f", "%5c", "%00", "%3b"] {
                 prop_assert!(!lower.contains(bad), "{bad} left in {raw:?} -> {out:?}");
             }
             // Escapes that remain are of reserved characters only, upper-case, never
@@ -139,7 +185,13 @@ proptest! {
                 prop_assert!(!is_unreserved(v), "escape of unreserved {v:#x} left in {out:?}");
                 prop_assert!(v >= 0x20 && v != 0x7f && v != b'/' && v != b'\\', "{out:?}");
             }
-            prop_assert_eq!(normalise(&out), Ok(out.clone()), "not idempotent for {:?}", raw);
+            prop_assert_eq!(norm(&out), Ok(out.to_string()), "not idempotent for {:?}", raw);
+            // The servlet reading is itself normal, has no parameters left, and is
+            // its own servlet reading.
+            let bare = without_parameters(&out);
+            prop_assert!(!bare.contains(';'), "{out:?} -> {bare:?}");
+            prop_assert_eq!(norm(&bare), Ok(bare.to_string()), "{:?} -> {:?}", out, bare);
+            prop_assert_eq!(without_parameters(&bare), bare.clone());
         }
     }
 
@@ -157,7 +209,7 @@ proptest! {
                 s => stack.push(s),
             }
         }
-        let got = normalise(&raw);
+        let got = norm(&raw);
         if above {
             prop_assert_eq!(got, Err(PathError::AboveRoot), "{:?}", raw);
         } else {
@@ -187,13 +239,13 @@ proptest! {
                 enc.push(c);
             }
         }
-        prop_assert_eq!(normalise(&raw), normalise(&enc), "{:?} vs {:?}", raw, enc);
+        prop_assert_eq!(norm(&raw), norm(&enc), "{:?} vs {:?}", raw, enc);
     }
 
     #[test]
-    fn encoded_separators_and_controls_are_always_refused(
+    fn encoded_separators_controls_and_parameterised_dots_are_always_refused(
         pre in "[a-z/]{0,8}", post in "[a-z/]{0,8}",
-        bad in prop_oneof![Just("%2f"), Just("%2F"), Just("%5c"), Just("%5C"), Just("%00"), Just("%0d"), Just("%0A"), Just("%1f"), Just("%7F"), Just("\\"), Just("\u{0}"), Just("\t")],
+        bad in prop_oneof![Just("%2f"), Just("%2F"), Just("%5c"), Just("%5C"), Just("%3b"), Just("%3B"), Just("%00"), Just("%0d"), Just("%0A"), Just("%1f"), Just("%7F"), Just("\\"), Just("\u{0}"), Just("\t"), Just("/..;"), Just("/.;x"), Just("/%2e%2E;")],
     ) {
         let raw = format!("/{pre}{bad}{post}");
         prop_assert!(normalise(&raw).is_err(), "{raw:?} accepted as {:?}", normalise(&raw));
@@ -250,37 +302,176 @@ fn reference_decide<'a>(rules: &'a [Rule], method: &str, path: &str) -> Decision
             return match r.access {
                 Access::Bypass => Decision::Bypass,
                 Access::Deny => Decision::Deny,
-                Access::Authenticated => Decision::Authenticated { roles: &r.roles },
+                Access::Authenticated => Decision::Authenticated {
+                    roles: Roles::one(&r.roles),
+                },
             };
         }
     }
-    Decision::Authenticated { roles: &[] }
+    Decision::Authenticated { roles: Roles::ANY }
+}
+
+/// Who may pass a decision: no session, or a complete session with these roles.
+fn allows(d: Decision<'_>, client: Option<&[String]>) -> bool {
+    match d {
+        Decision::Bypass => true,
+        Decision::Deny => false,
+        Decision::Authenticated { roles } => client.is_some_and(|have| roles.allow(have)),
+    }
+}
+
+/// The clients of the report, and one who may see `/admin/`.
+fn clients() -> Vec<Option<Vec<String>>> {
+    vec![
+        None,
+        Some(vec!["patient".to_string()]),
+        Some(vec!["doctor".to_string()]),
+    ]
+}
+
+/// A `/static/` bypass, an `/admin/` rule for doctors and an `/internal/` deny.
+fn clinic_rules() -> Vec<Rule> {
+    let rule = |p: &str, access, roles: &[&str]| Rule {
+        matcher: PathMatch::Prefix(p.to_string()),
+        methods: None,
+        access,
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+    };
+    vec![
+        rule("/static/", Access::Bypass, &[]),
+        rule("/admin/", Access::Authenticated, &["doctor"]),
+        rule("/internal/", Access::Deny, &[]),
+    ]
+}
+
+/// Every `%XX` decoded (as the upstream's router sees the path), lossily.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let h = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], h.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Resolves `.`/`..` and empty segments the way a file server would (clamped at
+/// the root), keeping a trailing slash.
+fn resolve_dots(path: &str) -> String {
+    let mut stack: Vec<&str> = vec![];
+    let segs: Vec<&str> = path.split('/').skip(1).collect();
+    for s in &segs {
+        match *s {
+            "" | "." => {}
+            ".." => {
+                stack.pop();
+            }
+            s => stack.push(s),
+        }
+    }
+    let mut out = String::new();
+    for s in &stack {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() || segs.last().is_some_and(|l| matches!(*l, "" | "." | "..")) {
+        out.push('/');
+    }
+    out
+}
+
+/// How Tomcat reads a request path (CoyoteAdapter): `;parameters` cut from each
+/// segment of the raw path, then decoded, then `//` and dot segments resolved.
+fn servlet_reading(forwarded: &str) -> String {
+    let cut: Vec<&str> = forwarded
+        .split('/')
+        .map(|seg| seg.split(';').next().unwrap_or(seg))
+        .collect();
+    resolve_dots(&percent_decode(&cut.join("/")))
+}
+
+/// How an ASGI app serving files reads it: decoded, `;` kept, dots resolved.
+fn literal_reading(forwarded: &str) -> String {
+    resolve_dots(&percent_decode(forwarded))
 }
 
 proptest! {
     #[test]
-    fn first_matching_rule_decides_on_the_normalised_path(
+    fn first_matching_rule_decides_both_readings_of_the_normalised_path(
         rules in prop::collection::vec(rule_strategy(), 0..6),
-        raw in raw_path(),
+        raw in prop_oneof![raw_path(), clinic_path()],
         method in prop_oneof![Just("GET"), Just("HEAD"), Just("POST"), Just("PUT"), Just("DELETE"), Just("get")],
     ) {
         if let Ok(path) = normalise(&raw) {
-            prop_assert_eq!(policy::decide(&rules, method, &path), reference_decide(&rules, method, &path));
+            let got = policy::decide(&rules, PathCase::Sensitive, method, &path);
+            let literal = reference_decide(&rules, method, &path);
+            let bare = reference_decide(&rules, method, &without_parameters(&path));
+            if !path.contains(';') {
+                prop_assert_eq!(got, literal);
+            }
+            // The stricter of the two readings: whoever passes `got` passes both.
+            for c in clients() {
+                let c = c.as_deref();
+                prop_assert_eq!(allows(got, c), allows(literal, c) && allows(bare, c), "{:?} {:?}", raw, c);
+            }
             // The upstream may normalise again; it must land under the same rule.
             let again = normalise(&path).unwrap();
-            prop_assert_eq!(policy::decide(&rules, method, &again), policy::decide(&rules, method, &path));
+            prop_assert_eq!(policy::decide(&rules, PathCase::Sensitive, method, &again), got);
+        }
+    }
+
+    #[test]
+    fn no_upstream_reading_of_the_forwarded_path_reaches_more_than_the_rules_allow(
+        raw in prop_oneof![raw_path(), clinic_path()],
+        insensitive in any::<bool>(),
+    ) {
+        // The forwarded path is the normalised one; whichever way Tomcat or an ASGI
+        // app reads it, a client the gateway lets through is one the rules let
+        // through under that reading (lower-cased too, for an IIS-like upstream when
+        // the gateway is told to match case-insensitively).
+        let rules = clinic_rules();
+        let case = if insensitive { PathCase::Insensitive } else { PathCase::Sensitive };
+        if let Ok(path) = normalise(&raw) {
+            let got = policy::decide(&rules, case, "GET", &path);
+            let mut readings = vec![servlet_reading(&path), literal_reading(&path)];
+            if insensitive {
+                readings.extend(readings.clone().iter().map(|r| r.to_ascii_lowercase()));
+            }
+            for reading in &readings {
+                let theirs = reference_decide(&rules, "GET", reading);
+                for c in clients() {
+                    let c = c.as_deref();
+                    prop_assert!(
+                        !allows(got, c) || allows(theirs, c),
+                        "{raw:?} forwarded as {path:?} passes {c:?}, but the upstream reads {reading:?}"
+                    );
+                }
+            }
         }
     }
 
     #[test]
     fn a_bypass_prefix_cannot_be_left_by_dot_segments(tail in prop::collection::vec(path_piece(), 0..10)) {
         // Only `/static/` bypasses; whatever follows it, if the result is a bypass, the
-        // normalised (forwarded) path really is under `/static/`.
+        // normalised (forwarded) path really is under `/static/`, read either way.
         let rules = vec![Rule { matcher: PathMatch::Prefix("/static/".into()), methods: None, access: Access::Bypass, roles: vec![] }];
         let raw = format!("/static/{}", tail.concat());
         if let Ok(path) = normalise(&raw) {
-            let d = policy::decide(&rules, "GET", &path);
-            prop_assert_eq!(d == Decision::Bypass, path.starts_with("/static/"), "{:?} -> {:?}", raw, path);
+            let d = policy::decide(&rules, PathCase::Sensitive, "GET", &path);
+            let under = path.starts_with("/static/") && servlet_reading(&path).starts_with("/static/");
+            prop_assert_eq!(d == Decision::Bypass, under, "{:?} -> {:?}", raw, path);
         }
     }
 

@@ -37,17 +37,20 @@ pub fn path_normalise(data: &[u8]) {
             out.bytes().all(|b| (0x20..0x7f).contains(&b)),
             "{s:?} -> {out:?}"
         );
+        // No dot segment, not even one hidden behind `;parameters` (servlet reading).
         assert!(
-            out.split('/').all(|seg| seg != "." && seg != ".."),
+            out.split('/')
+                .map(|seg| seg.split(';').next().unwrap_or(seg))
+                .all(|name| name != "." && name != ".."),
             "{s:?} -> {out:?}"
         );
         let lower = out.to_ascii_lowercase();
-        for bad in ["%2f", "%5c", "%00"] {
+        for bad in ["%2f", "%5c", "%00", "%3b"] {
             assert!(!lower.contains(bad), "{s:?} -> {out:?}");
         }
         assert_eq!(
             normalise(&out).as_deref(),
-            Ok(out.as_str()),
+            Ok(&*out),
             "not idempotent: {s:?}"
         );
     }

@@ -23,7 +23,7 @@ use super::conn_io::{ConnIo, join, read_some};
 use super::http1::{Http1, IDLE_TIMEOUT};
 use super::tls::Tls;
 use crate::app::App;
-use crate::http::peer::Peer;
+use crate::http::peer::{ConnectionLease, ConnectionSlot, Peer};
 use crate::metrics::{Handshake, Metrics};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,7 +58,8 @@ impl Protocols {
 }
 
 /// Serves one connection until it closes or the gateway shuts down; `permit` is its
-/// slot under `server.max_connections`.
+/// slot under `server.max_connections`, kept until a WebSocket tunnel opened on the
+/// connection has ended too.
 ///
 /// Each phase (handshake, HTTP/2, HTTP/1 detection) is boxed: a task is as large as
 /// its largest phase, and a connection spends most of its life idle in the smallest.
@@ -71,27 +72,33 @@ pub async fn serve(
     shutdown: CancellationToken,
     permit: OwnedSemaphorePermit,
 ) {
-    let _permit = permit;
     let accepted_at = Instant::now();
     let metrics = app.metrics.clone();
     let peer = Peer {
         addr,
         tls: tls.is_some(),
     };
+    metrics.connection_opened(true);
+    // Held here, by every request and by any WebSocket tunnel opened on the
+    // connection: the slot is given back when the last of them ends.
+    let lease: ConnectionLease = Arc::new(Slot {
+        _permit: permit,
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    });
     let activity = Arc::new(Activity::default());
     let service = {
         let activity = activity.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {
             let app = app.clone();
+            let lease = lease.clone();
             let exchange = activity.begin();
             async move {
-                let resp = crate::pipeline::handle(app, peer, req).await;
+                let resp = crate::pipeline::handle(app, peer, req, lease).await;
                 Ok::<_, Infallible>(resp.map(|body| ExchangeBody::new(body, exchange)))
             }
         })
     };
-    metrics.connection_opened(true);
-    let _open = OpenConnection(&metrics);
     let conn = Conn {
         metrics: &metrics,
         protocols: &protocols,
@@ -126,12 +133,23 @@ pub async fn serve(
     }
 }
 
-/// Counts the connection as open until dropped (however serving ends).
-struct OpenConnection<'a>(&'a Metrics);
+/// The connection's place under `server.max_connections`, counted as open until the
+/// connection and any WebSocket tunnel spliced from it have ended.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+}
 
-impl Drop for OpenConnection<'_> {
+impl ConnectionSlot for Slot {
+    fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.connection_opened(false);
+        self.metrics.connection_opened(false);
     }
 }
 

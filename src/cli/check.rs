@@ -31,6 +31,14 @@ pub fn run(path: &Path) -> Result<(), CliError> {
             e.to_string(),
         ));
     }
+    if let (Some(_), Some(file)) = (&cfg.headers.assertion, &cfg.headers.assertion_key_file)
+        && let Err(e) = crate::assertion::check_key_file(file)
+    {
+        problems.push(ConfigProblem::new(
+            "headers.assertion_key_file",
+            e.to_string(),
+        ));
+    }
     if let Some(tls) = &cfg.server.tls
         && let Err(e) = crate::accept::tls::load_pair(&tls.cert, &tls.key)
     {

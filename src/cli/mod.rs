@@ -68,6 +68,13 @@ pub enum Command {
     HashPassword,
     /// Print a new random 32-byte encryption key (base64).
     GenKey,
+    /// Print a new private key for the signed identity assertion (PKCS#8 PEM): save it
+    /// as `headers.assertion_key_file`, readable by the gateway only.
+    GenSigningKey {
+        /// es256 (ECDSA P-256: every JWT library verifies it) or eddsa (Ed25519).
+        #[arg(long, value_enum, default_value = "es256")]
+        algorithm: SigningAlgorithm,
+    },
     /// Rotate the encryption key online: add a new primary key, let running gateways
     /// load it, re-encrypt every stored secret under it. Old keys keep decrypting.
     RotateKey {
@@ -104,6 +111,13 @@ pub enum AuditCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+/// The algorithms `gen-signing-key` makes keys for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum SigningAlgorithm {
+    Es256,
+    Eddsa,
 }
 
 #[derive(Subcommand, Debug)]
@@ -159,6 +173,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::CheckConfig => check::run(&cli.config),
         Command::HashPassword => keys::hash_password(),
         Command::GenKey => keys::gen_key(),
+        Command::GenSigningKey { algorithm } => keys::gen_signing_key(algorithm),
         Command::RotateKey {
             status,
             drop_old,

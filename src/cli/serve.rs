@@ -24,6 +24,9 @@ pub fn run(path: &Path) -> Result<(), CliError> {
 fn build_error(e: BuildError) -> CliError {
     match e {
         BuildError::Key(k) => CliError::Invalid(vec![format!("storage.encryption_key_file: {k}")]),
+        BuildError::AssertionKey(k) => {
+            CliError::Invalid(vec![format!("headers.assertion_key_file: {k}")])
+        }
         BuildError::Users(u) => CliError::Invalid(vec![format!("users.file: {u}")]),
         BuildError::Upstream(u) => CliError::Invalid(vec![u.to_string()]),
         other => CliError::Failed(other.to_string()),
@@ -129,13 +132,19 @@ fn spawn_observability(app: Arc<App>, tls: bool) {
 
 /// Background work: the users-file watcher and the purge of expired records.
 fn spawn_maintenance(app: Arc<App>) {
-    let keys = app.keys.clone();
+    let keys_app = app.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {
             tick.tick().await;
-            let keys = keys.clone();
-            let _ = tokio::task::spawn_blocking(move || keys.reload_if_changed()).await;
+            let app = keys_app.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                app.keys.reload_if_changed();
+                if let Some(a) = &app.assertions {
+                    a.reload_if_changed();
+                }
+            })
+            .await;
         }
     });
     let watcher_app = app.clone();

@@ -9,7 +9,7 @@ use http::header::HeaderName;
 use http::uri::{Authority, Scheme};
 use ipnet::IpNet;
 
-use crate::core::policy::Rule;
+use crate::core::policy::{PathCase, Rule};
 use crate::core::totp::TotpSettings;
 
 /// Everything `vestibule serve` needs, validated.
@@ -61,6 +61,8 @@ pub struct UpstreamConfig {
     pub response_timeout: Duration,
     pub ca_file: Option<PathBuf>,
     pub preserve_host: bool,
+    /// An open WebSocket with no traffic either way for this long is closed.
+    pub websocket_idle_timeout: Duration,
 }
 
 /// Names of the identity headers the gateway sets, and extra names it strips.
@@ -72,6 +74,10 @@ pub struct HeadersConfig {
     pub roles: HeaderName,
     pub mfa: HeaderName,
     pub strip: Vec<HeaderName>,
+    /// The signed identity assertion's header (`headers.assertion`; None: off).
+    pub assertion: Option<HeaderName>,
+    /// The PEM file of its signing keys (`headers.assertion_key_file`).
+    pub assertion_key_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +90,8 @@ pub struct UsersConfig {
 pub struct PolicyConfig {
     pub require_2fa_roles: Vec<String>,
     pub rules: Vec<Rule>,
+    /// `policy.case_insensitive_paths`: how rule paths are compared with request paths.
+    pub path_case: PathCase,
 }
 
 #[derive(Debug, Clone)]

@@ -1,11 +1,28 @@
 //! Access rules, compiled once at configuration load and evaluated per request.
 //! First matching rule wins; no match means "authenticated".
+//!
+//! A path with `;parameters` has two readings (see [`crate::core::path`]): the
+//! literal one most servers use and the servlet containers' one without parameters.
+//! Both are decided and the stricter decision holds, so a rule cannot be escaped by
+//! whichever reading the upstream happens to use.
+
+use crate::core::path::without_parameters;
 
 /// How a rule selects paths. Paths are always the normalised form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
     Exact(String),
     Prefix(String),
+}
+
+/// Whether rule paths are compared case-sensitively (the default: the upstreams the
+/// gateway is tested with tell `/Admin` from `/admin`) or ASCII case-insensitively,
+/// for an upstream that does not (IIS, a case-insensitive file system).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathCase {
+    #[default]
+    Sensitive,
+    Insensitive,
 }
 
 /// What a matching rule demands.
@@ -27,19 +44,66 @@ pub struct Rule {
     pub roles: Vec<String>,
 }
 
+/// The role lists a request must satisfy: one role of each list (an empty list asks
+/// for nothing). Two lists when the path's two readings fall under different rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles<'a>([&'a [String]; 2]);
+
+impl<'a> Roles<'a> {
+    /// No role needed: any complete session will do.
+    pub const ANY: Roles<'static> = Roles([&[], &[]]);
+
+    /// One rule's `roles`.
+    pub fn one(required: &'a [String]) -> Roles<'a> {
+        Roles([required, &[]])
+    }
+
+    /// Both sets of demands at once (kept canonical so equal demands compare equal).
+    fn and(self, other: Roles<'a>) -> Roles<'a> {
+        let (a, b) = (self.0[0], other.0[0]);
+        match (a.is_empty(), b.is_empty()) {
+            (_, true) => self,
+            (true, false) => other,
+            (false, false) if a == b => self,
+            (false, false) => Roles([a, b]),
+        }
+    }
+
+    /// The role lists, for a check that must outlive the request (a WebSocket tunnel).
+    pub fn lists(&self) -> [&'a [String]; 2] {
+        self.0
+    }
+
+    /// Whether a user holding `user_roles` satisfies every list.
+    pub fn allow(&self, user_roles: &[String]) -> bool {
+        self.0.iter().all(|req| roles_allow(req, user_roles))
+    }
+}
+
 /// The outcome of matching a request against the rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision<'a> {
     Bypass,
     Deny,
-    Authenticated { roles: &'a [String] },
+    Authenticated { roles: Roles<'a> },
+}
+
+/// `path` starts with `prefix`, compared as `case` says (bytes: no allocation).
+fn starts_with(path: &str, prefix: &str, case: PathCase) -> bool {
+    match case {
+        PathCase::Sensitive => path.starts_with(prefix),
+        PathCase::Insensitive => path
+            .as_bytes()
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes())),
+    }
 }
 
 impl Rule {
-    fn matches(&self, method: &str, path: &str) -> bool {
+    fn matches(&self, case: PathCase, method: &str, path: &str) -> bool {
         let path_ok = match &self.matcher {
-            PathMatch::Exact(p) => path == p,
-            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+            PathMatch::Exact(p) => path.len() == p.len() && starts_with(path, p, case),
+            PathMatch::Prefix(p) => starts_with(path, p, case),
         };
         path_ok
             && self
@@ -49,15 +113,41 @@ impl Rule {
     }
 }
 
-/// Decides a request by the first rule matching `method` and the normalised `path`.
-pub fn decide<'a>(rules: &'a [Rule], method: &str, path: &str) -> Decision<'a> {
-    match rules.iter().find(|r| r.matches(method, path)) {
-        None => Decision::Authenticated { roles: &[] },
+/// The first matching rule's decision for one reading of the path.
+fn first_match<'a>(rules: &'a [Rule], case: PathCase, method: &str, path: &str) -> Decision<'a> {
+    match rules.iter().find(|r| r.matches(case, method, path)) {
+        None => Decision::Authenticated { roles: Roles::ANY },
         Some(r) => match r.access {
             Access::Bypass => Decision::Bypass,
             Access::Deny => Decision::Deny,
-            Access::Authenticated => Decision::Authenticated { roles: &r.roles },
+            Access::Authenticated => Decision::Authenticated {
+                roles: Roles::one(&r.roles),
+            },
         },
+    }
+}
+
+/// The stricter of two decisions: deny over authenticated over bypass, and every
+/// role demand kept.
+fn stricter<'a>(a: Decision<'a>, b: Decision<'a>) -> Decision<'a> {
+    use Decision::*;
+    match (a, b) {
+        (Deny, _) | (_, Deny) => Deny,
+        (Authenticated { roles: x }, Authenticated { roles: y }) => {
+            Authenticated { roles: x.and(y) }
+        }
+        (Authenticated { .. }, Bypass) => a,
+        (Bypass, other) => other,
+    }
+}
+
+/// Decides a request by the first rule matching `method` and the normalised `path`,
+/// under both of the path's readings (with and without `;parameters`).
+pub fn decide<'a>(rules: &'a [Rule], case: PathCase, method: &str, path: &str) -> Decision<'a> {
+    let literal = first_match(rules, case, method, path);
+    match without_parameters(path) {
+        std::borrow::Cow::Borrowed(_) => literal,
+        std::borrow::Cow::Owned(bare) => stricter(literal, first_match(rules, case, method, &bare)),
     }
 }
 
@@ -79,6 +169,12 @@ mod tests {
         }
     }
 
+    const ANY: Decision<'static> = Decision::Authenticated { roles: Roles::ANY };
+
+    fn d<'a>(rules: &'a [Rule], method: &str, path: &str) -> Decision<'a> {
+        decide(rules, PathCase::Sensitive, method, path)
+    }
+
     #[test]
     fn first_matching_rule_wins_and_default_is_authenticated() {
         let rules = vec![
@@ -90,16 +186,93 @@ mod tests {
             rule(PathMatch::Prefix("/static/".into()), None, Access::Deny),
             rule(PathMatch::Exact("/exact".into()), None, Access::Bypass),
         ];
-        assert_eq!(decide(&rules, "GET", "/static/a.css"), Decision::Bypass);
-        assert_eq!(decide(&rules, "POST", "/static/a.css"), Decision::Deny);
-        assert_eq!(decide(&rules, "GET", "/exact"), Decision::Bypass);
+        assert_eq!(d(&rules, "GET", "/static/a.css"), Decision::Bypass);
+        assert_eq!(d(&rules, "POST", "/static/a.css"), Decision::Deny);
+        assert_eq!(d(&rules, "GET", "/exact"), Decision::Bypass);
+        assert_eq!(d(&rules, "GET", "/exact/more"), ANY);
+        assert_eq!(d(&rules, "GET", "/exactly"), ANY);
+    }
+
+    /// The three rules of the report: a bypass, a role rule and a deny rule.
+    fn clinic() -> Vec<Rule> {
+        let mut admin = rule(
+            PathMatch::Prefix("/admin/".into()),
+            None,
+            Access::Authenticated,
+        );
+        admin.roles = vec!["doctor".to_string()];
+        vec![
+            rule(PathMatch::Prefix("/static/".into()), None, Access::Bypass),
+            admin,
+            rule(PathMatch::Prefix("/internal/".into()), None, Access::Deny),
+        ]
+    }
+
+    #[test]
+    fn parameters_do_not_escape_a_role_or_deny_rule() {
+        let rules = clinic();
+        let doctor = Decision::Authenticated {
+            roles: Roles::one(&rules[1].roles),
+        };
+        assert_eq!(d(&rules, "GET", "/admin;x/y"), doctor);
+        assert_eq!(d(&rules, "GET", "/;x/admin/y"), doctor);
+        assert_eq!(d(&rules, "GET", "/internal;x/y"), Decision::Deny);
+        assert_eq!(d(&rules, "GET", "/internal;jsessionid=1/y"), Decision::Deny);
+    }
+
+    #[test]
+    fn a_bypass_holds_only_when_both_readings_bypass() {
+        let rules = clinic();
+        assert_eq!(d(&rules, "GET", "/static/a.css;v=2"), Decision::Bypass);
+        // Literally not under /static/ (a server that keeps `;x` serves `/static;x/a`).
+        assert_eq!(d(&rules, "GET", "/static;x/a"), ANY);
+        // Literally under /static/, but a servlet container serves `/admin/x`... only
+        // through a dot segment, which the normaliser refuses; parameters alone cannot.
+        assert_eq!(d(&rules, "GET", "/static/;x/a"), Decision::Bypass);
+    }
+
+    #[test]
+    fn two_role_demands_are_both_kept() {
+        let mut a = rule(
+            PathMatch::Prefix("/a;b/".into()),
+            None,
+            Access::Authenticated,
+        );
+        a.roles = vec!["x".to_string()];
+        let mut b = rule(PathMatch::Prefix("/a/".into()), None, Access::Authenticated);
+        b.roles = vec!["y".to_string()];
+        let rules = vec![a, b];
+        let Decision::Authenticated { roles } = d(&rules, "GET", "/a;b/c") else {
+            panic!("not authenticated")
+        };
+        assert!(!roles.allow(&["x".to_string()]));
+        assert!(!roles.allow(&["y".to_string()]));
+        assert!(roles.allow(&["x".to_string(), "y".to_string()]));
+    }
+
+    #[test]
+    fn case_is_significant_unless_configured_otherwise() {
+        let rules = clinic();
+        assert_eq!(d(&rules, "GET", "/Internal/x"), ANY);
+        assert_eq!(d(&rules, "GET", "/STATIC/x"), ANY);
+        let ci = |p| decide(&rules, PathCase::Insensitive, "GET", p);
+        assert_eq!(ci("/Internal/x"), Decision::Deny);
+        assert_eq!(ci("/INTERNAL;x/y"), Decision::Deny);
+        assert_eq!(ci("/STATIC/x"), Decision::Bypass);
         assert_eq!(
-            decide(&rules, "GET", "/exact/more"),
-            Decision::Authenticated { roles: &[] }
+            ci("/aDmIn/x"),
+            Decision::Authenticated {
+                roles: Roles::one(&rules[1].roles)
+            }
+        );
+        let exact = vec![rule(PathMatch::Exact("/exact".into()), None, Access::Deny)];
+        assert_eq!(
+            decide(&exact, PathCase::Insensitive, "GET", "/EXACT"),
+            Decision::Deny
         );
         assert_eq!(
-            decide(&rules, "GET", "/exactly"),
-            Decision::Authenticated { roles: &[] }
+            decide(&exact, PathCase::Insensitive, "GET", "/EXACTLY"),
+            ANY
         );
     }
 

@@ -6,6 +6,7 @@ mod assets;
 mod challenge;
 pub(crate) mod health;
 pub mod i18n;
+mod jwks;
 mod login;
 mod logout;
 mod metrics;
@@ -194,6 +195,7 @@ async fn dispatch(
         "/health" if get => health::health(ctx).await,
         "/metrics" if get => metrics::serve(ctx, peer.addr.ip()).await,
         "/api/session" if get => health::session_api(ctx).await,
+        "/jwks.json" if get => jwks::serve(ctx),
         s if get && s.starts_with("/assets/") => assets::serve(ctx, s),
         "" | "/" if get => Ok(render::redirect(
             StatusCode::FOUND,
@@ -211,7 +213,8 @@ async fn dispatch(
         | "/logout"
         | "/health"
         | "/metrics"
-        | "/api/session" => Err(GatewayError::MethodNotAllowed),
+        | "/api/session"
+        | "/jwks.json" => Err(GatewayError::MethodNotAllowed),
         _ => Err(GatewayError::NotFound),
     }
 }

@@ -1,6 +1,7 @@
 //! Builds the upstream request from the client's (normalised path, header hygiene,
 //! forwarding headers, identity), sends it with a response-header deadline, and
-//! streams the answer back. WebSocket upgrades are spliced after both sides agree.
+//! streams the answer back. A WebSocket handshake is spliced into a tunnel only when
+//! the upstream completes it; any other `101` is an upstream failure (502).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -16,11 +17,11 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 
 use super::client::{PooledBody, UpstreamPool};
 use super::hop_by_hop;
 use super::identity_headers::{Identity, IdentityHeaders};
+use super::tunnel::{self, Opening};
 use crate::http::body::{Body, BoxError};
 use crate::http::client_ip;
 use crate::http::error::GatewayError;
@@ -152,7 +153,9 @@ impl Forwarder {
     }
 
     /// Forwards `req` (whose path is already normalised into `path_and_query`) with
-    /// `identity` (None on bypass paths).
+    /// `identity` (None on bypass paths). `websocket` is set when the request is a
+    /// WebSocket handshake (`super::websocket::requested`): only then does an
+    /// `Upgrade` reach the upstream, and only then may a `101` come back.
     ///
     /// Building the upstream request and reading the answer are plain functions, so
     /// the only state kept across the wait is what the answer needs: the request's
@@ -163,9 +166,10 @@ impl Forwarder {
         path_and_query: PathAndQuery,
         peer: Peer,
         identity: Option<&Identity<'_>>,
+        websocket: Option<Box<Opening>>,
     ) -> Result<Response<Body>, GatewayError> {
         let (out, client_upgrade, client_body_failed) =
-            self.upstream_request(req, path_and_query, peer, identity);
+            self.upstream_request(req, path_and_query, peer, identity, websocket.is_some());
         // Boxed: the exchange's state would otherwise sit (and be moved) inline.
         let sent = Box::pin(tokio::time::timeout(
             self.response_timeout,
@@ -180,22 +184,21 @@ impl Forwarder {
             Ok(Err(e)) => return Err(GatewayError::UpstreamUnreachable(error_chain(&e))),
             Ok(Ok(r)) => r,
         };
-        client_response(resp, client_upgrade)
+        client_response(resp, client_upgrade.zip(websocket))
     }
 
-    /// The request to send upstream, the client's side of a WebSocket upgrade (if it
-    /// asks for one), and the flag that tells a broken client body from an upstream
-    /// failure.
+    /// The request to send upstream, the client's side of a WebSocket upgrade (for a
+    /// `websocket` handshake), and the flag that tells a broken client body from an
+    /// upstream failure.
     fn upstream_request(
         &self,
         mut req: Request<Incoming>,
         path_and_query: PathAndQuery,
         peer: Peer,
         identity: Option<&Identity<'_>>,
+        websocket: bool,
     ) -> (Request<Body>, Option<OnUpgrade>, Arc<AtomicBool>) {
-        let upgrade = super::websocket::is_upgrade(req.method(), req.headers())
-            && req.version() == Version::HTTP_11;
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let host = parts.headers.get(HOST).cloned().or_else(|| {
             parts
@@ -205,7 +208,7 @@ impl Forwarder {
         });
 
         let headers = &mut parts.headers;
-        hop_by_hop::remove(headers, upgrade);
+        hop_by_hop::remove(headers, websocket);
         self.identity.strip(headers);
         if let Some(id) = identity {
             self.identity.insert(headers, id);
@@ -229,22 +232,31 @@ impl Forwarder {
 }
 
 /// The upstream's answer as the client gets it: hop-by-hop headers removed, or for a
-/// WebSocket upgrade both sides spliced together.
+/// completed WebSocket handshake both sides spliced together.
 fn client_response(
     mut resp: Response<PooledBody>,
-    client_upgrade: Option<OnUpgrade>,
+    websocket: Option<(OnUpgrade, Box<Opening>)>,
 ) -> Result<Response<Body>, GatewayError> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
+        // A 101 to anything but a WebSocket handshake (an h2c upgrade the upstream
+        // took from somewhere) or one that does not complete the handshake: never
+        // splice, the connection would leave the gateway's hands.
+        let Some((client_upgrade, opening)) = websocket else {
             return Err(GatewayError::UpstreamUnreachable(
-                "unexpected 101 from upstream".into(),
+                "101 to a request that was not a WebSocket handshake".into(),
             ));
         };
+        if !opening.handshake.completed_by(resp.headers()) {
+            return Err(GatewayError::UpstreamUnreachable(
+                "101 that does not complete the WebSocket handshake".into(),
+            ));
+        }
+        hop_by_hop::remove(resp.headers_mut(), true);
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
             if let (Ok(c), Ok(u)) = (client_upgrade.await, upstream_upgrade.await) {
-                let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
-                let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                let ended = tunnel::splice(c, u, opening.terms).await;
+                tracing::debug!(?ended, "websocket tunnel closed");
             }
         });
         let (parts, _) = resp.into_parts();

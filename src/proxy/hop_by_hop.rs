@@ -1,5 +1,7 @@
 //! Hop-by-hop headers (RFC 9110 §7.6.1): meaningful for one connection only, so never
-//! forwarded — neither the standard ones nor any header named in `Connection`.
+//! forwarded — neither the standard ones nor any header named in `Connection`. Only
+//! a WebSocket handshake keeps an `Upgrade`, and then it is exactly `websocket`: no
+//! other protocol (h2c with its `HTTP2-Settings`) ever reaches the other side.
 //!
 //! Runs twice per proxied request (request and response), so it walks the header
 //! list once and touches the map only when there is something to remove.
@@ -18,19 +20,23 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == UPGRADE
         || name == PROXY_AUTHENTICATE
         || name == PROXY_AUTHORIZATION
-        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+        || matches!(
+            name.as_str(),
+            "keep-alive" | "proxy-connection" | "http2-settings"
+        )
 }
 
 /// Removes hop-by-hop headers and every header named in `Connection`. With
-/// `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (for WebSocket).
-pub fn remove(headers: &mut HeaderMap, keep_upgrade: bool) {
+/// `websocket` (a validated WebSocket handshake, see `super::websocket`), the result
+/// says `Connection: upgrade` and `Upgrade: websocket`, nothing else of the kind.
+pub fn remove(headers: &mut HeaderMap, websocket: bool) {
     let mut doomed: Vec<HeaderName> = Vec::new();
     let mut connection = false;
     for name in headers.keys() {
         if name == CONNECTION {
             connection = true;
         }
-        if is_hop_by_hop(name) && !(keep_upgrade && (name == UPGRADE || name == CONNECTION)) {
+        if is_hop_by_hop(name) {
             doomed.push(name.clone());
         }
     }
@@ -47,9 +53,7 @@ pub fn remove(headers: &mut HeaderMap, keep_upgrade: bool) {
             if token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") {
                 continue;
             }
-            if let Ok(name) = HeaderName::from_bytes(token.as_bytes())
-                && !(keep_upgrade && name == UPGRADE)
-            {
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
                 doomed.push(name);
             }
         }
@@ -57,8 +61,9 @@ pub fn remove(headers: &mut HeaderMap, keep_upgrade: bool) {
     for name in &doomed {
         headers.remove(name);
     }
-    if keep_upgrade {
+    if websocket {
         headers.insert(CONNECTION, http::HeaderValue::from_static("upgrade"));
+        headers.insert(UPGRADE, http::HeaderValue::from_static("websocket"));
     }
 }
 
@@ -97,6 +102,7 @@ mod tests {
             "trailer",
             "transfer-encoding",
             "upgrade",
+            "http2-settings",
             "x-keep",
         ] {
             h.append(
@@ -122,15 +128,33 @@ mod tests {
     }
 
     #[test]
-    fn an_upgrade_keeps_its_upgrade_headers_only() {
+    fn a_websocket_handshake_keeps_its_upgrade_headers_only() {
         let mut h = HeaderMap::new();
         h.insert(CONNECTION, HeaderValue::from_static("Upgrade, x-foo"));
-        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(UPGRADE, HeaderValue::from_static("WebSocket"));
         h.insert("x-foo", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            "http2-settings",
+            HeaderValue::from_static("AAMAAABkAAQAoAAAAAIAAAAA"),
+        );
         remove(&mut h, true);
         assert_eq!(h[CONNECTION], "upgrade");
         assert_eq!(h[UPGRADE], "websocket");
         assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn an_h2c_upgrade_loses_upgrade_and_settings_even_when_connection_names_neither() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert(UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert(
+            "http2-settings",
+            HeaderValue::from_static("AAMAAABkAAQAoAAAAAIAAAAA"),
+        );
+        h.insert("x-keep", HeaderValue::from_static("yes"));
+        remove(&mut h, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);
     }
 }

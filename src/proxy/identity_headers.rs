@@ -14,6 +14,8 @@ pub struct Identity<'a> {
     pub name: &'a str,
     pub roles: &'a str,
     pub mfa: &'a str,
+    /// The signed assertion (when `headers.assertion` is on).
+    pub assertion: Option<HeaderValue>,
 }
 
 /// Client-sent headers that upstream frameworks believe from their proxy (client address,
@@ -46,6 +48,8 @@ pub(crate) const ALWAYS_STRIPPED: &[&str] = &[
 /// Precomputed at configuration load: which names to strip and which to set.
 pub struct IdentityHeaders {
     names: [HeaderName; 5],
+    /// Where the signed assertion goes, when it is on.
+    assertion: Option<HeaderName>,
     /// Lower-case, `-` spelling; a handful of names, so a list beats hashing each header.
     strip: Vec<String>,
 }
@@ -78,12 +82,17 @@ impl IdentityHeaders {
         let mut strip: Vec<String> = names
             .iter()
             .chain(cfg.strip.iter())
+            .chain(cfg.assertion.iter())
             .map(|h| canonical(h.as_str()))
             .chain(ALWAYS_STRIPPED.iter().map(|h| canonical(h)))
             .collect();
         strip.sort();
         strip.dedup();
-        Self { names, strip }
+        Self {
+            names,
+            assertion: cfg.assertion.clone(),
+            strip,
+        }
     }
 
     /// Removes every client-sent identity or strip-listed header.
@@ -106,6 +115,9 @@ impl IdentityHeaders {
                 headers.insert(name.clone(), v);
             }
         }
+        if let (Some(name), Some(v)) = (&self.assertion, &id.assertion) {
+            headers.insert(name.clone(), v.clone());
+        }
     }
 }
 
@@ -121,6 +133,8 @@ mod tests {
             roles: HeaderName::from_static("remote-groups"),
             mfa: HeaderName::from_static("remote-mfa"),
             strip: vec![HeaderName::from_static("x-forwarded-user")],
+            assertion: Some(HeaderName::from_static("remote-assertion")),
+            assertion_key_file: None,
         }
     }
 
@@ -134,6 +148,7 @@ mod tests {
             "REMOTE_GROUPS",
             "x_forwarded_user",
             "x-forwarded-user",
+            "remote_assertion",
             "x-other",
         ] {
             h.append(
@@ -187,10 +202,12 @@ mod tests {
                 name: "Pät",
                 roles: "patient",
                 mfa: "none",
+                assertion: Some(HeaderValue::from_static("a.b.c")),
             },
         );
         assert_eq!(h.get_all("remote-user").iter().count(), 1);
         assert_eq!(h["remote-user"], "pat");
         assert_eq!(h["remote-mfa"], "none");
+        assert_eq!(h["remote-assertion"], "a.b.c");
     }
 }

@@ -74,6 +74,28 @@ impl Sessions {
         let Some(id) = self.presented(headers) else {
             return Ok(None);
         };
+        self.load_id(id, users, now_ms, true).await
+    }
+
+    /// Loads a session again by its fingerprint, with the same checks as [`Self::load`]
+    /// but without counting as the user's activity: an open WebSocket asks this
+    /// periodically, and a tunnel must not keep its session from expiring.
+    pub async fn recheck(
+        &self,
+        id: &Fingerprint,
+        users: &UsersSnapshot,
+        now_ms: u64,
+    ) -> Result<Option<Current>, StoreError> {
+        self.load_id(*id, users, now_ms, false).await
+    }
+
+    async fn load_id(
+        &self,
+        id: Fingerprint,
+        users: &UsersSnapshot,
+        now_ms: u64,
+        activity: bool,
+    ) -> Result<Option<Current>, StoreError> {
         let Some(record) = self.store.session_get(&id).await? else {
             return Ok(None);
         };
@@ -90,7 +112,7 @@ impl Sessions {
             });
             return Ok(None);
         }
-        if now_ms.saturating_sub(record.last_seen_ms) >= self.touch_every_ms {
+        if activity && now_ms.saturating_sub(record.last_seen_ms) >= self.touch_every_ms {
             let store = self.store.clone();
             let ttl = self.idle_ms;
             tokio::spawn(async move {

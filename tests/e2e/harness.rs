@@ -1141,7 +1141,7 @@ pub async fn raw_exchange(
 }
 
 /// True when `buf` holds one complete response (by Content-Length or chunked end).
-fn response_complete(buf: &[u8]) -> bool {
+pub fn response_complete(buf: &[u8]) -> bool {
     let Some(end) = find(buf, b"\r\n\r\n") else {
         return false;
     };

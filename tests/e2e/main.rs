@@ -8,13 +8,19 @@
 //! - `config_cli`: command line and configuration (SPEC §2, §3).
 //! - `lifecycle`: signals, graceful shutdown, certificate reload, memory under
 //!   multi-gigabyte transfers.
+//! - `upgrades`: only WebSocket is upgraded; tunnels end with their session, when
+//!   idle, and count as connections; `TRACE` is refused.
+//! - `differential`: hostile paths and upgrades through the gateway to real Tomcat and
+//!   hypercorn servers, judged from what those servers logged (issue 17).
 
 mod harness;
 mod harness_selftest;
 
+mod assertion;
 mod audit_chain;
 mod bypasses;
 mod config_cli;
+mod differential;
 mod flows;
 mod hardening;
 mod keepalive;
@@ -25,4 +31,5 @@ mod redis;
 mod rotation;
 mod signin;
 mod twofa;
+mod upgrades;
 mod upstream_pool;

@@ -617,11 +617,6 @@ async fn open_redirect_corpus_always_ends_on_this_site_after_a_complete_login() 
         payloads.len(),
         started.elapsed()
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "the corpus took {:?}",
-        started.elapsed()
-    );
 
     // An on-site target whose query merely contains `//` is kept as is.
     let b = Browser::new(&gw);

@@ -2,6 +2,7 @@
 //! access rules.
 
 use super::*;
+use crate::core::policy::PathCase;
 
 fn header_name(r: &mut Reader, key: &str, value: &str) -> HeaderName {
     match HeaderName::from_bytes(value.trim().as_bytes()) {
@@ -17,7 +18,16 @@ pub(super) fn headers(r: &mut Reader, root: &Table<'_>) -> HeadersConfig {
     let t = r.table(
         root,
         "headers",
-        &["user", "email", "name", "roles", "mfa", "strip"],
+        &[
+            "user",
+            "email",
+            "name",
+            "roles",
+            "mfa",
+            "strip",
+            "assertion",
+            "assertion_key_file",
+        ],
     );
     let one = |r: &mut Reader, name: &str, default: &str| {
         let v = r.string(&t, name, default);
@@ -34,6 +44,20 @@ pub(super) fn headers(r: &mut Reader, root: &Table<'_>) -> HeadersConfig {
         .enumerate()
         .map(|(i, s)| header_name(r, &format!("{}[{i}]", t.at("strip")), s))
         .collect();
+    let assertion = r
+        .optional_string(&t, "assertion")
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| header_name(r, &t.at("assertion"), &v));
+    let assertion_key_file = r
+        .optional_string(&t, "assertion_key_file")
+        .filter(|v| !v.trim().is_empty())
+        .map(std::path::PathBuf::from);
+    if assertion.is_some() && assertion_key_file.is_none() {
+        r.problem(
+            &t.at("assertion_key_file"),
+            "required when headers.assertion is set (make a key with `vestibule gen-signing-key`)",
+        );
+    }
     let cfg = HeadersConfig {
         user,
         email,
@@ -41,8 +65,10 @@ pub(super) fn headers(r: &mut Reader, root: &Table<'_>) -> HeadersConfig {
         roles,
         mfa,
         strip,
+        assertion,
+        assertion_key_file,
     };
-    for h in cfg.identity() {
+    for h in cfg.identity().into_iter().chain(cfg.assertion.as_ref()) {
         if crate::proxy::hop_by_hop::is_hop_by_hop(h)
             || h == http::header::HOST
             || h == http::header::COOKIE
@@ -61,8 +87,17 @@ impl HeadersConfig {
 }
 
 pub(super) fn policy(r: &mut Reader, root: &Table<'_>) -> PolicyConfig {
-    let t = r.table(root, "policy", &["require_2fa_roles", "rules"]);
+    let t = r.table(
+        root,
+        "policy",
+        &["require_2fa_roles", "case_insensitive_paths", "rules"],
+    );
     let require_2fa_roles = r.string_list(&t, "require_2fa_roles", &["doctor", "clerk"]);
+    let path_case = if r.boolean(&t, "case_insensitive_paths", false) {
+        PathCase::Insensitive
+    } else {
+        PathCase::Sensitive
+    };
     let mut rules = Vec::new();
     for rt in r.tables(
         &t,
@@ -76,6 +111,7 @@ pub(super) fn policy(r: &mut Reader, root: &Table<'_>) -> PolicyConfig {
     PolicyConfig {
         require_2fa_roles,
         rules,
+        path_case,
     }
 }
 
@@ -83,8 +119,14 @@ fn rule(r: &mut Reader, t: &Table<'_>) -> Option<Rule> {
     let prefix = r.optional_string(t, "path_prefix");
     let exact = r.optional_string(t, "path");
     let matcher = match (prefix, exact) {
-        (Some(p), None) if p.starts_with('/') => PathMatch::Prefix(p),
-        (None, Some(p)) if p.starts_with('/') => PathMatch::Exact(p),
+        (Some(p), None) if p.starts_with('/') => {
+            rule_path(r, &t.at("path_prefix"), &p);
+            PathMatch::Prefix(p)
+        }
+        (None, Some(p)) if p.starts_with('/') => {
+            rule_path(r, &t.at("path"), &p);
+            PathMatch::Exact(p)
+        }
         (Some(_), None) => {
             r.problem(&t.at("path_prefix"), "must start with '/'");
             return None;
@@ -140,4 +182,96 @@ fn rule(r: &mut Reader, t: &Table<'_>) -> Option<Rule> {
         access,
         roles,
     })
+}
+
+/// A rule path must be spelt the one way a request path can reach the rules: in
+/// normal form (no dot segments, repeated slashes or escapes of unreserved
+/// characters), without `;` (the rules also see every path without its parameters,
+/// so a rule naming one would not hold), and with no character that a client may send
+/// either raw or escaped (`:`, `@`, `!`, `$`, …): the gateway forwards those as sent,
+/// so the upstream would take `/a%3Ab` and `/a:b` for one path while the rule
+/// matched only one spelling. Letters, digits, `-._~`, `/` and escapes of non-ASCII
+/// bytes (upper-case, as the normaliser writes them) remain.
+fn rule_path(r: &mut Reader, key: &str, p: &str) {
+    let normal = crate::core::path::normalise(p).is_ok_and(|n| n == p);
+    // `normal` already holds the escapes to upper-case, well-formed UTF-8.
+    let b = p.as_bytes();
+    let mut i = 0;
+    let mut one_spelling = true;
+    while i < b.len() && one_spelling {
+        if b[i] == b'%' {
+            one_spelling = b.get(i + 1).is_some_and(|h| b"89ABCDEF".contains(h));
+            i += 3;
+        } else {
+            one_spelling = b[i].is_ascii_alphanumeric() || b"-._~/".contains(&b[i]);
+            i += 1;
+        }
+    }
+    if !normal || !one_spelling {
+        r.problem(
+            key,
+            format!(
+                "{p:?} cannot be matched reliably: use a normalised path of letters, digits, \
+                 '-', '.', '_', '~' and '/' (non-ASCII as upper-case %-escapes), without ';'"
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::validate;
+    use crate::core::policy::PathCase;
+
+    fn problems(policy: serde_json::Value) -> String {
+        match validate(&serde_json::json!({ "policy": policy })) {
+            Ok(_) => String::new(),
+            Err(p) => p
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    #[test]
+    fn case_insensitive_paths_defaults_to_off_and_is_a_known_key() {
+        let cfg = validate(&serde_json::json!({})).unwrap();
+        assert_eq!(cfg.policy.path_case, PathCase::Sensitive);
+        let on = serde_json::json!({ "policy": { "case_insensitive_paths": true } });
+        assert_eq!(
+            validate(&on).unwrap().policy.path_case,
+            PathCase::Insensitive
+        );
+        let typo = problems(serde_json::json!({ "case_insensitive_path": true }));
+        assert!(typo.contains("unknown key"), "{typo}");
+        let bad = problems(serde_json::json!({ "case_insensitive_paths": "yes" }));
+        assert!(bad.contains("policy.case_insensitive_paths"), "{bad}");
+    }
+
+    #[test]
+    fn rule_paths_must_have_one_spelling() {
+        let rule = |key: &str, p: &str| {
+            problems(serde_json::json!({ "rules": [{ key: p, "access": "deny" }] }))
+        };
+        for good in ["/admin/", "/static", "/a-b_c.d~e/", "/%C3%A4rzte/", "/"] {
+            assert_eq!(rule("path_prefix", good), "", "{good}");
+            assert_eq!(rule("path", good), "", "{good}");
+        }
+        for bad in [
+            "/admin;x/",
+            "/a/../b",
+            "/a//b",
+            "/a/./b",
+            "/%61dmin/",
+            "/a%3Ab/",
+            "/a:b/",
+            "/a@b",
+            "/%c3%a4/",
+            "/a%2Fb",
+        ] {
+            let p = rule("path_prefix", bad);
+            assert!(p.contains("cannot be matched reliably"), "{bad}: {p:?}");
+        }
+    }
 }

@@ -139,6 +139,7 @@ pub(super) fn upstream(r: &mut Reader, root: &Table<'_>) -> UpstreamConfig {
             "response_timeout",
             "ca_file",
             "preserve_host",
+            "websocket_idle_timeout",
         ],
     );
     let url = r.string(&t, "url", "http://127.0.0.1:3000");
@@ -192,5 +193,6 @@ pub(super) fn upstream(r: &mut Reader, root: &Table<'_>) -> UpstreamConfig {
         response_timeout: r.duration(&t, "response_timeout", "60s"),
         ca_file,
         preserve_host: r.boolean(&t, "preserve_host", true),
+        websocket_idle_timeout: r.duration(&t, "websocket_idle_timeout", "10m"),
     }
 }
