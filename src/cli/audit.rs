@@ -39,7 +39,7 @@ pub fn verify(config: &Path, files: &[PathBuf]) -> Result<(), CliError> {
     println!("{} events, chain intact", s.events);
     if let (Some(first), Some(last), Some(chain)) = (s.first_seq, s.last_seq, &s.last_chain) {
         println!(
-            "seq {first} to {last}; last chain {chain} (keep it: a later check that ends on the same line must end on this value)"
+            "seq {first} to {last}; last chain {chain} (write it down: a later check must find seq {last} with this chain)"
         );
     }
     Ok(())
