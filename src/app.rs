@@ -146,7 +146,12 @@ impl App {
             }
             _ => None,
         };
-        let audit = Audit::open(cfg.log.audit_file.as_deref()).map_err(BuildError::Audit)?;
+        let audit = Audit::open(
+            cfg.log.audit_file.as_deref(),
+            keys.clone(),
+            crate::audit::instance_id(&cfg.server.listen.port().to_string()),
+        )
+        .map_err(BuildError::Audit)?;
         let lock_policy = LockPolicy {
             max_failures: cfg.lockout.max_failures,
             duration_ms: cfg.lockout.duration.as_millis() as u64,

@@ -9,10 +9,13 @@
 //! - the `rd` redirect target (SPEC §5.3: never off-site),
 //! - cookie parsing and the CSRF check,
 //! - typed TOTP / backup-code input,
-//! - the AES-GCM storage envelope (SPEC §6 "At rest").
+//! - the AES-GCM storage envelope (SPEC §6 "At rest"),
+//! - the audit file's chain (SPEC §13): any edit of a chained file is detected.
 
 use http::header::{COOKIE, HeaderMap, HeaderValue};
 use proptest::prelude::*;
+use vestibule::audit::chain;
+use vestibule::audit::verify::{VerifyError, verify_texts};
 use vestibule::core::backup_codes;
 use vestibule::core::path::{PathError, normalise, without_parameters};
 use vestibule::core::policy::{self, Access, Decision, PathCase, PathMatch, Roles, Rule};
@@ -853,4 +856,152 @@ fn rotated_keyring_opens_old_envelopes_and_dropping_the_old_key_does_not() {
             .as_slice(),
         b"JBSWY3DPEHPK3PXP"
     );
+}
+
+// ------------------------------------------------------------------ audit chain
+
+const AUDIT_KEY: [u8; 32] = [42; 32];
+
+/// A chained audit file of `users.len()` lines, as the gateway writes it.
+fn chained_file(users: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut prev = String::new();
+    for (i, u) in users.iter().enumerate() {
+        let head = format!(
+            r#"{{"seq":{},"instance":"gw1:8443","ts":"2026-05-01T08:00:00.000Z","event":"login.failure","user":{}"#,
+            i + 1,
+            serde_json::Value::from(u.as_str())
+        );
+        let (line, c) = chain::seal(&AUDIT_KEY, prev.as_bytes(), &head);
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+        prev = c;
+    }
+    out
+}
+
+/// One edit an attacker (or an accident) could make to the file.
+#[derive(Debug, Clone)]
+enum Edit {
+    /// XOR one byte (anywhere, newlines included) with a non-zero value.
+    Flip(prop::sample::Index, u8),
+    Delete(prop::sample::Index),
+    /// Insert a copy of an existing line.
+    Copy(prop::sample::Index, prop::sample::Index),
+    /// Insert a line sealed under another key, with the seq it would need.
+    Forge(prop::sample::Index, String),
+    Swap(prop::sample::Index, prop::sample::Index),
+    /// Cut the file at a byte offset.
+    Truncate(prop::sample::Index),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    use prop::sample::Index;
+    prop_oneof![
+        (any::<Index>(), 1u8..=255).prop_map(|(i, x)| Edit::Flip(i, x)),
+        any::<Index>().prop_map(Edit::Delete),
+        (any::<Index>(), any::<Index>()).prop_map(|(a, b)| Edit::Copy(a, b)),
+        (any::<Index>(), "[a-z]{1,8}").prop_map(|(a, u)| Edit::Forge(a, u)),
+        (any::<Index>(), any::<Index>()).prop_map(|(a, b)| Edit::Swap(a, b)),
+        any::<Index>().prop_map(Edit::Truncate),
+    ]
+}
+
+fn apply(text: &[u8], e: &Edit) -> Vec<u8> {
+    let mut lines: Vec<Vec<u8>> = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    let n = lines.len();
+    let join = |ls: &[Vec<u8>]| {
+        let mut out = Vec::new();
+        for l in ls {
+            out.extend_from_slice(l);
+            out.push(b'\n');
+        }
+        out
+    };
+    match e {
+        Edit::Flip(i, x) => {
+            let mut t = text.to_vec();
+            let at = i.index(t.len());
+            t[at] ^= x;
+            t
+        }
+        Edit::Delete(i) => {
+            lines.remove(i.index(n));
+            join(&lines)
+        }
+        Edit::Copy(at, from) => {
+            let copy = lines[from.index(n)].clone();
+            lines.insert(at.index(n + 1), copy);
+            join(&lines)
+        }
+        Edit::Forge(at, user) => {
+            let at = at.index(n + 1);
+            let prev = if at > 0 {
+                chain::parse(&lines[at - 1])
+                    .map(|l| l.chain.to_vec())
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let head = format!(
+                r#"{{"seq":{},"instance":"gw1:8443","event":"login.success","user":{}"#,
+                at + 1,
+                serde_json::Value::from(user.as_str())
+            );
+            let (line, _) = chain::seal(&[7; 32], &prev, &head);
+            lines.insert(at, line.into_bytes());
+            join(&lines)
+        }
+        Edit::Swap(a, b) => {
+            let (a, b) = (a.index(n), b.index(n));
+            lines.swap(a, if a == b { (a + 1) % n } else { b });
+            join(&lines)
+        }
+        Edit::Truncate(i) => text[..i.index(text.len())].to_vec(),
+    }
+}
+
+/// 1-based number of the first line (with its newline) where `edited` differs from
+/// `original`.
+fn first_difference(original: &[u8], edited: &[u8]) -> usize {
+    let a: Vec<&[u8]> = original.split_inclusive(|&b| b == b'\n').collect();
+    let b: Vec<&[u8]> = edited.split_inclusive(|&b| b == b'\n').collect();
+    a.iter().zip(&b).take_while(|(x, y)| x == y).count() + 1
+}
+
+proptest! {
+    #[test]
+    fn any_edit_of_a_chained_audit_file_is_detected(
+        users in prop::collection::vec("[a-z]{1,8}", 2..10),
+        e in edit(),
+    ) {
+        let text = chained_file(&users);
+        let keys = [AUDIT_KEY];
+        let intact = verify_texts(&keys, &[("f", &text)]).unwrap();
+        prop_assert_eq!(intact.events, users.len() as u64);
+        let edited = apply(&text, &e);
+        prop_assume!(edited != text);
+        let result = verify_texts(&keys, &[("f", &edited)]);
+        let d = first_difference(&text, &edited);
+        // Whole lines cut from the end leave a shorter, intact chain: only the last
+        // chain value (which `audit verify` prints for the auditor to keep) shows it.
+        let cut_at_line_end = text.starts_with(&edited) && edited.last().is_none_or(|&b| b == b'\n');
+        if d > 1 && !cut_at_line_end {
+            // The first line that differs is the one named.
+            match result {
+                Err(VerifyError::Broken(b)) => prop_assert_eq!(b.line as usize, d, "{} after {:?}", b, e),
+                other => prop_assert!(false, "{:?} not detected: {:?}", e, other),
+            }
+        } else {
+            // An edit of line 1 or of the end: the chain breaks, or what verify reports
+            // (first seq and its note, count, last chain) is not what it was.
+            if let Ok(s) = result {
+                prop_assert_ne!(s, intact, "{:?} went unseen", e);
+            }
+        }
+    }
 }

@@ -25,7 +25,7 @@ fn open(config: &Path, rt: &tokio::runtime::Runtime) -> Result<Admin, CliError> 
     let store = rt
         .block_on(crate::store::open(&cfg.storage))
         .map_err(CliError::failed)?;
-    let audit = Audit::open(cfg.log.audit_file.as_deref()).map_err(CliError::failed)?;
+    let audit = Audit::for_admin(&cfg).map_err(CliError::failed)?;
     Ok(Admin { cfg, store, audit })
 }
 

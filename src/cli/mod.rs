@@ -2,6 +2,7 @@
 //! the library. Exit codes: 0 success, 2 bad usage or invalid configuration, 1 other.
 
 mod admin;
+mod audit;
 mod check;
 mod demo;
 mod demo_upstream;
@@ -96,6 +97,20 @@ pub enum Command {
     /// Session administration.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// The tamper-evident audit file.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the chain of audit files given in order (e.g. yesterday's rotated file,
+    /// then today's): prints "N events, chain intact" (exit 0) or the first line that
+    /// was changed, removed, inserted or reordered (exit 1).
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// The algorithms `gen-signing-key` makes keys for.
@@ -171,6 +186,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Sessions(SessionsCommand::Revoke { name }) => {
             admin::sessions_revoke(&cli.config, &name)
         }
+        Command::Audit(AuditCommand::Verify { files }) => audit::verify(&cli.config, &files),
     }
 }
 

@@ -46,8 +46,7 @@ pub fn run(config: &Path, status: bool, drop_old: bool, wait: Duration) -> Resul
     let store = rt
         .block_on(crate::store::open(&cfg.storage))
         .map_err(CliError::failed)?;
-    let audit =
-        crate::audit::Audit::open(cfg.log.audit_file.as_deref()).map_err(CliError::failed)?;
+    let audit = crate::audit::Audit::for_admin(&cfg).map_err(CliError::failed)?;
 
     if status {
         let counts = rt.block_on(census(&*store))?;

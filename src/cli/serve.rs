@@ -112,7 +112,9 @@ fn spawn_observability(app: Arc<App>, tls: bool) {
         let app = app.clone();
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                app.audit.reopen();
+                // Opening and reading the old file's end is file work: off the workers.
+                let app = app.clone();
+                let _ = tokio::task::spawn_blocking(move || app.audit.reopen()).await;
             }
         });
     }

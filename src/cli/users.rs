@@ -58,21 +58,24 @@ fn end_sessions_and_devices(cfg: &Config, user: &str, why: &str) {
                 .await
                 .map_err(CliError::failed)?;
             let d = store.devices_forget(user).await.map_err(CliError::failed)?;
-            if let Ok(audit) = crate::audit::Audit::open(cfg.log.audit_file.as_deref()) {
-                audit.event(
-                    "session.revoked",
-                    user,
-                    None,
-                    json!({ "reason": why, "sessions": s, "by": "admin" }),
-                );
-                if d > 0 {
+            match crate::audit::Audit::for_admin(cfg) {
+                Ok(audit) => {
                     audit.event(
-                        "mfa.devices.forgotten",
+                        "session.revoked",
                         user,
                         None,
-                        json!({ "reason": why, "count": d, "by": "admin" }),
+                        json!({ "reason": why, "sessions": s, "by": "admin" }),
                     );
+                    if d > 0 {
+                        audit.event(
+                            "mfa.devices.forgotten",
+                            user,
+                            None,
+                            json!({ "reason": why, "count": d, "by": "admin" }),
+                        );
+                    }
                 }
+                Err(e) => eprintln!("warning: cannot write the audit events: {e}"),
             }
             Ok(())
         })

@@ -17,6 +17,7 @@ mod harness;
 mod harness_selftest;
 
 mod assertion;
+mod audit_chain;
 mod burst;
 mod bypasses;
 mod config_cli;
