@@ -73,6 +73,23 @@ async fn verify_off_thread(
         })
 }
 
+/// The name an audit line about a failed sign-in carries: a known user's stored name,
+/// or — for a name no account has (perhaps a password typed into the wrong field) — the
+/// typed text cut short and marked `user_exists: false`.
+fn audited_name(
+    app: &crate::app::App,
+    typed: &str,
+    details: serde_json::Value,
+) -> (String, serde_json::Value) {
+    match app.users.get().directory.find(typed) {
+        Some(u) => (u.username.clone(), details),
+        None => (
+            crate::audit::typed_username(typed),
+            crate::audit::unknown_user_details(details),
+        ),
+    }
+}
+
 pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, GatewayError> {
     let app = ctx.app;
     let rd = safe_target(form.get("rd"));
@@ -106,12 +123,9 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
             imposed_lock,
         } => (record, imposed_lock),
         Reservation::Refused(state) => {
-            app.audit.event(
-                "login.failure",
-                &username,
-                Some(ctx.ip),
-                json!({ "reason": "locked" }),
-            );
+            let (who, details) = audited_name(app, &username, json!({ "reason": "locked" }));
+            app.audit
+                .event("login.failure", &who, Some(ctx.ip), details);
             app.metrics.login(LoginResult::Locked);
             let retry_after_ms = match state {
                 LockState::Locked { retry_after_ms } => retry_after_ms,
@@ -144,21 +158,22 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
             };
             app.velocity.failed(ctx.ip);
             // Already counted by the reservation.
-            app.audit.event(
-                "login.failure",
+            let (who, details) = audited_name(
+                app,
                 &username,
-                Some(ctx.ip),
                 json!({ "reason": reason, "failures": record.failures }),
             );
+            app.audit
+                .event("login.failure", &who, Some(ctx.ip), details);
             app.metrics.login(LoginResult::Failure);
             if imposed_lock {
                 app.metrics.lockout(LockStep::Password);
-                app.audit.event(
-                    "login.locked",
+                let (who, details) = audited_name(
+                    app,
                     &username,
-                    Some(ctx.ip),
                     json!({ "failures": record.failures, "locks": record.locks }),
                 );
+                app.audit.event("login.locked", &who, Some(ctx.ip), details);
                 if let LockState::Locked { retry_after_ms } = record.state(now_ms()) {
                     return Err(GatewayError::Locked {
                         retry_after_secs: retry_after_ms.div_ceil(1000),
