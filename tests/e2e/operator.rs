@@ -62,15 +62,21 @@ fn a_bad_upstream_url_does_not_hide_swapped_certificate_and_key() {
 }
 
 #[test]
-fn a_bad_upstream_url_does_not_hide_a_missing_key_file() {
+fn a_bad_upstream_url_does_not_hide_missing_key_files() {
     let p = GatewayBuilder::new("ftp://127.0.0.1/")
         .hostnames(&["clinic.example"])
         .prepare();
     std::fs::remove_file(&p.key_path).unwrap();
+    std::fs::remove_file(p.dir.path().join("encryption.key")).unwrap();
     let out = check_config(&p);
     assert_eq!(out.code, Some(2), "{out}");
     assert_eq!(lines_for(&out, "upstream.url").len(), 1, "{out}");
     assert_eq!(lines_for(&out, "server.tls_key").len(), 1, "{out}");
+    assert_eq!(
+        lines_for(&out, "storage.encryption_key_file").len(),
+        1,
+        "{out}"
+    );
 }
 
 #[test]
