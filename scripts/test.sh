@@ -13,6 +13,9 @@ command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 fc-list 2>/dev/null | grep -qi dejavu || packages+=(fonts-dejavu-core)
+command -v curl >/dev/null 2>&1 || packages+=(curl)
+command -v python3 >/dev/null 2>&1 || packages+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 if [ "${#packages[@]}" -gt 0 ]; then
   echo "test.sh: installing ${packages[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -20,10 +23,21 @@ if [ "${#packages[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
-# cargo-deny (licences, banned and duplicate crates, sources), built once per machine.
+# Django for the upstream-apps test (docs/upstream-apps.md checked against real Django).
+if ! python3 -c 'import django' >/dev/null 2>&1; then
+  echo "test.sh: installing Django" >&2
+  python3 -m pip install --quiet --disable-pip-version-check 'django>=5.2,<6' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'django>=5.2,<6'
+fi
+
+# cargo-deny (licences, banned and duplicate crates, sources) and cargo-deb (the Debian
+# package test), built once per machine.
 command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked
+command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo deny --locked check --hide-inclusion-graph licenses bans sources
 cargo test --locked --all-targets -- --test-threads="${TEST_THREADS:-2}"
+# Builds the release binary and the .deb, installs, checks, serves and purges it.
+./scripts/package-test.sh
