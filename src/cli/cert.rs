@@ -8,11 +8,16 @@ use std::time::Duration;
 use super::CliError;
 
 /// What `gen-cert` was asked for.
-pub struct CertRequest {
+pub(crate) struct CertRequest {
+    /// Host names or addresses (subject alternative names; the first is the CN).
     pub names: Vec<String>,
+    /// Where the certificate goes; `None`: the configuration's `server.tls_cert`.
     pub cert: Option<PathBuf>,
+    /// Where the key goes; `None`: the configuration's `server.tls_key`.
     pub key: Option<PathBuf>,
+    /// How long the certificate is valid.
     pub valid_for: Duration,
+    /// Replace existing files instead of refusing.
     pub force: bool,
 }
 
@@ -90,7 +95,7 @@ fn write(path: &Path, text: &str, mode: u32, force: bool) -> Result<(), CliError
 
 /// Writes the pair and says where, for how long, and what to do next.
 #[allow(clippy::print_stdout)]
-pub fn run(config: &Path, req: CertRequest) -> Result<(), CliError> {
+pub(crate) fn run(config: &Path, req: CertRequest) -> Result<(), CliError> {
     let (cert_path, key_path) = targets(config, &req)?;
     if !req.force {
         for p in [&cert_path, &key_path] {

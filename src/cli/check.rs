@@ -11,8 +11,11 @@ use crate::store::crypto::{CryptoError, KEY_ENV, Keyring};
 
 /// A configuration that passed every check, with what the summary line reports.
 pub(super) struct Checked {
+    /// The validated configuration, ready for `serve`.
     pub cfg: Config,
+    /// How many users the users file holds (for the summary line).
     pub users: usize,
+    /// Valid but probably unintended settings (printed, never fatal).
     pub warnings: Vec<ConfigProblem>,
 }
 

@@ -58,10 +58,10 @@ pub struct Cli {
 }
 
 /// The configuration file read when neither `--config` nor `VESTIBULE_CONFIG` names one.
-pub const DEFAULT_CONFIG: &str = "config/vestibule.toml";
+pub(crate) const DEFAULT_CONFIG: &str = "config/vestibule.toml";
 /// Where the Debian package puts the configuration; used when [`DEFAULT_CONFIG`] does
 /// not exist, so admin commands on a packaged system need no flag.
-pub const SYSTEM_CONFIG: &str = "/etc/vestibule/vestibule.toml";
+pub(crate) const SYSTEM_CONFIG: &str = "/etc/vestibule/vestibule.toml";
 
 impl Cli {
     /// The configuration file: `--config`, else `VESTIBULE_CONFIG`, else
