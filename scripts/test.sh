@@ -14,6 +14,7 @@ command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 fc-list 2>/dev/null | grep -qi dejavu || packages+=(fonts-dejavu-core)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
+command -v adduser >/dev/null 2>&1 || packages+=(adduser)
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 if [ "${#packages[@]}" -gt 0 ]; then
