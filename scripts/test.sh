@@ -18,6 +18,8 @@ fc-list 2>/dev/null | grep -qi dejavu || packages+=(fonts-dejavu-core)
 # package's files (never the system service) and hypercorn from PyPI with python3.
 [ -f /usr/share/tomcat10/bin/bootstrap.jar ] || packages+=(tomcat10)
 command -v java >/dev/null 2>&1 || packages+=(default-jre-headless)
+command -v curl >/dev/null 2>&1 || packages+=(curl)
+command -v adduser >/dev/null 2>&1 || packages+=(adduser)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 if [ "${#packages[@]}" -gt 0 ]; then
   echo "test.sh: installing ${packages[*]}" >&2
@@ -27,13 +29,14 @@ if [ "${#packages[@]}" -gt 0 ]; then
 fi
 
 # Python packages of the tests, from PyPI: hypercorn (an h2c-capable upstream for the
-# differential test) and PyJWT with cryptography (an app's independent check of the
-# signed identity assertion). A Debian python3 refuses pip installs outside a virtual
+# differential test), PyJWT with cryptography (an app's independent check of the
+# signed identity assertion) and Django (docs/upstream-apps.md checked against it). A Debian python3 refuses pip installs outside a virtual
 # environment (PEP 668); only then is the install repeated with
 # --break-system-packages (none of these is a Debian package the system relies on).
 python_packages=()
 python3 -c 'import hypercorn' >/dev/null 2>&1 || python_packages+=('hypercorn==0.18.0')
 python3 -c 'import jwt, cryptography' >/dev/null 2>&1 || python_packages+=('PyJWT==2.10.1' 'cryptography')
+python3 -c 'import django' >/dev/null 2>&1 || python_packages+=('django>=5.2,<6')
 if [ "${#python_packages[@]}" -gt 0 ]; then
   echo "test.sh: installing ${python_packages[*]}" >&2
   pip_args=(install --quiet --disable-pip-version-check)
@@ -42,10 +45,14 @@ if [ "${#python_packages[@]}" -gt 0 ]; then
     || python3 -m pip "${pip_args[@]}" --break-system-packages "${python_packages[@]}"
 fi
 
-# cargo-deny (licences, banned and duplicate crates, sources), built once per machine.
+# cargo-deny (licences, banned and duplicate crates, sources) and cargo-deb (the Debian
+# package test), built once per machine.
 command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked
+command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo deny --locked check --hide-inclusion-graph licenses bans sources
 cargo test --locked --all-targets -- --test-threads="${TEST_THREADS:-2}"
+# Builds the release binary and the .deb, installs, checks, serves and purges it.
+./scripts/package-test.sh

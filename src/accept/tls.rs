@@ -12,15 +12,33 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-/// Why a certificate could not be loaded.
+/// Why a certificate could not be loaded. Displayed as `KEY: FILE: what is wrong`.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("server.tls_cert {0}: {1}")]
+    #[error("server.tls_cert: {0}: {1}")]
     Cert(String, String),
-    #[error("server.tls_key {0}: {1}")]
+    #[error("server.tls_key: {0}: {1}")]
     Key(String, String),
     #[error("TLS setup: {0}")]
     Setup(String),
+}
+
+impl TlsError {
+    /// The configuration key the problem is about (`check-config` prints it once).
+    pub fn config_key(&self) -> &'static str {
+        match self {
+            TlsError::Cert(..) => "server.tls_cert",
+            TlsError::Key(..) | TlsError::Setup(_) => "server.tls_key",
+        }
+    }
+
+    /// The problem without its key: `FILE: what is wrong`.
+    pub fn detail(&self) -> String {
+        match self {
+            TlsError::Cert(f, m) | TlsError::Key(f, m) => format!("{f}: {m}"),
+            TlsError::Setup(m) => m.clone(),
+        }
+    }
 }
 
 /// Serves whichever certificate was loaded last.
@@ -41,22 +59,74 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// Loads and checks a certificate chain and its key (the key must match).
 pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
-    let cname = cert.display().to_string();
-    let kname = key.display().to_string();
+    let chain = load_chain(cert)?;
+    let pk = load_key(key)?;
+    CertifiedKey::from_der(chain, pk, &provider()).map_err(|e| {
+        TlsError::Key(
+            key.display().to_string(),
+            format!("does not fit the certificate: {e}"),
+        )
+    })
+}
+
+/// Every problem of the pair at once: each file is read on its own (a broken
+/// certificate does not hide a broken key), then, when both read, whether they fit.
+pub fn check_pair(cert: &Path, key: &Path) -> Vec<TlsError> {
+    match (load_chain(cert), load_key(key)) {
+        (Ok(chain), Ok(pk)) => match CertifiedKey::from_der(chain, pk, &provider()) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![TlsError::Key(
+                key.display().to_string(),
+                format!("does not fit the certificate: {e}"),
+            )],
+        },
+        (c, k) => [c.err(), k.err()].into_iter().flatten().collect(),
+    }
+}
+
+/// What a PEM file holds instead, to suggest a fix when cert and key are swapped.
+fn holds(path: &Path) -> Option<&'static str> {
+    let text = std::fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    if text.contains("PRIVATE KEY-----") {
+        Some("it holds a private key: are tls_cert and tls_key swapped?")
+    } else if text.contains("BEGIN CERTIFICATE-----") {
+        Some("it holds a certificate: are tls_cert and tls_key swapped?")
+    } else {
+        None
+    }
+}
+
+fn load_chain(cert: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let name = cert.display().to_string();
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| TlsError::Cert(cname.clone(), e.to_string()))?
+        .map_err(|e| TlsError::Cert(name.clone(), e.to_string()))?
         .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Cert(cname.clone(), e.to_string()))?;
+        .map_err(|e| TlsError::Cert(name.clone(), e.to_string()))?;
     if chain.is_empty() {
+        let hint = holds(cert).map(|h| format!("; {h}")).unwrap_or_default();
         return Err(TlsError::Cert(
-            cname,
-            "no certificate found in the file".into(),
+            name,
+            format!("no certificate found in the file{hint}"),
         ));
     }
-    let pk = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| TlsError::Key(kname.clone(), e.to_string()))?;
-    CertifiedKey::from_der(chain, pk, &provider())
-        .map_err(|e| TlsError::Key(kname, format!("does not fit the certificate: {e}")))
+    Ok(chain)
+}
+
+fn load_key(key: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        let hint = match holds(key) {
+            Some(h) if h.contains("certificate") => format!("; {h}"),
+            _ => String::new(),
+        };
+        let what = match e {
+            rustls::pki_types::pem::Error::NoItemsFound => {
+                "no private key found in the file".to_string()
+            }
+            other => other.to_string(),
+        };
+        TlsError::Key(key.display().to_string(), format!("{what}{hint}"))
+    })
 }
 
 /// The TLS server configuration plus the handle used to reload its certificate.

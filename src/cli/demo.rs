@@ -1,6 +1,7 @@
 //! `demo`: a one-command trial. Everything it needs is generated into `./demo-data/`
 //! on the first run and reused afterwards (same certificate, key, users, passwords).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use super::CliError;
@@ -8,7 +9,9 @@ use crate::core::password::{self, Cost};
 use crate::core::tokens::random_bytes;
 
 const DIR: &str = "demo-data";
-const LISTEN: &str = "127.0.0.1:8443";
+/// The configuration the demo writes at every start; admin commands reach the demo
+/// with `--config` pointing here.
+pub(super) const CONFIG_FILE: &str = "demo-data/vestibule.toml";
 const USERS: &[(&str, &str, &str)] = &[
     ("doctor", "Dr. Meredith Grey", "doctor"),
     ("clerk", "Alex Karev (front desk)", "clerk"),
@@ -85,17 +88,64 @@ fn prepare(dir: &Path) -> Result<Vec<(String, String)>, CliError> {
         .collect())
 }
 
-fn config_text(dir: &Path, upstream: std::net::SocketAddr) -> String {
+fn config_text(dir: &Path, listen: SocketAddr, upstream: SocketAddr) -> String {
     let d = dir.display();
     format!(
-        "# Written by `vestibule demo` at every start.\n[server]\nlisten = \"{LISTEN}\"\ntls_cert = \"{d}/cert.pem\"\ntls_key = \"{d}/key.pem\"\n\n\
+        "# Written by `vestibule demo` at every start.\n[server]\nlisten = \"{listen}\"\ntls_cert = \"{d}/cert.pem\"\ntls_key = \"{d}/key.pem\"\n\n\
 [upstream]\nurl = \"http://{upstream}\"\n\n[users]\nfile = \"{d}/users.toml\"\n\n[storage]\nbackend = \"embedded\"\npath = \"{d}/data\"\n\
 encryption_key_file = \"{d}/encryption.key\"\n\n[totp]\nissuer = \"Vestibule Demo\"\n"
     )
 }
 
+/// The address to type into a browser: a wildcard bind is reached on loopback.
+fn browser_addr(bound: SocketAddr) -> SocketAddr {
+    let ip = match bound.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, bound.port())
+}
+
+/// How this program was invoked (`vestibule`, `target/release/vestibule` …), so the
+/// admin command printed can be pasted as it is.
+fn invoked_as() -> String {
+    std::env::args()
+        .next()
+        .filter(|a| !a.is_empty() && !a.contains(char::is_whitespace))
+        .unwrap_or_else(|| "vestibule".to_string())
+}
+
+/// The banner: where to go, whom to sign in as, how to administer the demo. Printed
+/// only once the address is bound, so a busy port prints an error and nothing else.
 #[allow(clippy::print_stdout)]
-pub fn run() -> Result<(), CliError> {
+fn banner(bound: SocketAddr, passwords: &[(String, String)]) {
+    let exe = invoked_as();
+    println!();
+    println!("  Vestibule demo");
+    println!(
+        "  Open https://{}/ (self-signed certificate: accept the browser warning)",
+        browser_addr(bound)
+    );
+    println!();
+    println!("  Sign in as one of:");
+    for (u, p) in passwords {
+        let note = match u.as_str() {
+            "patient" => "password only",
+            _ => "staff: sets up two-step sign-in with a phone app on first login",
+        };
+        println!("    {u:<8} {p}   ({note})");
+    }
+    println!();
+    println!("  Admin commands reach this demo from this directory, e.g.:");
+    println!("    {exe} --config {CONFIG_FILE} users list");
+    println!("    {exe} --config {CONFIG_FILE} 2fa status doctor");
+    println!();
+    println!("  Everything lives in ./{DIR}/ and is reused next time. Stop with Ctrl-C.");
+    println!();
+}
+
+pub fn run(listen: SocketAddr) -> Result<(), CliError> {
     let dir = PathBuf::from(DIR);
     let passwords = prepare(&dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -106,31 +156,17 @@ pub fn run() -> Result<(), CliError> {
         let upstream = super::demo_upstream::start("/_vestibule".into())
             .await
             .map_err(CliError::failed)?;
-        let cfg_path = dir.join("vestibule.toml");
+        let cfg_path = PathBuf::from(CONFIG_FILE);
         std::fs::write(
             &cfg_path,
-            config_text(&dir.canonicalize().unwrap_or(dir.clone()), upstream),
+            config_text(&dir.canonicalize().unwrap_or(dir.clone()), listen, upstream),
         )
         .map_err(CliError::failed)?;
-        let cfg = super::load_config(&cfg_path)?;
+        let mut cfg = super::check::full(&cfg_path)?.cfg;
+        // `--listen` beats VESTIBULE__SERVER__LISTEN, which the loader applied.
+        cfg.server.listen = listen;
         let _log = crate::logging::init(cfg.log.format);
-        println!();
-        println!("  Vestibule demo");
-        println!(
-            "  Open https://127.0.0.1:8443/ (self-signed certificate: accept the browser warning)"
-        );
-        println!();
-        println!("  Sign in as one of:");
-        for (u, p) in &passwords {
-            let note = match u.as_str() {
-                "patient" => "password only",
-                _ => "staff: sets up two-step sign-in with a phone app on first login",
-            };
-            println!("    {u:<8} {p}   ({note})");
-        }
-        println!();
-        println!("  Everything lives in ./{DIR}/ and is reused next time. Stop with Ctrl-C.");
-        println!();
-        super::serve::serve(cfg, None).await
+        let on_bound: super::serve::OnBound = Box::new(move |bound| banner(bound, &passwords));
+        super::serve::serve(cfg, None, Some(on_bound)).await
     })
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod cert;
 mod check;
 mod demo;
 mod demo_upstream;
@@ -11,6 +12,7 @@ mod rotate;
 mod serve;
 mod users;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -44,25 +46,62 @@ impl CliError {
 #[derive(Parser, Debug)]
 #[command(name = "vestibule", version, propagate_version = true)]
 pub struct Cli {
-    /// Configuration file.
-    #[arg(
-        long,
-        global = true,
-        env = "VESTIBULE_CONFIG",
-        default_value = "config/vestibule.toml"
-    )]
-    pub config: PathBuf,
+    /// Configuration file [default: config/vestibule.toml when it exists, else
+    /// /etc/vestibule/vestibule.toml when that exists]
+    #[arg(long, global = true, env = "VESTIBULE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Whether `--config` was given on the command line (not by the environment):
+    /// set by the caller from the parsed matches; `demo` refuses it.
+    #[arg(skip)]
+    pub config_on_command_line: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The configuration file read when neither `--config` nor `VESTIBULE_CONFIG` names one.
+pub(crate) const DEFAULT_CONFIG: &str = "config/vestibule.toml";
+/// Where the Debian package puts the configuration; used when [`DEFAULT_CONFIG`] does
+/// not exist, so admin commands on a packaged system need no flag.
+pub(crate) const SYSTEM_CONFIG: &str = "/etc/vestibule/vestibule.toml";
+
+impl Cli {
+    /// The configuration file: `--config`, else `VESTIBULE_CONFIG`, else
+    /// [`DEFAULT_CONFIG`] if it exists, else [`SYSTEM_CONFIG`] if it exists, else
+    /// [`DEFAULT_CONFIG`] (whose absence is then reported).
+    pub fn config_path(&self) -> PathBuf {
+        if let Some(p) = &self.config {
+            return p.clone();
+        }
+        let local = PathBuf::from(DEFAULT_CONFIG);
+        let system = PathBuf::from(SYSTEM_CONFIG);
+        if !local.exists() && system.is_file() {
+            system
+        } else {
+            local
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the gateway.
     Serve,
-    /// One-command trial: certificate, key, demo users and a demo upstream in ./demo-data/, served on https://127.0.0.1:8443.
-    Demo,
-    /// Validate the configuration and the users file.
+    /// One-command trial: certificate, key, demo users and a demo upstream in ./demo-data/, served on https://127.0.0.1:8443 (or --listen).
+    ///
+    /// The demo writes its own configuration to demo-data/vestibule.toml and refuses
+    /// --config; admin commands reach the demo with
+    /// `vestibule --config demo-data/vestibule.toml users list` (the demo prints it).
+    Demo {
+        /// Address to listen on; port 0 picks a free port. The address printed is the
+        /// one actually bound.
+        #[arg(
+            long,
+            env = "VESTIBULE__SERVER__LISTEN",
+            default_value = "127.0.0.1:8443"
+        )]
+        listen: SocketAddr,
+    },
+    /// Validate the configuration and every file it names: users file, encryption key, certificate and key.
     CheckConfig,
     /// Read a password from standard input and print its argon2id PHC string.
     HashPassword,
@@ -74,6 +113,24 @@ pub enum Command {
         /// es256 (ECDSA P-256: every JWT library verifies it) or eddsa (Ed25519).
         #[arg(long, value_enum, default_value = "es256")]
         algorithm: SigningAlgorithm,
+    },
+    /// Write a self-signed certificate and key, e.g. for a first deployment (browsers warn until it is replaced by one from a CA).
+    GenCert {
+        /// Host name or IP address the certificate is for (repeatable; the first is also its common name).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        /// Certificate file to write [default: the configuration's server.tls_cert].
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// Key file to write, mode 0600 [default: the configuration's server.tls_key].
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
     },
     /// Rotate the encryption key online: add a new primary key, let running gateways
     /// load it, re-encrypt every stored secret under it. Old keys keep decrypting.
@@ -167,26 +224,51 @@ pub enum SessionsCommand {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<(), CliError> {
+    let config = cli.config_path();
     match cli.command {
-        Command::Serve => serve::run(&cli.config),
-        Command::Demo => demo::run(),
-        Command::CheckConfig => check::run(&cli.config),
+        Command::Serve => serve::run(&config),
+        Command::Demo { listen } => {
+            if cli.config_on_command_line {
+                return Err(CliError::Invalid(vec![format!(
+                    "--config: demo does not read a configuration file; it writes its own to {}. To serve your configuration run `vestibule --config FILE serve`",
+                    demo::CONFIG_FILE
+                )]));
+            }
+            demo::run(listen)
+        }
+        Command::CheckConfig => check::run(&config),
         Command::HashPassword => keys::hash_password(),
         Command::GenKey => keys::gen_key(),
         Command::GenSigningKey { algorithm } => keys::gen_signing_key(algorithm),
+        Command::GenCert {
+            names,
+            cert,
+            key,
+            days,
+            force,
+        } => cert::run(
+            &config,
+            cert::CertRequest {
+                names,
+                cert,
+                key,
+                valid_for: std::time::Duration::from_secs(u64::from(days) * 86_400),
+                force,
+            },
+        ),
         Command::RotateKey {
             status,
             drop_old,
             wait,
-        } => rotate::run(&cli.config, status, drop_old, wait),
-        Command::Users(UsersCommand::Unlock { name }) => admin::unlock(&cli.config, &name),
-        Command::Users(cmd) => users::run(&cli.config, cmd),
-        Command::TwoFa(TwoFaCommand::Status { name }) => admin::twofa_status(&cli.config, &name),
-        Command::TwoFa(TwoFaCommand::Reset { name }) => admin::twofa_reset(&cli.config, &name),
+        } => rotate::run(&config, status, drop_old, wait),
+        Command::Users(UsersCommand::Unlock { name }) => admin::unlock(&config, &name),
+        Command::Users(cmd) => users::run(&config, cmd),
+        Command::TwoFa(TwoFaCommand::Status { name }) => admin::twofa_status(&config, &name),
+        Command::TwoFa(TwoFaCommand::Reset { name }) => admin::twofa_reset(&config, &name),
         Command::Sessions(SessionsCommand::Revoke { name }) => {
-            admin::sessions_revoke(&cli.config, &name)
+            admin::sessions_revoke(&config, &name)
         }
-        Command::Audit(AuditCommand::Verify { files }) => audit::verify(&cli.config, &files),
+        Command::Audit(AuditCommand::Verify { files }) => audit::verify(&config, &files),
     }
 }
 

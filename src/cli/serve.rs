@@ -1,29 +1,36 @@
 //! `serve`: validate everything first, then bind, then run until SIGTERM/SIGINT.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use super::{CliError, load_config};
+use super::CliError;
 use crate::accept::{self, tls::Tls};
 use crate::app::{App, BuildError, now_ms};
 use crate::config::Config;
 
+/// Called once with the address actually bound, before any connection is accepted.
+pub(super) type OnBound = Box<dyn FnOnce(SocketAddr) + Send>;
+
 pub fn run(path: &Path) -> Result<(), CliError> {
-    let cfg = load_config(path)?;
+    // The same checks as `check-config`: every problem of every file in one go.
+    let cfg = super::check::full(path)?.cfg;
     let _log = crate::logging::init(cfg.log.format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(CliError::failed)?;
-    rt.block_on(serve(cfg, None))
+    rt.block_on(serve(cfg, None, None))
 }
 
-fn build_error(e: BuildError) -> CliError {
+fn build_error(e: BuildError, key_source: &str) -> CliError {
     match e {
-        BuildError::Key(k) => CliError::Invalid(vec![format!("storage.encryption_key_file: {k}")]),
+        BuildError::Key(k) => {
+            CliError::Invalid(vec![super::check::key_problem(key_source, &k).to_string()])
+        }
         BuildError::AssertionKey(k) => {
             CliError::Invalid(vec![format!("headers.assertion_key_file: {k}")])
         }
@@ -33,10 +40,12 @@ fn build_error(e: BuildError) -> CliError {
     }
 }
 
-/// Runs the gateway with `cfg` until a shutdown signal (or `stop` resolves).
+/// Runs the gateway with `cfg` until a shutdown signal (or `stop` resolves);
+/// `on_bound` learns the listening address once the bind succeeded.
 pub async fn serve(
     cfg: Config,
     stop: Option<tokio::sync::oneshot::Receiver<()>>,
+    on_bound: Option<OnBound>,
 ) -> Result<(), CliError> {
     let tls = match &cfg.server.tls {
         Some(files) => Some(Arc::new(
@@ -45,25 +54,23 @@ pub async fn serve(
         )),
         None => None,
     };
-    let mut app = App::build(cfg).await.map_err(build_error)?;
+    let warnings = crate::config::warnings(&cfg);
+    let key_source = super::check::key_source(&cfg);
+    let mut app = App::build(cfg)
+        .await
+        .map_err(|e| build_error(e, key_source))?;
     if let Some(t) = &tls {
         app.cert_expiry = t.expiry();
     }
     let app = Arc::new(app);
     let server = &app.cfg.server;
-    if tls.is_none() {
-        tracing::warn!(
-            "no tls_cert/tls_key: serving plain HTTP. Only do this behind a TLS-terminating load balancer."
-        );
-    }
-    if server.hostnames.is_empty() {
-        tracing::warn!(
-            "server.hostnames is empty: any Host is accepted. List your site's names to refuse others."
-        );
+    for w in warnings {
+        tracing::warn!("{w}");
     }
     let listener = TcpListener::bind(server.listen)
         .await
         .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", server.listen)))?;
+    let bound = listener.local_addr().map_err(CliError::failed)?;
     if let Some(addr) = server.http_redirect_listen {
         let l = TcpListener::bind(addr)
             .await
@@ -75,8 +82,11 @@ pub async fn serve(
     }
     spawn_maintenance(app.clone());
     spawn_observability(app.clone(), tls.is_some());
+    if let Some(tell) = on_bound {
+        tell(bound);
+    }
     tracing::info!(
-        listen = %server.listen,
+        listen = %bound,
         tls = tls.is_some(),
         upstream = %format!("{}://{}", app.cfg.upstream.scheme, app.cfg.upstream.authority),
         users = app.users.get().directory.len(),

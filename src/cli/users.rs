@@ -102,9 +102,16 @@ pub fn run(config: &Path, cmd: UsersCommand) -> Result<(), CliError> {
             validate_username(&name)
                 .map_err(|e| CliError::Invalid(vec![format!("NAME: {name:?} {e}")]))?;
             check_roles(&roles)?;
-            if doc.find(&name).is_ok() {
+            if let Ok((_, stored)) = doc.find(&name) {
+                // Name the stored spelling: names compare case-insensitively, so the
+                // clash may not be visible in the name just typed.
+                let same = if stored == name {
+                    String::new()
+                } else {
+                    format!(" (names compare case-insensitively, so {name:?} is taken)")
+                };
                 return Err(CliError::Invalid(vec![format!(
-                    "a user named {name:?} already exists"
+                    "NAME: a user named {stored:?} already exists{same}"
                 )]));
             }
             let hash = new_hash(&cfg)?;

@@ -7,12 +7,14 @@ mod reader;
 mod source;
 mod types;
 mod validate;
+mod warnings;
 
 use std::fmt;
 use std::path::Path;
 
 pub use types::*;
 pub use validate::DEFAULT_STRIP;
+pub use warnings::warnings;
 
 /// One configuration problem, printed as `KEY: what is wrong`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,4 +42,12 @@ impl fmt::Display for ConfigProblem {
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigProblem>> {
     let tree = source::read_tree(path)?;
     validate::validate(&tree)
+}
+
+/// Like [`load`], but a file that parses yields its configuration together with its
+/// problems (bad values replaced by defaults), so later checks can still run. `Err`
+/// only when the file cannot be read or parsed at all.
+pub fn load_all(path: &Path) -> Result<(Config, Vec<ConfigProblem>), Vec<ConfigProblem>> {
+    let tree = source::read_tree(path)?;
+    Ok(validate::validate_all(&tree))
 }

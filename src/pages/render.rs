@@ -20,6 +20,8 @@ pub struct Brand {
     pub logo: Option<Logo>,
     /// `P/assets/theme.css`: the operator's colour as CSS custom properties.
     pub theme_css: String,
+    /// `P/assets/favicon`, linked from every page: the logo, else a generated icon.
+    pub icon: Logo,
     /// The language when `Accept-Language` names none we have.
     pub default_lang: Lang,
 }
@@ -41,17 +43,26 @@ impl Brand {
     /// The branding of `cfg` (the logo was read and checked by config validation).
     pub fn from_config(cfg: &crate::config::Config) -> Brand {
         let ui = &cfg.ui;
+        let logo = ui.logo.as_ref().map(|l| Logo {
+            bytes: bytes::Bytes::copy_from_slice(&l.bytes),
+            content_type: l.content_type,
+        });
         Brand {
             name: ui.clinic_name.clone(),
             support: ui.support_contact.clone(),
             prefix: cfg.server.prefix.clone(),
-            logo: ui.logo.as_ref().map(|l| Logo {
-                bytes: bytes::Bytes::copy_from_slice(&l.bytes),
-                content_type: l.content_type,
+            icon: logo.clone().unwrap_or_else(|| {
+                super::assets::generated_icon(&ui.clinic_name, &ui.primary_color)
             }),
+            logo,
             theme_css: theme_css(&ui.primary_color),
             default_lang: Lang::from_tag(&ui.default_language).unwrap_or(Lang::En),
         }
+    }
+
+    /// The icon's media type, for the `<link rel="icon">` of every page.
+    pub fn icon_type(&self) -> &'static str {
+        self.icon.content_type
     }
 
     pub fn has_logo(&self) -> bool {

@@ -6,6 +6,8 @@
 //!   raw-socket helpers.
 //! - `proxy`: forwarding behaviour (SPEC §5.1 decision before login, §5.2 forwarding).
 //! - `config_cli`: command line and configuration (SPEC §2, §3).
+//! - `operator`, `demo`: the operator's first hour (check-config in one run, wording,
+//!   gen-cert, the pages' icon, the demo's banner and admin commands).
 //! - `lifecycle`: signals, graceful shutdown, certificate reload, memory under
 //!   multi-gigabyte transfers.
 //! - `upgrades`: only WebSocket is upgraded; tunnels end with their session, when
@@ -21,16 +23,19 @@ mod audit_chain;
 mod burst;
 mod bypasses;
 mod config_cli;
+mod demo;
 mod differential;
 mod flows;
 mod hardening;
 mod keepalive;
 mod lifecycle;
 mod observability;
+mod operator;
 mod proxy;
 mod redis;
 mod rotation;
 mod signin;
 mod twofa;
 mod upgrades;
+mod upstream_apps;
 mod upstream_pool;

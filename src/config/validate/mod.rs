@@ -57,6 +57,18 @@ pub const DEFAULT_STRIP: &[&str] = &[
 
 /// Validates the whole tree; `Err` carries every problem.
 pub fn validate(tree: &Value) -> Result<Config, Vec<ConfigProblem>> {
+    let (config, problems) = validate_all(tree);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Validates the whole tree and returns the configuration even when problems were
+/// found (a bad value replaced by its default), so `check-config` can go on checking
+/// the files the configuration names and report every problem in one run.
+pub fn validate_all(tree: &Value) -> (Config, Vec<ConfigProblem>) {
     let mut r = Reader::default();
     let root = r.root(tree, SECTIONS);
     let config = Config {
@@ -76,11 +88,7 @@ pub fn validate(tree: &Value) -> Result<Config, Vec<ConfigProblem>> {
         ui: ui(&mut r, &root),
     };
     cross_checks(&mut r, &config);
-    if r.problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(r.problems)
-    }
+    (config, r.problems)
 }
 
 fn users(r: &mut Reader, root: &Table<'_>) -> UsersConfig {
