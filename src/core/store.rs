@@ -111,6 +111,9 @@ pub trait Store: Send + Sync {
     /// concurrent [`Store::session_put`] or [`Store::session_rotate`]: a session whose
     /// store call completed before the revoke began never outlives it.
     async fn sessions_delete_user(&self, user: &str) -> StoreResult<u64>;
+    /// Ends every session of `user` except `keep`, with the same atomicity (turning 2FA
+    /// on ends the user's other sessions but not the one that just enrolled).
+    async fn sessions_delete_others(&self, user: &str, keep: &Fingerprint) -> StoreResult<u64>;
     async fn sessions_count(&self) -> StoreResult<u64>;
 
     async fn mfa_get(&self, user: &str) -> StoreResult<Option<MfaRecord>>;

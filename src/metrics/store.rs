@@ -72,6 +72,9 @@ impl Store for MeteredStore {
     async fn sessions_delete_user(&self, user: &str) -> StoreResult<u64> {
         timed!(self.sessions_delete_user(user))
     }
+    async fn sessions_delete_others(&self, user: &str, keep: &Fingerprint) -> StoreResult<u64> {
+        timed!(self.sessions_delete_others(user, keep))
+    }
     async fn sessions_count(&self) -> StoreResult<u64> {
         timed!(self.sessions_count())
     }

@@ -186,16 +186,12 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
             // A session elsewhere may have been complete with the password alone (a
             // patient's, perhaps opened by whoever phished it): 2FA now applies, so
             // every other session ends (SPEC §6, "Turning 2FA on").
-            app.store
-                .sessions_delete_user(&user.username)
-                .await
-                .map_err(Ctx::store_err)?;
             let stage = Stage::Complete {
                 factor: Some(SecondFactor::Totp),
             };
             let Some(cookie) = app
                 .sessions
-                .rotate(&cur, stage, None, now)
+                .rotate_ending_others(&cur, stage, now)
                 .await
                 .map_err(Ctx::store_err)?
             else {

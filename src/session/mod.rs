@@ -161,7 +161,40 @@ impl Sessions {
         created_ms: Option<u64>,
         now_ms: u64,
     ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .rotate_to_new_id(cur, stage, created_ms, now_ms)
+            .await?
+            .map(|(cookie, _)| cookie))
+    }
+
+    /// As [`Sessions::rotate`], and then ends every other session of the user (turning
+    /// 2FA on: a session elsewhere that was complete with the password alone must sign
+    /// in again). The rotation comes first, so a revoke racing it still wins.
+    pub async fn rotate_ending_others(
+        &self,
+        cur: &Current,
+        stage: Stage,
+        now_ms: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let Some((cookie, id)) = self.rotate_to_new_id(cur, stage, None, now_ms).await? else {
+            return Ok(None);
+        };
+        self.store
+            .sessions_delete_others(&cur.user.username, &id)
+            .await?;
+        Ok(Some(cookie))
+    }
+
+    /// The rotation itself: the `Set-Cookie` value and the new session's fingerprint.
+    async fn rotate_to_new_id(
+        &self,
+        cur: &Current,
+        stage: Stage,
+        created_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<Option<(String, Fingerprint)>, StoreError> {
         let token = new_token();
+        let id = fingerprint(&token);
         let rec = SessionRecord {
             user: cur.user.username.clone(),
             stage,
@@ -171,9 +204,9 @@ impl Sessions {
         };
         let rotated = self
             .store
-            .session_rotate(&cur.id, &fingerprint(&token), &rec, self.idle_ms)
+            .session_rotate(&cur.id, &id, &rec, self.idle_ms)
             .await?;
-        Ok(rotated.then(|| cookies::set(&self.cookie, &token, self.tls, None)))
+        Ok(rotated.then(|| (cookies::set(&self.cookie, &token, self.tls, None), id)))
     }
 
     /// Ends a session on the server.

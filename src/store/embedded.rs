@@ -340,6 +340,22 @@ impl Store for EmbeddedStore {
         Ok(n)
     }
 
+    async fn sessions_delete_others(&self, user: &str, keep: &Fingerprint) -> StoreResult<u64> {
+        self.inner.sessions.clear();
+        let (user, keep) = (user.to_string(), *keep);
+        let n = self
+            .write(move |c| {
+                c.execute(
+                    "DELETE FROM sessions WHERE user=?1 AND id<>?2",
+                    params![user, &keep[..]],
+                )
+                .map(|n| n as u64)
+            })
+            .await?;
+        self.announce_ended()?;
+        Ok(n)
+    }
+
     async fn sessions_count(&self) -> StoreResult<u64> {
         self.read(|c| {
             c.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get::<_, i64>(0))

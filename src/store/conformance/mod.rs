@@ -35,6 +35,7 @@ fn device(user: &str, now: u64) -> DeviceRecord {
 pub async fn run_all(store: Arc<dyn Store>) {
     sessions_round_trip_and_end(&*store).await;
     sessions_of_one_user_end_together(&*store).await;
+    other_sessions_of_one_user_end_and_the_kept_one_stays_revocable(&*store).await;
     enrollment_is_pending_until_enabled(&*store).await;
     time_steps_are_accepted_once_and_only_going_up(&*store).await;
     backup_codes_work_once_even_concurrently(store.clone()).await;
@@ -134,6 +135,34 @@ async fn sessions_of_one_user_end_together(s: &dyn Store) {
     assert_eq!(s.sessions_delete_user("bob").await.unwrap(), 3);
     assert!(s.session_get(&[100; 32]).await.unwrap().is_none());
     assert!(s.session_get(&[200; 32]).await.unwrap().is_some());
+}
+
+async fn other_sessions_of_one_user_end_and_the_kept_one_stays_revocable(s: &dyn Store) {
+    for i in 0..3u8 {
+        s.session_put(&[i + 110; 32], &session("erin", 1), 60_000)
+            .await
+            .unwrap();
+    }
+    s.session_put(&[210; 32], &session("frank", 1), 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.sessions_delete_others("erin", &[111; 32]).await.unwrap(),
+        2
+    );
+    assert!(s.session_get(&[110; 32]).await.unwrap().is_none());
+    assert!(s.session_get(&[112; 32]).await.unwrap().is_none());
+    assert!(
+        s.session_get(&[111; 32]).await.unwrap().is_some(),
+        "the kept session"
+    );
+    assert!(
+        s.session_get(&[210; 32]).await.unwrap().is_some(),
+        "another user's"
+    );
+    // The kept session is still known to a later revoke.
+    assert_eq!(s.sessions_delete_user("erin").await.unwrap(), 1);
+    assert!(s.session_get(&[111; 32]).await.unwrap().is_none());
 }
 
 async fn enrollment_is_pending_until_enabled(s: &dyn Store) {

@@ -296,7 +296,11 @@ impl Store for RedisStore {
     }
 
     async fn sessions_delete_user(&self, user: &str) -> StoreResult<u64> {
-        self.delete_user_sessions(user).await
+        self.delete_user_sessions(user, None).await
+    }
+
+    async fn sessions_delete_others(&self, user: &str, keep: &Fingerprint) -> StoreResult<u64> {
+        self.delete_user_sessions(user, Some(keep)).await
     }
 
     async fn sessions_count(&self) -> StoreResult<u64> {

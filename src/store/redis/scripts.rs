@@ -120,12 +120,28 @@ impl Scripts {
             // dropped too). Takes every listed id and empties the index in one step:
             // an add lands either before (its id is returned, its session deleted) or
             // after (a sign-in made after the revoke).
+            // ARGV[1]: an id to leave listed (and alive), or empty. The kept id never
+            // leaves the index, so a revoke racing this call still finds it.
             session_index_take: Script::new(
-                "local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
-                 if redis.call('TYPE', KEYS[2])['ok'] == 'set' then
-                   for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do ids[#ids + 1] = m end
+                "local keep = ARGV[1]
+                 local ids = {}
+                 for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+                   if m ~= keep then ids[#ids + 1] = m end
                  end
-                 redis.call('DEL', KEYS[1], KEYS[2])
+                 local legacy = redis.call('TYPE', KEYS[2])['ok'] == 'set'
+                 if legacy then
+                   for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+                     if m ~= keep then ids[#ids + 1] = m end
+                   end
+                 end
+                 if keep == '' then
+                   redis.call('DEL', KEYS[1], KEYS[2])
+                 else
+                   for _, m in ipairs(ids) do
+                     redis.call('ZREM', KEYS[1], m)
+                     if legacy then redis.call('SREM', KEYS[2], m) end
+                   end
+                 end
                  return ids",
             ),
         }

@@ -195,10 +195,15 @@ impl RedisStore {
 
     /// Ends every session of `user`: takes the whole index in one step, then deletes
     /// what it listed. Returns how many sessions still existed.
-    pub(super) async fn delete_user_sessions(&self, user: &str) -> StoreResult<u64> {
+    pub(super) async fn delete_user_sessions(
+        &self,
+        user: &str,
+        keep: Option<&Fingerprint>,
+    ) -> StoreResult<u64> {
         let mut inv = self.scripts.session_index_take.prepare_invoke();
         inv.key(self.session_index(user))
-            .key(self.legacy_session_index(user));
+            .key(self.legacy_session_index(user))
+            .arg(keep.map(|k| hex(k)).unwrap_or_default());
         let ids: Vec<String> = self.call(inv.invoke_async(&mut self.conn())).await?;
         let mut ended = 0;
         for id in &ids {
