@@ -120,6 +120,8 @@ impl KeyFile {
 
 /// Reads every key of `path`.
 fn read_keys(path: &Path) -> Result<KeyFile, KeyError> {
+    // Key ids are JWK thumbprints, computed by jsonwebtoken through its crypto backend.
+    ring_provider::install();
     let shown = path.display().to_string();
     let pem =
         std::fs::read(path).map_err(|e| KeyError::Unreadable(shown.clone(), e.to_string()))?;
@@ -177,7 +179,6 @@ fn modified(p: &Path) -> Option<SystemTime> {
 impl KeysHandle {
     /// Loads the key file; refuses a file without a usable key.
     pub(crate) fn load(path: &Path) -> Result<Self, KeyError> {
-        ring_provider::install();
         let stamp = modified(path);
         let set = Self::assemble(read_keys(path)?, &[]);
         Ok(Self {
