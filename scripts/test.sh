@@ -50,9 +50,33 @@ fi
 command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked
 command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked
 
+phase() { printf 'test.sh: %s (%d s so far)\n' "$1" "$(( $(date +%s) - T0 ))" >&2; }
+T0=$(date +%s)
 cargo fmt --all -- --check
+phase "clippy"
 cargo clippy --all-targets --locked -- -D warnings
 cargo deny --locked check --hide-inclusion-graph licenses bans sources
-cargo test --locked --all-targets -- --test-threads="${TEST_THREADS:-2}"
-# Builds the release binary and the .deb, installs, checks, serves and purges it.
-./scripts/package-test.sh
+phase "build (one build for every suite)"
+cargo test --locked --all-targets --no-run
+
+# The slow suites run side by side over that one build: the headless-browser journeys
+# and the Debian package test (root, dpkg) next to the end-to-end suite. They share no
+# port (every server binds a free loopback port) and no file (each has its own temp
+# dirs). Their output is shown when they end, each under its own heading.
+logs=$(mktemp -d)
+phase "tests"
+cargo test --locked --test browser -- --test-threads=2 >"$logs/browser.log" 2>&1 &
+browser=$!
+./scripts/package-test.sh >"$logs/package.log" 2>&1 &
+package=$!
+status=0
+cargo test --locked --no-fail-fast --lib --bins --test architecture --test props --test e2e \
+  -- --test-threads="${TEST_THREADS:-3}" || status=1
+wait "$browser" || status=1
+echo "---- browser journeys (tests/browser) ----"
+cat "$logs/browser.log"
+wait "$package" || status=1
+echo "---- Debian package (scripts/package-test.sh) ----"
+cat "$logs/package.log"
+phase "done, status $status"
+exit "$status"
