@@ -345,6 +345,17 @@ async fn embedded_sessions_ended_by_another_process_are_gone_at_once() {
     assert!(serving.session_get(&[2; 32]).await.unwrap().is_some());
 }
 
+/// A `redis-server` without persistence on `port`, working in `dir`.
+fn spawn_redis(port: u16, dir: &std::path::Path) -> std::process::Child {
+    std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (scripts/test.sh installs it)")
+}
+
 /// A throwaway `redis-server` on a free loopback port, stopped on drop.
 pub struct RedisServer {
     child: std::process::Child,
@@ -368,21 +379,7 @@ impl RedisServer {
             .local_addr()
             .unwrap()
             .port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .current_dir(dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        let child = spawn_redis(port, dir.path());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -445,21 +442,7 @@ async fn redis_store_fails_closed_and_recovers_alone() {
     );
     // Bring Redis back on the same port: the store reconnects without being rebuilt.
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &server.port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_redis(server.port, dir.path());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         if store.ping().await.is_ok() {
