@@ -25,8 +25,9 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::access_log::{self, Access};
-use crate::app::{App, now_ms};
+use crate::app::App;
 use crate::core::auth_flow::{self, mfa_label};
+use crate::core::clock::now_ms;
 use crate::core::path::{normalise, without_parameters};
 use crate::core::policy::{self, Decision};
 use crate::http::body::Body;
@@ -207,11 +208,7 @@ async fn decide(
         Decision::Authenticated { roles } => {
             let users = app.users.get();
             let now = now_ms();
-            let current = app
-                .sessions
-                .load(req.headers(), &users, now)
-                .await
-                .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?;
+            let current = app.sessions.load(req.headers(), &users, now).await?;
             let complete = current.as_ref().filter(|c| is_complete(app, c));
             let Some(c) = complete else {
                 trace.user = current.as_ref().map(|c| c.user.clone());
@@ -282,12 +279,7 @@ async fn next_step(
     let step = match current {
         None => "login",
         Some(c) => {
-            let mfa_on = app
-                .store
-                .mfa_get(&c.user.username)
-                .await
-                .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?
-                .is_some();
+            let mfa_on = app.store.mfa_get(&c.user.username).await?.is_some();
             match auth_flow::after_password(app.roles.requires_2fa(&c.user.roles), mfa_on) {
                 auth_flow::Next::Enroll => "setup",
                 auth_flow::Next::Challenge => "challenge",

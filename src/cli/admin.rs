@@ -89,7 +89,7 @@ pub fn twofa_status(config: &Path, name: &str) -> Result<(), CliError> {
                     .backup_count(&user)
                     .await
                     .map_err(CliError::failed)?;
-                let now = crate::app::now_ms();
+                let now = crate::core::clock::now_ms();
                 let devices: Vec<_> = a
                     .store
                     .devices_list(&user)

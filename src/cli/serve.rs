@@ -9,8 +9,9 @@ use tokio::net::TcpListener;
 
 use super::CliError;
 use crate::accept::{self, tls::Tls};
-use crate::app::{App, BuildError, now_ms};
+use crate::app::{App, BuildError};
 use crate::config::Config;
+use crate::core::clock::now_ms;
 
 /// Called once with the address actually bound, before any connection is accepted.
 pub(super) type OnBound = Box<dyn FnOnce(SocketAddr) + Send>;

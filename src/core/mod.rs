@@ -6,6 +6,7 @@
 
 pub mod auth_flow;
 pub mod backup_codes;
+pub mod clock;
 pub mod lockout;
 pub mod password;
 pub mod path;

@@ -193,6 +193,14 @@ impl GatewayError {
     }
 }
 
+/// Any store failure refuses the request (fail closed) with a 503. The conversion only
+/// carries the detail; it is logged once, where the response is made.
+impl From<crate::core::store::StoreError> for GatewayError {
+    fn from(e: crate::core::store::StoreError) -> Self {
+        GatewayError::StoreUnavailable(e.to_string())
+    }
+}
+
 /// The SPEC §5.1 answer to a non-navigation without a complete session.
 pub fn authentication_required(prefix: &str, tls: bool) -> Response<Body> {
     render::json(

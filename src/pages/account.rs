@@ -7,8 +7,8 @@ use serde_json::json;
 use super::render::{self, AccountPage, human_time_in};
 use super::second_factor::{self, Verdict};
 use super::{Ctx, Form, current, to_login};
-use crate::app::now_ms;
 use crate::core::auth_flow::{self, Stage};
+use crate::core::clock::now_ms;
 use crate::http::body::Body;
 use crate::http::error::GatewayError;
 use crate::session::Current;
@@ -37,23 +37,14 @@ async fn page(
 ) -> Result<Response<Body>, GatewayError> {
     let app = ctx.app;
     let user = &cur.user;
-    let mfa = app
-        .store
-        .mfa_get(&user.username)
-        .await
-        .map_err(Ctx::store_err)?;
+    let mfa = app.store.mfa_get(&user.username).await?;
     let (backup_left, devices) = if mfa.is_some() {
-        let left = app
-            .store
-            .backup_count(&user.username)
-            .await
-            .map_err(Ctx::store_err)?;
+        let left = app.store.backup_count(&user.username).await?;
         let now = now_ms();
         let devices: Vec<String> = app
             .store
             .devices_list(&user.username)
-            .await
-            .map_err(Ctx::store_err)?
+            .await?
             .into_iter()
             .filter(|d| d.expires_ms > now && d.credential == user.credential_fingerprint())
             .map(|d| {
@@ -117,13 +108,7 @@ async fn verify_current_code(
     form: &Form,
 ) -> Result<Result<(), Response<Body>>, GatewayError> {
     let user = &cur.user;
-    let Some(mfa) = ctx
-        .app
-        .store
-        .mfa_get(&user.username)
-        .await
-        .map_err(Ctx::store_err)?
-    else {
+    let Some(mfa) = ctx.app.store.mfa_get(&user.username).await? else {
         return Ok(Err(page(
             ctx,
             cur,
@@ -168,8 +153,7 @@ pub async fn regenerate_codes(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body
     ctx.app
         .store
         .backup_replace(&cur.user.username, &hashes)
-        .await
-        .map_err(Ctx::store_err)?;
+        .await?;
     ctx.app.audit.event(
         "mfa.backup_codes.regenerated",
         &cur.user.username,
@@ -190,12 +174,7 @@ pub async fn forget_devices(ctx: &Ctx<'_>, _form: Form) -> Result<Response<Body>
         Ok(c) => c,
         Err(resp) => return Ok(resp),
     };
-    let n = ctx
-        .app
-        .store
-        .devices_forget(&cur.user.username)
-        .await
-        .map_err(Ctx::store_err)?;
+    let n = ctx.app.store.devices_forget(&cur.user.username).await?;
     ctx.app.audit.event(
         "mfa.devices.forgotten",
         &cur.user.username,
@@ -222,10 +201,7 @@ pub async fn disable_2fa(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Ga
         return Ok(resp);
     }
     let app = ctx.app;
-    app.store
-        .mfa_remove(&cur.user.username)
-        .await
-        .map_err(Ctx::store_err)?;
+    app.store.mfa_remove(&cur.user.username).await?;
     app.audit.event(
         "mfa.disabled",
         &cur.user.username,
@@ -240,8 +216,7 @@ pub async fn disable_2fa(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Ga
             Some(cur.record.created_ms),
             now_ms(),
         )
-        .await
-        .map_err(Ctx::store_err)?
+        .await?
     else {
         // Revoked or signed out meanwhile.
         return Ok(to_login(ctx, "/"));

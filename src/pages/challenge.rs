@@ -7,8 +7,8 @@ use serde_json::json;
 use super::render::{self, ChallengePage};
 use super::second_factor::{self, Verdict};
 use super::{Ctx, Form, current, to_login};
-use crate::app::now_ms;
 use crate::core::auth_flow::{SecondFactor, Stage};
+use crate::core::clock::now_ms;
 use crate::core::redirect::safe_target;
 use crate::core::store::{DeviceRecord, MfaRecord};
 use crate::core::tokens::{fingerprint, new_token};
@@ -53,13 +53,7 @@ async fn eligible(
             &[],
         )));
     }
-    match ctx
-        .app
-        .store
-        .mfa_get(&cur.user.username)
-        .await
-        .map_err(Ctx::store_err)?
-    {
+    match ctx.app.store.mfa_get(&cur.user.username).await? {
         Some(m) => Ok(Ok((cur, m))),
         None => Ok(Err(render::redirect(
             StatusCode::SEE_OTHER,
@@ -105,10 +99,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
         };
     attempt.right(ctx, &user).await?;
     let now = now_ms();
-    app.store
-        .mfa_mark_used(&user.username, now)
-        .await
-        .map_err(Ctx::store_err)?;
+    app.store.mfa_mark_used(&user.username, now).await?;
     if let Some(left) = left {
         app.metrics.backup_code_used();
         app.audit.event(
@@ -127,12 +118,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
     let stage = Stage::Complete {
         factor: Some(factor),
     };
-    let Some(cookie) = app
-        .sessions
-        .rotate(&cur, stage, None, now)
-        .await
-        .map_err(Ctx::store_err)?
-    else {
+    let Some(cookie) = app.sessions.rotate(&cur, stage, None, now).await? else {
         // Revoked or signed out while the code was checked.
         return Ok(to_login(ctx, &rd));
     };
@@ -152,10 +138,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
             label: browser_label(ua),
             credential: user.credential_fingerprint(),
         };
-        app.store
-            .device_put(&fingerprint(&token), &rec)
-            .await
-            .map_err(Ctx::store_err)?;
+        app.store.device_put(&fingerprint(&token), &rec).await?;
         cookies_out.push(cookies::set(
             &app.device_cookie,
             &token,

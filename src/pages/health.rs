@@ -8,8 +8,9 @@ use serde_json::json;
 
 use super::Ctx;
 use super::render;
-use crate::app::{App, now_ms};
+use crate::app::App;
 use crate::core::auth_flow::{self, Stage};
+use crate::core::clock::now_ms;
 use crate::http::body::Body;
 use crate::http::error::{GatewayError, authentication_required};
 

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::render::{self, LoginPage};
 use super::{Ctx, Form};
-use crate::app::now_ms;
 use crate::core::auth_flow::{self, Next, SecondFactor, Stage};
+use crate::core::clock::now_ms;
 use crate::core::lockout::{LockState, Reservation, Step};
 use crate::core::redirect::safe_target;
 use crate::core::store::DeviceRecord;
@@ -115,8 +115,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
     let reservation = app
         .store
         .lock_reserve(&key, Step::Password, now_ms(), &app.lock_policy)
-        .await
-        .map_err(Ctx::store_err)?;
+        .await?;
     let (record, imposed_lock) = match reservation {
         Reservation::Granted {
             record,
@@ -192,17 +191,9 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
     };
     // A right password clears the counter, lifting a lock this very attempt imposed
     // in advance: no lock event for it.
-    app.store
-        .lock_reset(&key, Step::Password)
-        .await
-        .map_err(Ctx::store_err)?;
+    app.store.lock_reset(&key, Step::Password).await?;
     let requires = app.roles.requires_2fa(&user.roles);
-    let mfa_on = app
-        .store
-        .mfa_get(&user.username)
-        .await
-        .map_err(Ctx::store_err)?
-        .is_some();
+    let mfa_on = app.store.mfa_get(&user.username).await?.is_some();
     let mut next = auth_flow::after_password(requires, mfa_on);
     let mut cookies_out = Vec::new();
     let mut factor = None;
@@ -222,8 +213,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
     cookies_out.push(
         app.sessions
             .issue(&user, stage, previous.as_ref(), None, now_ms())
-            .await
-            .map_err(Ctx::store_err)?,
+            .await?,
     );
     let next_name = match next {
         Next::Complete => "complete",
@@ -265,8 +255,7 @@ async fn remembered_device(ctx: &Ctx<'_>, user: &User) -> Result<Option<String>,
     let Some(rec) = app
         .store
         .device_take(&fingerprint(token), &user.username)
-        .await
-        .map_err(Ctx::store_err)?
+        .await?
     else {
         app.metrics.code_check(CodeMethod::RememberedDevice, false);
         return Ok(None);
@@ -282,10 +271,7 @@ async fn remembered_device(ctx: &Ctx<'_>, user: &User) -> Result<Option<String>,
         created_ms: rec.created_ms,
         ..rec
     };
-    app.store
-        .device_put(&fingerprint(&fresh), &next)
-        .await
-        .map_err(Ctx::store_err)?;
+    app.store.device_put(&fingerprint(&fresh), &next).await?;
     let max_age = (next.expires_ms.saturating_sub(now) / 1000) as i64;
     Ok(Some(cookies::set(
         &app.device_cookie,

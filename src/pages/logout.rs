@@ -11,7 +11,7 @@ use crate::http::error::GatewayError;
 pub async fn submit(ctx: &Ctx<'_>, _form: Form) -> Result<Response<Body>, GatewayError> {
     let app = ctx.app;
     if let Some(cur) = super::current(ctx).await? {
-        app.sessions.end(&cur.id).await.map_err(Ctx::store_err)?;
+        app.sessions.end(&cur.id).await?;
         app.audit.event(
             "session.logout",
             &cur.user.username,
@@ -19,7 +19,7 @@ pub async fn submit(ctx: &Ctx<'_>, _form: Form) -> Result<Response<Body>, Gatewa
             json!({}),
         );
     } else if let Some(id) = app.sessions.presented(&ctx.headers) {
-        app.sessions.end(&id).await.map_err(Ctx::store_err)?;
+        app.sessions.end(&id).await?;
     }
     let location = format!("{}?logged_out=1", ctx.p("/login"));
     Ok(render::redirect(

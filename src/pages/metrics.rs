@@ -8,7 +8,8 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 
 use super::Ctx;
-use crate::app::{App, now_ms};
+use crate::app::App;
+use crate::core::clock::now_ms;
 use crate::http::body::{Body, full};
 use crate::http::error::GatewayError;
 use crate::metrics::scrape_allowed;

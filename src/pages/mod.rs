@@ -70,11 +70,6 @@ impl Ctx<'_> {
     pub fn rd_from_query(&self) -> String {
         crate::core::redirect::safe_target(self.query.get("rd").map(String::as_str).unwrap_or("/"))
     }
-
-    /// Maps a store error to the fail-closed answer.
-    pub fn store_err(e: crate::core::store::StoreError) -> GatewayError {
-        GatewayError::StoreUnavailable(e.to_string())
-    }
 }
 
 /// A posted form, after its CSRF token was checked.
@@ -224,9 +219,9 @@ async fn current(ctx: &Ctx<'_>) -> Result<Option<crate::session::Current>, Gatew
     let users = ctx.app.users.get();
     ctx.app
         .sessions
-        .load(&ctx.headers, &users, crate::app::now_ms())
+        .load(&ctx.headers, &users, crate::core::clock::now_ms())
         .await
-        .map_err(Ctx::store_err)
+        .map_err(GatewayError::from)
 }
 
 /// Sends a person without the needed session back to the sign-in page.

@@ -5,8 +5,8 @@
 use serde_json::json;
 
 use super::Ctx;
-use crate::app::now_ms;
 use crate::core::auth_flow::SecondFactor;
+use crate::core::clock::now_ms;
 use crate::core::lockout::{LockRecord, LockState, Reservation, Step};
 use crate::core::store::SecretKind;
 use crate::core::user::{User, lockout_key};
@@ -55,8 +55,7 @@ pub async fn reserve(ctx: &Ctx<'_>, user: &User) -> Result<Attempt, GatewayError
             now_ms(),
             &ctx.app.lock_policy,
         )
-        .await
-        .map_err(Ctx::store_err)?;
+        .await?;
     match reservation {
         Reservation::Granted {
             record,
@@ -102,8 +101,8 @@ impl Attempt {
         ctx.app
             .store
             .lock_reset(&lockout_key(&user.username), Step::Code)
-            .await
-            .map_err(Ctx::store_err)
+            .await?;
+        Ok(())
     }
 }
 
@@ -155,12 +154,7 @@ async fn verify(
             .derive_all(crate::store::crypto::BACKUP_CODES_PURPOSE)
         {
             let h = backup_codes::hash(key, &user.username, &norm);
-            if let Some(left) = app
-                .store
-                .backup_consume(&user.username, &h)
-                .await
-                .map_err(Ctx::store_err)?
-            {
+            if let Some(left) = app.store.backup_consume(&user.username, &h).await? {
                 return Ok(Verdict::Accepted(SecondFactor::BackupCode, Some(left)));
             }
         }
@@ -170,12 +164,7 @@ async fn verify(
     let Some(step) = totp::verify(&app.cfg.totp, secret, code, now_secs) else {
         return Ok(Verdict::Wrong);
     };
-    if !app
-        .store
-        .step_accept(&user.username, step)
-        .await
-        .map_err(Ctx::store_err)?
-    {
+    if !app.store.step_accept(&user.username, step).await? {
         return Ok(Verdict::Wrong);
     }
     Ok(Verdict::Accepted(SecondFactor::Totp, None))

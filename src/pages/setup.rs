@@ -7,8 +7,8 @@ use serde_json::json;
 use super::render::{self, SetupPage};
 use super::second_factor::{self, Verdict};
 use super::{Ctx, Form, current, to_login};
-use crate::app::now_ms;
 use crate::core::auth_flow::{SecondFactor, Stage};
+use crate::core::clock::now_ms;
 use crate::core::redirect::safe_target;
 use crate::core::store::{MfaRecord, PendingEnrollment, SecretKind};
 use crate::core::totp;
@@ -25,13 +25,7 @@ async fn eligible(
     let Some(cur) = current(ctx).await? else {
         return Ok(Err(to_login(ctx, rd)));
     };
-    let mfa_on = ctx
-        .app
-        .store
-        .mfa_get(&cur.user.username)
-        .await
-        .map_err(Ctx::store_err)?
-        .is_some();
+    let mfa_on = ctx.app.store.mfa_get(&cur.user.username).await?.is_some();
     if mfa_on {
         let target = match cur.record.stage {
             Stage::PasswordDone => format!("{}?rd={}", ctx.p("/challenge"), super::encode_rd(rd)),
@@ -53,11 +47,7 @@ async fn pending_secret(
     user: &User,
 ) -> Result<zeroize::Zeroizing<Vec<u8>>, GatewayError> {
     let app = ctx.app;
-    if let Some(p) = app
-        .store
-        .pending_get(&user.username)
-        .await
-        .map_err(Ctx::store_err)?
+    if let Some(p) = app.store.pending_get(&user.username).await?
         && let Ok(secret) = app
             .keys
             .open(&user.username, SecretKind::Pending, &p.secret)
@@ -77,8 +67,7 @@ async fn pending_secret(
                 created_ms: now_ms(),
             },
         )
-        .await
-        .map_err(Ctx::store_err)?;
+        .await?;
     app.audit.event(
         "mfa.enroll.started",
         &user.username,
@@ -170,12 +159,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
                 enabled_ms: now,
                 last_used_ms: Some(now),
             };
-            if !app
-                .store
-                .mfa_enable(&user.username, &rec, &hashes)
-                .await
-                .map_err(Ctx::store_err)?
-            {
+            if !app.store.mfa_enable(&user.username, &rec, &hashes).await? {
                 return Ok(render::redirect(
                     StatusCode::SEE_OTHER,
                     &ctx.p("/account"),
@@ -189,12 +173,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
             let stage = Stage::Complete {
                 factor: Some(SecondFactor::Totp),
             };
-            let Some(cookie) = app
-                .sessions
-                .rotate_ending_others(&cur, stage, now)
-                .await
-                .map_err(Ctx::store_err)?
-            else {
+            let Some(cookie) = app.sessions.rotate_ending_others(&cur, stage, now).await? else {
                 // Revoked or signed out while the code was checked.
                 return Ok(to_login(ctx, &rd));
             };

@@ -8,7 +8,8 @@
 
 use std::sync::Arc;
 
-use crate::app::{App, now_ms};
+use crate::app::App;
+use crate::core::clock::now_ms;
 use crate::core::policy;
 use crate::core::store::Fingerprint;
 use crate::proxy::tunnel::{Revalidate, Verdict};

@@ -27,7 +27,7 @@ fn invented(n: usize) -> String {
 async fn embedded_purge_drops_password_records_after_the_lock_window() {
     let dir = tempfile::tempdir().unwrap();
     let store = crate::store::embedded::EmbeddedStore::open(dir.path()).unwrap();
-    let now = crate::app::now_ms();
+    let now = crate::core::clock::now_ms();
     for n in 0..200 {
         for _ in 0..6 {
             store
@@ -94,7 +94,7 @@ async fn redis_password_records_expire_within_the_lock_window() {
     let store = crate::store::redis::RedisStore::open(&server.storage_config())
         .await
         .unwrap();
-    let now = crate::app::now_ms();
+    let now = crate::core::clock::now_ms();
     for n in 0..100 {
         for _ in 0..(n % 7) + 1 {
             store
@@ -132,7 +132,7 @@ async fn redis_session_index_drops_expired_and_ended_sessions() {
         .unwrap();
     store.set_index_grace_ms(0);
     let store: Arc<dyn Store> = Arc::new(store);
-    let now = crate::app::now_ms();
+    let now = crate::core::clock::now_ms();
     let rec = SessionRecord {
         user: "gus".into(),
         stage: Stage::PasswordDone,

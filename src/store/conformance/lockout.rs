@@ -126,7 +126,7 @@ async fn concurrent_reservations_let_exactly_max_failures_through(s: Arc<dyn Sto
         code_max_failures: 7,
     };
     for (step, allowed) in [(Step::Password, 5), (Step::Code, 5)] {
-        let now = crate::app::now_ms();
+        let now = crate::core::clock::now_ms();
         let tasks: Vec<_> = (0..64)
             .map(|_| {
                 let s = s.clone();
@@ -179,7 +179,7 @@ async fn password_records_expire_and_code_records_stay(s: &dyn Store) {
         max_duration_ms: 300,
         code_max_failures: 100,
     };
-    let start = crate::app::now_ms();
+    let start = crate::core::clock::now_ms();
     for _ in 0..2 {
         s.lock_reserve("fleeting", Step::Password, start, &p)
             .await
@@ -189,7 +189,7 @@ async fn password_records_expire_and_code_records_stay(s: &dyn Store) {
             .unwrap();
     }
     tokio::time::sleep(std::time::Duration::from_millis(450)).await;
-    let now = crate::app::now_ms();
+    let now = crate::core::clock::now_ms();
     let (pw, _) = granted(
         s.lock_reserve("fleeting", Step::Password, now, &p)
             .await

@@ -25,7 +25,7 @@ fn device(user: &str, now: u64) -> DeviceRecord {
     DeviceRecord {
         user: user.into(),
         created_ms: now,
-        expires_ms: crate::app::now_ms() + 600_000,
+        expires_ms: crate::core::clock::now_ms() + 600_000,
         label: "Firefox on Linux".into(),
         credential: [2; 8],
     }
@@ -274,7 +274,7 @@ async fn devices_are_taken_once_and_only_by_their_user(s: &dyn Store) {
 
 async fn purge_drops_expired_records(s: &dyn Store) {
     // Backends may expire by wall clock (Redis TTLs), so this check uses real time.
-    let now = crate::app::now_ms();
+    let now = crate::core::clock::now_ms();
     s.session_put(&[150; 32], &session("kim", now), 50)
         .await
         .unwrap();
@@ -291,7 +291,7 @@ async fn purge_drops_expired_records(s: &dyn Store) {
     .await
     .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    s.purge_expired(crate::app::now_ms()).await.unwrap();
+    s.purge_expired(crate::core::clock::now_ms()).await.unwrap();
     assert!(s.session_get(&[150; 32]).await.unwrap().is_none());
     assert!(s.session_get(&[151; 32]).await.unwrap().is_some());
     assert!(s.devices_list("kim").await.unwrap().is_empty());
@@ -426,7 +426,11 @@ async fn redis_store_fails_closed_and_recovers_alone() {
     let cfg = server.storage_config();
     let store = super::redis::RedisStore::open(&cfg).await.unwrap();
     store
-        .session_put(&[1; 32], &session("lee", crate::app::now_ms()), 60_000)
+        .session_put(
+            &[1; 32],
+            &session("lee", crate::core::clock::now_ms()),
+            60_000,
+        )
         .await
         .unwrap();
     let _ = server.child.kill();

@@ -8,7 +8,7 @@ use crate::core::store::{SessionRecord, Store};
 
 /// A fresh password-done session of `user`.
 fn session(user: &str) -> SessionRecord {
-    let now = crate::app::now_ms();
+    let now = crate::core::clock::now_ms();
     SessionRecord {
         user: user.into(),
         stage: Stage::PasswordDone,

@@ -305,7 +305,7 @@ impl Store for RedisStore {
 
     async fn sessions_count(&self) -> StoreResult<u64> {
         let mut c = self.conn();
-        let now = crate::app::now_ms();
+        let now = crate::core::clock::now_ms();
         let _: () = self
             .call(
                 redis::cmd("ZREMRANGEBYSCORE")
@@ -490,7 +490,10 @@ impl Store for RedisStore {
 
     async fn device_put(&self, token: &Fingerprint, rec: &DeviceRecord) -> StoreResult<()> {
         let json = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let ttl = rec.expires_ms.saturating_sub(crate::app::now_ms()).max(1);
+        let ttl = rec
+            .expires_ms
+            .saturating_sub(crate::core::clock::now_ms())
+            .max(1);
         self.put_indexed(
             &self.device_key(token),
             json,
