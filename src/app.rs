@@ -11,12 +11,12 @@ use crate::core::store::Store;
 use crate::core::user::RolePolicy;
 use crate::http::cookies;
 use crate::http::csrf::Csrf;
+use crate::keys::KeyringHandle;
 use crate::pages::render::Brand;
 use crate::pages::velocity::Velocity;
 use crate::proxy::forward::Forwarder;
 use crate::proxy::identity_headers::IdentityHeaders;
 use crate::session::Sessions;
-use crate::store::crypto::KeyringHandle;
 use crate::users::UsersHandle;
 
 /// Base name of the remember-device cookie (fixed by SPEC §6).
@@ -35,9 +35,9 @@ pub struct App {
     pub sessions: Sessions,
     pub csrf: Csrf,
     pub forwarder: Forwarder,
-    pub audit: Audit,
-    /// Bounds concurrent argon2 work so a login storm cannot take every core.
-    pub hashing: crate::hash_pool::HashPool,
+    pub audit: Arc<Audit>,
+    /// The sign-in flow: next step, attempts, factors (no HTTP inside).
+    pub signin: crate::signin::SignIn,
     pub velocity: Velocity,
     /// Form submissions per client address (`limits.own_pages_per_minute`).
     pub page_posts: crate::http::rate::PerAddress,
@@ -55,7 +55,7 @@ pub struct App {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("{0}")]
-    Key(#[from] crate::store::crypto::CryptoError),
+    Key(#[from] crate::keys::CryptoError),
     #[error("{0}")]
     AssertionKey(#[from] crate::assertion::KeyError),
     #[error("storage: {0}")]
@@ -143,23 +143,50 @@ impl App {
             crate::audit::instance_id(&cfg.server.listen.port().to_string()),
         )
         .map_err(BuildError::Audit)?;
+        let audit = Arc::new(audit);
+        let users = Arc::new(users);
         let lock_policy = LockPolicy {
             max_failures: cfg.lockout.max_failures,
             duration_ms: cfg.lockout.duration.as_millis() as u64,
             max_duration_ms: cfg.lockout.max_duration.as_millis() as u64,
             code_max_failures: cfg.lockout.code_max_failures,
         };
+        let roles = RolePolicy {
+            require_2fa_roles: cfg.policy.require_2fa_roles.clone(),
+        };
+        // Bounds concurrent argon2 work so a login storm cannot take every core.
+        let hashing = Arc::new(
+            crate::hash_pool::HashPool::new(hashing_threads()).map_err(BuildError::Threads)?,
+        );
+        let signin = crate::signin::SignIn::new(
+            crate::signin::Parts {
+                store: store.clone(),
+                users: users.clone(),
+                keys: keys.clone(),
+                roles: roles.clone(),
+                hashing,
+                audit: audit.clone(),
+                metrics: metrics.clone(),
+                clock: Arc::new(crate::core::clock::SystemClock),
+            },
+            crate::signin::Settings {
+                totp: cfg.totp.clone(),
+                backup_codes: cfg.backup_codes.count,
+                remember_for: cfg
+                    .remember_device
+                    .enabled
+                    .then_some(cfg.remember_device.duration),
+                lock_policy,
+            },
+        );
         Ok(Self {
             brand: Brand::from_config(&cfg),
-            roles: RolePolicy {
-                require_2fa_roles: cfg.policy.require_2fa_roles.clone(),
-            },
-            hashing: crate::hash_pool::HashPool::new(hashing_threads())
-                .map_err(BuildError::Threads)?,
+            roles,
+            signin,
             velocity: Velocity::new(cfg.lockout.ip_failures_per_minute),
             page_posts: crate::http::rate::PerAddress::default(),
             keys,
-            users: Arc::new(users),
+            users,
             store,
             tls,
             sessions,

@@ -29,6 +29,7 @@ pub mod config;
 pub mod core;
 pub mod hash_pool;
 pub mod http;
+pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod pages;
@@ -36,6 +37,7 @@ pub mod pipeline;
 pub mod proxy;
 pub mod router;
 pub mod session;
+pub mod signin;
 pub mod store;
 pub mod users;
 

@@ -26,7 +26,7 @@ use hyper::body::Incoming;
 
 use crate::access_log::{self, Access};
 use crate::app::App;
-use crate::core::auth_flow::{self, mfa_label};
+use crate::core::auth_flow::mfa_label;
 use crate::core::clock::now_ms;
 use crate::core::path::{normalise, without_parameters};
 use crate::core::policy::{self, Decision};
@@ -40,6 +40,8 @@ use crate::pages;
 use crate::proxy::identity_headers::Identity;
 use crate::proxy::tunnel::Opening;
 use crate::router::{self, Route};
+use crate::signin::Next;
+use crate::signin::next_step::completed;
 
 /// The app name of a configuration without `[[apps]]` (SPEC §8): the assertion's `aud`.
 const DEFAULT_APP: &str = "default";
@@ -209,8 +211,10 @@ async fn decide(
             let users = app.users.get();
             let now = now_ms();
             let current = app.sessions.load(req.headers(), &users, now).await?;
-            let complete = current.as_ref().filter(|c| is_complete(app, c));
-            let Some(c) = complete else {
+            let complete = current.as_ref().and_then(|c| {
+                completed(c.record.stage, app.signin.requires_2fa(&c.user)).map(|f| (c, f))
+            });
+            let Some((c, factor)) = complete else {
                 trace.user = current.as_ref().map(|c| c.user.clone());
                 return Box::pin(next_step(app, &req, current.as_ref(), trace)).await;
             };
@@ -218,10 +222,6 @@ async fn decide(
             if !roles.allow(&c.user.roles) {
                 return Err(GatewayError::MissingRole);
             }
-            let factor = match c.record.stage {
-                auth_flow::Stage::Complete { factor } => factor,
-                auth_flow::Stage::PasswordDone => None,
-            };
             Some((c.user.clone(), factor, c.id, roles))
         }
     };
@@ -247,12 +247,6 @@ async fn decide(
     forward(app, req, pq, peer, id.as_ref(), websocket, trace).await
 }
 
-/// SPEC §5.1 step 3: the password step is done and, where the user's roles require
-/// it, the second factor.
-fn is_complete(app: &App, c: &crate::session::Current) -> bool {
-    auth_flow::is_complete(c.record.stage, app.roles.requires_2fa(&c.user.roles))
-}
-
 /// `TRACE`, and `TRACK` (the same thing under IIS's name).
 fn is_trace(method: &http::Method) -> bool {
     method == http::Method::TRACE || method.as_str() == "TRACK"
@@ -276,16 +270,14 @@ async fn next_step(
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let step = match current {
-        None => "login",
-        Some(c) => {
-            let mfa_on = app.store.mfa_get(&c.user.username).await?.is_some();
-            match auth_flow::after_password(app.roles.requires_2fa(&c.user.roles), mfa_on) {
-                auth_flow::Next::Enroll => "setup",
-                auth_flow::Next::Challenge => "challenge",
-                auth_flow::Next::Complete => "login",
-            }
-        }
+    let next = app
+        .signin
+        .next(current.map(|c| (c.record.stage, &*c.user)))
+        .await?;
+    let step = match next {
+        Next::Enroll => "setup",
+        Next::Challenge => "challenge",
+        Next::Login | Next::SignInAgain | Next::Complete { .. } => "login",
     };
     let location = format!(
         "{}/{step}?rd={}",

@@ -24,7 +24,7 @@ use vestibule::core::store::SecretKind;
 use vestibule::core::totp::normalise_input;
 use vestibule::http::cookies;
 use vestibule::http::csrf::Csrf;
-use vestibule::store::crypto::{Keyring, generate_key};
+use vestibule::keys::{Keyring, generate_key};
 
 // ------------------------------------------------------------------ generators
 

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use crate::core::tokens::{ct_eq, hmac};
 
 /// Purpose string of the audit key, derived from the encryption key
-/// ([`crate::store::crypto::Keyring::derive`]).
+/// ([`crate::keys::Keyring::derive`]).
 pub const PURPOSE: &str = "vestibule audit chain v1";
 
 /// The member every chained line ends with, up to its value.

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::Audit;
 use super::chain::PURPOSE;
 use super::verify::{Broken, VerifyError, verify_texts};
-use crate::store::crypto::{KeyringHandle, generate_key};
+use crate::keys::{KeyringHandle, generate_key};
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -55,7 +55,7 @@ impl Setup {
 }
 
 fn login(a: &Audit, user: &str) {
-    a.event("login.success", user, None, json!({ "mfa": "none" }));
+    a.write("login.success", user, None, json!({ "mfa": "none" }));
 }
 
 fn lines(text: &[u8]) -> Vec<String> {
@@ -81,7 +81,7 @@ fn lines_carry_seq_instance_and_chain_last_and_verify() {
         login(&a, u);
     }
     // A caller cannot forge the chain's own members through the details.
-    a.event(
+    a.write(
         "x",
         "d",
         None,
@@ -160,10 +160,10 @@ fn two_writers_on_one_file_keep_one_chain() {
     let gw = s.audit("audit.log", "gw1:8443");
     let admin = s.audit("audit.log", "gw1:admin");
     login(&gw, "a");
-    admin.event("user.unlocked", "a", None, json!({ "by": "admin" }));
+    admin.record("a", None, &super::AuditEvent::UserUnlocked);
     login(&gw, "b");
     login(&gw, "c");
-    admin.event("user.unlocked", "b", None, json!({ "by": "admin" }));
+    admin.record("b", None, &super::AuditEvent::UserUnlocked);
     let sum = s.verify(&["audit.log"]).unwrap();
     assert_eq!(sum.events, 5);
     // And concurrently: four writers, each with its own open file as separate

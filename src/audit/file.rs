@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use super::{chain, tail};
-use crate::store::crypto::KeyringHandle;
+use crate::keys::KeyringHandle;
 
 /// The last line this process knows of in the chain.
 #[derive(Debug, Clone)]

@@ -11,6 +11,7 @@
 //! events go unchained to standard output with the log.
 
 pub mod chain;
+mod event;
 mod file;
 mod tail;
 pub mod verify;
@@ -23,7 +24,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::config::Config;
-use crate::store::crypto::KeyringHandle;
+use crate::keys::KeyringHandle;
+pub use event::{AuditEvent, CodeContext, LoginFailure, LoginNext};
 use file::ChainedFile;
 
 /// The longest typed username an audit line repeats (SPEC §6 refuses longer names).
@@ -69,7 +71,7 @@ pub enum AuditError {
     Io(#[from] std::io::Error),
     /// The chain's key comes from the encryption key.
     #[error("{0}")]
-    Key(#[from] crate::store::crypto::CryptoError),
+    Key(#[from] crate::keys::CryptoError),
 }
 
 /// Who wrote a line (`instance`): the host name, then `:` and `suffix` — the listen
@@ -130,8 +132,24 @@ impl Audit {
         }
     }
 
-    /// Writes one event; `details` must be a JSON object of non-secret fields.
-    pub fn event(&self, event: &str, user: &str, ip: Option<IpAddr>, details: Value) {
+    /// Writes one event about `user` (a stored username, or `-` for no one).
+    pub fn record(&self, user: &str, ip: Option<IpAddr>, event: &AuditEvent<'_>) {
+        self.write(event.name(), user, ip, event.details());
+    }
+
+    /// Writes one event about a sign-in under a name no account has: the typed text,
+    /// cut short, and `"user_exists": false` (see [`typed_username`]).
+    pub fn record_typed_name(&self, typed: &str, ip: Option<IpAddr>, event: &AuditEvent<'_>) {
+        self.write(
+            event.name(),
+            &typed_username(typed),
+            ip,
+            unknown_user_details(event.details()),
+        );
+    }
+
+    /// Writes one line; `details` must be a JSON object of non-secret fields.
+    fn write(&self, event: &str, user: &str, ip: Option<IpAddr>, details: Value) {
         let mut obj = Map::new();
         obj.insert(
             "ts".into(),

@@ -5,10 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use serde_json::json;
-
 use super::{CliError, load_config, runtime};
 use crate::audit::Audit;
+use crate::audit::AuditEvent;
 use crate::config::Config;
 use crate::core::store::Store;
 use crate::core::user::lockout_key;
@@ -52,8 +51,7 @@ pub fn unlock(config: &Path, name: &str) -> Result<(), CliError> {
     let a = open(config, &rt)?;
     rt.block_on(a.store.unlock(&lockout_key(name)))
         .map_err(CliError::failed)?;
-    a.audit
-        .event("user.unlocked", name, None, json!({ "by": "admin" }));
+    a.audit.record(name, None, &AuditEvent::UserUnlocked);
     println!("unlocked {name}");
     Ok(())
 }
@@ -128,11 +126,12 @@ pub fn twofa_reset(config: &Path, name: &str) -> Result<(), CliError> {
         a.store.sessions_delete_user(&user).await
     });
     let ended = ended.map_err(CliError::failed)?;
-    a.audit.event(
-        "mfa.reset",
+    a.audit.record(
         &user,
         None,
-        json!({ "by": "admin", "sessions_ended": ended }),
+        &AuditEvent::MfaReset {
+            sessions_ended: ended,
+        },
     );
     println!(
         "2FA of {user} reset: secret, backup codes and remembered devices removed, {ended} sessions ended; they enroll again at next sign-in"
@@ -148,11 +147,13 @@ pub fn sessions_revoke(config: &Path, name: &str) -> Result<(), CliError> {
     let n = rt
         .block_on(a.store.sessions_delete_user(&user))
         .map_err(CliError::failed)?;
-    a.audit.event(
-        "session.revoked",
+    a.audit.record(
         &user,
         None,
-        json!({ "by": "admin", "sessions": n }),
+        &AuditEvent::SessionsRevoked {
+            sessions: n,
+            reason: None,
+        },
     );
     println!("ended {n} sessions of {user}");
     Ok(())

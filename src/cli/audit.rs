@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::{CliError, load_config};
 use crate::audit::chain::PURPOSE;
 use crate::audit::verify::{Verifier, VerifyError};
-use crate::store::crypto::Keyring;
+use crate::keys::Keyring;
 
 /// Exit 0 and `N events, chain intact`; exit 1 naming the first bad line; exit 2 for
 /// an unusable configuration, key, or file argument.

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::CliError;
 use crate::config::{Config, ConfigProblem};
-use crate::store::crypto::{CryptoError, KEY_ENV, Keyring};
+use crate::keys::{CryptoError, KEY_ENV, Keyring};
 
 /// A configuration that passed every check, with what the summary line reports.
 pub(super) struct Checked {

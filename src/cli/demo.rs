@@ -59,7 +59,7 @@ fn prepare(dir: &Path) -> Result<Vec<(String, String)>, CliError> {
     }
     write_new(
         &dir.join("encryption.key"),
-        &format!("{}\n", crate::store::crypto::generate_key()),
+        &format!("{}\n", crate::keys::generate_key()),
     )?;
     let pw_file = dir.join("passwords.txt");
     if !pw_file.exists() || !dir.join("users.toml").exists() {

@@ -5,7 +5,7 @@ use crate::core::password::{self, Cost};
 
 #[allow(clippy::print_stdout)]
 pub fn gen_key() -> Result<(), CliError> {
-    println!("{}", crate::store::crypto::generate_key());
+    println!("{}", crate::keys::generate_key());
     Ok(())
 }
 

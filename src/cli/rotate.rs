@@ -8,11 +8,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::json;
-
 use super::{CliError, load_config, runtime};
+use crate::audit::AuditEvent;
 use crate::core::store::Store;
-use crate::store::crypto::{Keyring, generate_key};
+use crate::keys::{Keyring, generate_key};
 
 /// Replaces the key file: private from the first byte, never through a planted link.
 fn write_atomically(path: &Path, text: &str) -> Result<(), CliError> {
@@ -81,7 +80,7 @@ pub fn run(config: &Path, status: bool, drop_old: bool, wait: Duration) -> Resul
             .find(|l| !l.is_empty() && !l.starts_with('#'))
             .unwrap_or_default();
         write_atomically(&file, &format!("# primary key {primary}\n{first}\n"))?;
-        audit.event("key.old_dropped", "-", None, json!({ "primary": primary }));
+        audit.record("-", None, &AuditEvent::KeyOldDropped { primary: &primary });
         println!(
             "kept only the primary key {primary}. Backup codes made before it became primary no longer work; users can make new ones on their account page."
         );
@@ -131,11 +130,14 @@ pub fn run(config: &Path, status: bool, drop_old: bool, wait: Duration) -> Resul
         }
         Ok::<_, CliError>(())
     })?;
-    audit.event(
-        "key.rotated",
+    audit.record(
         "-",
         None,
-        json!({ "primary": new_id, "reencrypted": done, "skipped": skipped }),
+        &AuditEvent::KeyRotated {
+            primary: &new_id,
+            reencrypted: done,
+            skipped,
+        },
     );
     println!("re-encrypted {done} secrets under {new_id}; {skipped} skipped");
     if skipped > 0 {

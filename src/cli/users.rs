@@ -3,10 +3,9 @@
 
 use std::path::Path;
 
-use serde_json::json;
-
 use super::{CliError, load_config, read_password, runtime};
 use crate::UsersCommand;
+use crate::audit::AuditEvent;
 use crate::config::Config;
 use crate::core::password::{self, Cost};
 use crate::core::user::{validate_role, validate_username};
@@ -60,18 +59,23 @@ fn end_sessions_and_devices(cfg: &Config, user: &str, why: &str) {
             let d = store.devices_forget(user).await.map_err(CliError::failed)?;
             match crate::audit::Audit::for_admin(cfg) {
                 Ok(audit) => {
-                    audit.event(
-                        "session.revoked",
+                    audit.record(
                         user,
                         None,
-                        json!({ "reason": why, "sessions": s, "by": "admin" }),
+                        &AuditEvent::SessionsRevoked {
+                            sessions: s,
+                            reason: Some(why),
+                        },
                     );
                     if d > 0 {
-                        audit.event(
-                            "mfa.devices.forgotten",
+                        audit.record(
                             user,
                             None,
-                            json!({ "reason": why, "count": d, "by": "admin" }),
+                            &AuditEvent::DevicesForgotten {
+                                count: d,
+                                by_admin: true,
+                                reason: Some(why),
+                            },
                         );
                     }
                 }

@@ -201,6 +201,22 @@ impl From<crate::core::store::StoreError> for GatewayError {
     }
 }
 
+/// The sign-in service's refusals, as the gateway answers them.
+impl From<crate::signin::SignInError> for GatewayError {
+    fn from(e: crate::signin::SignInError) -> Self {
+        use crate::signin::SignInError as S;
+        match e {
+            S::Store(e) => e.into(),
+            S::Locked { retry_after_secs } => GatewayError::Locked { retry_after_secs },
+            S::SecretUnreadable => GatewayError::SecretUnreadable,
+            S::HashingBusy => GatewayError::RateLimited {
+                retry_after_secs: 5,
+            },
+            S::HashingGone(d) => GatewayError::Internal(d),
+        }
+    }
+}
+
 /// The SPEC §5.1 answer to a non-navigation without a complete session.
 pub fn authentication_required(prefix: &str, tls: bool) -> Response<Body> {
     render::json(

@@ -2,30 +2,28 @@
 //! forget remembered browsers, turn 2FA off (where no role requires it), turn it on.
 
 use http::{Response, StatusCode};
-use serde_json::json;
 
 use super::render::{self, AccountPage, human_time_in};
-use super::second_factor::{self, Verdict};
 use super::{Ctx, Form, current, to_login};
-use crate::core::auth_flow::{self, Stage};
+use crate::core::auth_flow::Stage;
 use crate::core::clock::now_ms;
 use crate::http::body::Body;
 use crate::http::error::GatewayError;
 use crate::session::Current;
+use crate::signin::code_step::Confirmed;
 
 /// A complete session, or where to go instead.
 async fn complete(ctx: &Ctx<'_>) -> Result<Result<Current, Response<Body>>, GatewayError> {
     let account = ctx.p("/account");
-    let Some(cur) = current(ctx).await? else {
-        return Ok(Err(to_login(ctx, &account)));
-    };
-    if !auth_flow::is_complete(
-        cur.record.stage,
-        ctx.app.roles.requires_2fa(&cur.user.roles),
-    ) {
-        return Ok(Err(to_login(ctx, &account)));
+    let cur = current(ctx).await?;
+    let complete = cur.as_ref().is_some_and(|c| {
+        crate::signin::next_step::completed(c.record.stage, ctx.app.signin.requires_2fa(&c.user))
+            .is_some()
+    });
+    match cur {
+        Some(c) if complete => Ok(Ok(c)),
+        _ => Ok(Err(to_login(ctx, &account))),
     }
-    Ok(Ok(cur))
 }
 
 async fn page(
@@ -107,38 +105,17 @@ async fn verify_current_code(
     cur: &Current,
     form: &Form,
 ) -> Result<Result<(), Response<Body>>, GatewayError> {
-    let user = &cur.user;
-    let Some(mfa) = ctx.app.store.mfa_get(&user.username).await? else {
-        return Ok(Err(page(
-            ctx,
-            cur,
-            StatusCode::CONFLICT,
-            None,
-            Some(ctx.t("account.not_on")),
-        )
-        .await?));
+    let (status, error) = match ctx
+        .app
+        .signin
+        .confirm_code(&cur.user, form.get("code"), ctx.ip)
+        .await?
+    {
+        Confirmed::Right => return Ok(Ok(())),
+        Confirmed::NotOn => (StatusCode::CONFLICT, ctx.t("account.not_on")),
+        Confirmed::Wrong => (StatusCode::UNAUTHORIZED, ctx.t("account.wrong")),
     };
-    let secret = second_factor::open_secret(ctx, user, &mfa.secret)?;
-    let attempt = second_factor::reserve(ctx, user).await?;
-    match second_factor::check(ctx, user, form.get("code"), &secret, false).await? {
-        Verdict::Accepted(..) => {
-            attempt.right(ctx, user).await?;
-            Ok(Ok(()))
-        }
-        Verdict::Wrong => {
-            if let Some(locked) = attempt.wrong(ctx, user, "account") {
-                return Err(locked);
-            }
-            Ok(Err(page(
-                ctx,
-                cur,
-                StatusCode::UNAUTHORIZED,
-                None,
-                Some(ctx.t("account.wrong")),
-            )
-            .await?))
-        }
-    }
+    Ok(Err(page(ctx, cur, status, None, Some(error)).await?))
 }
 
 pub async fn regenerate_codes(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, GatewayError> {
@@ -149,18 +126,8 @@ pub async fn regenerate_codes(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body
     if let Err(resp) = verify_current_code(ctx, &cur, &form).await? {
         return Ok(resp);
     }
-    let (codes, hashes) = second_factor::new_backup_codes(ctx, &cur.user);
-    ctx.app
-        .store
-        .backup_replace(&cur.user.username, &hashes)
-        .await?;
-    ctx.app.audit.event(
-        "mfa.backup_codes.regenerated",
-        &cur.user.username,
-        Some(ctx.ip),
-        json!({ "count": codes.len() }),
-    );
-    Ok(second_factor::codes_page(
+    let codes = ctx.app.signin.regenerate_codes(&cur.user, ctx.ip).await?;
+    Ok(super::codes::page(
         ctx,
         &codes,
         false,
@@ -174,13 +141,7 @@ pub async fn forget_devices(ctx: &Ctx<'_>, _form: Form) -> Result<Response<Body>
         Ok(c) => c,
         Err(resp) => return Ok(resp),
     };
-    let n = ctx.app.store.devices_forget(&cur.user.username).await?;
-    ctx.app.audit.event(
-        "mfa.devices.forgotten",
-        &cur.user.username,
-        Some(ctx.ip),
-        json!({ "count": n, "by": "user" }),
-    );
+    ctx.app.signin.forget_devices(&cur.user, ctx.ip).await?;
     Ok(render::redirect(
         StatusCode::SEE_OTHER,
         &format!("{}?done=forgotten", ctx.p("/account")),
@@ -194,20 +155,14 @@ pub async fn disable_2fa(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Ga
         Ok(c) => c,
         Err(resp) => return Ok(resp),
     };
-    if ctx.app.roles.requires_2fa(&cur.user.roles) {
+    if ctx.app.signin.requires_2fa(&cur.user) {
         return Err(GatewayError::MissingRole);
     }
     if let Err(resp) = verify_current_code(ctx, &cur, &form).await? {
         return Ok(resp);
     }
     let app = ctx.app;
-    app.store.mfa_remove(&cur.user.username).await?;
-    app.audit.event(
-        "mfa.disabled",
-        &cur.user.username,
-        Some(ctx.ip),
-        json!({ "by": "user" }),
-    );
+    app.signin.disable_2fa(&cur.user, ctx.ip).await?;
     let Some(cookie) = app
         .sessions
         .rotate(

@@ -9,10 +9,11 @@ use serde_json::json;
 use super::Ctx;
 use super::render;
 use crate::app::App;
-use crate::core::auth_flow::{self, Stage};
+use crate::core::auth_flow;
 use crate::core::clock::now_ms;
 use crate::http::body::Body;
 use crate::http::error::{GatewayError, authentication_required};
+use crate::signin::next_step::completed;
 
 /// How long one look at the store and the users file answers for: a load balancer
 /// probing every few milliseconds costs at most one store ping per second, unless a
@@ -102,16 +103,8 @@ pub async fn session_api(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> 
     let Some(cur) = super::current(ctx).await? else {
         return Ok(authentication_required(&app.cfg.server.prefix, ctx.tls));
     };
-    let factor = match cur.record.stage {
-        Stage::Complete { factor }
-            if auth_flow::is_complete(
-                cur.record.stage,
-                app.roles.requires_2fa(&cur.user.roles),
-            ) =>
-        {
-            factor
-        }
-        _ => return Ok(authentication_required(&app.cfg.server.prefix, ctx.tls)),
+    let Some(factor) = completed(cur.record.stage, app.signin.requires_2fa(&cur.user)) else {
+        return Ok(authentication_required(&app.cfg.server.prefix, ctx.tls));
     };
     let expires = app.sessions.expires_at_ms(&cur.record);
     let expires_at =

@@ -1,10 +1,10 @@
 //! `POST P/logout`: ends the session on the server and clears the cookie.
 
 use http::{Response, StatusCode};
-use serde_json::json;
 
 use super::render;
 use super::{Ctx, Form};
+use crate::audit::AuditEvent;
 use crate::http::body::Body;
 use crate::http::error::GatewayError;
 
@@ -12,12 +12,8 @@ pub async fn submit(ctx: &Ctx<'_>, _form: Form) -> Result<Response<Body>, Gatewa
     let app = ctx.app;
     if let Some(cur) = super::current(ctx).await? {
         app.sessions.end(&cur.id).await?;
-        app.audit.event(
-            "session.logout",
-            &cur.user.username,
-            Some(ctx.ip),
-            json!({}),
-        );
+        app.audit
+            .record(&cur.user.username, Some(ctx.ip), &AuditEvent::Logout);
     } else if let Some(id) = app.sessions.presented(&ctx.headers) {
         app.sessions.end(&id).await?;
     }

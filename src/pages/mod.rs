@@ -4,6 +4,7 @@
 mod account;
 mod assets;
 mod challenge;
+mod codes;
 pub(crate) mod health;
 pub mod i18n;
 mod jwks;
@@ -12,7 +13,6 @@ mod logout;
 mod metrics;
 mod qr;
 pub mod render;
-mod second_factor;
 mod setup;
 pub mod velocity;
 
@@ -222,6 +222,19 @@ async fn current(ctx: &Ctx<'_>) -> Result<Option<crate::session::Current>, Gatew
         .load(&ctx.headers, &users, crate::core::clock::now_ms())
         .await
         .map_err(GatewayError::from)
+}
+
+/// Where the request's session (none: no session) goes next, as the sign-in service
+/// decides for every caller.
+async fn next_step(
+    ctx: &Ctx<'_>,
+    cur: Option<&crate::session::Current>,
+) -> Result<crate::signin::Next, GatewayError> {
+    Ok(ctx
+        .app
+        .signin
+        .next(cur.map(|c| (c.record.stage, &*c.user)))
+        .await?)
 }
 
 /// Sends a person without the needed session back to the sign-in page.

@@ -2,22 +2,22 @@
 //! shown until a code verifies it; a user whose 2FA is on can never reach it.
 
 use http::{Response, StatusCode};
-use serde_json::json;
 
 use super::render::{self, SetupPage};
-use super::second_factor::{self, Verdict};
 use super::{Ctx, Form, current, to_login};
 use crate::core::auth_flow::{SecondFactor, Stage};
 use crate::core::clock::now_ms;
 use crate::core::redirect::safe_target;
-use crate::core::store::{MfaRecord, PendingEnrollment, SecretKind};
 use crate::core::totp;
 use crate::core::user::User;
 use crate::http::body::Body;
 use crate::http::error::GatewayError;
 use crate::session::Current;
+use crate::signin::Next;
+use crate::signin::code_step::Enrolled;
 
-/// Who may enroll now, or where to send them instead.
+/// Who may enroll now — any session whose user has no 2FA yet (staff who must, or a
+/// patient turning it on from the account page) — or where to send them instead.
 async fn eligible(
     ctx: &Ctx<'_>,
     rd: &str,
@@ -26,55 +26,24 @@ async fn eligible(
         return Ok(Err(to_login(ctx, rd)));
     };
     let mfa_on = ctx.app.store.mfa_get(&cur.user.username).await?.is_some();
-    if mfa_on {
-        let target = match cur.record.stage {
-            Stage::PasswordDone => format!("{}?rd={}", ctx.p("/challenge"), super::encode_rd(rd)),
-            Stage::Complete { .. } => ctx.p("/account"),
-        };
-        return Ok(Err(render::redirect(
-            StatusCode::SEE_OTHER,
-            &target,
-            ctx.tls,
-            &[],
-        )));
+    if !mfa_on {
+        return Ok(Ok(cur));
     }
-    Ok(Ok(cur))
-}
-
-/// The pending secret of `user`, created (and audited) on first sight.
-async fn pending_secret(
-    ctx: &Ctx<'_>,
-    user: &User,
-) -> Result<zeroize::Zeroizing<Vec<u8>>, GatewayError> {
-    let app = ctx.app;
-    if let Some(p) = app.store.pending_get(&user.username).await?
-        && let Ok(secret) = app
-            .keys
-            .open(&user.username, SecretKind::Pending, &p.secret)
-    {
-        return Ok(secret);
-    }
-    let secret = totp::new_secret();
-    let sealed = app
-        .keys
-        .get()
-        .seal(&user.username, SecretKind::Pending, secret.expose());
-    app.store
-        .pending_put(
-            &user.username,
-            &PendingEnrollment {
-                secret: sealed,
-                created_ms: now_ms(),
-            },
-        )
-        .await?;
-    app.audit.event(
-        "mfa.enroll.started",
-        &user.username,
-        Some(ctx.ip),
-        json!({}),
+    let next = crate::signin::next_step::next_step(
+        Some(cur.record.stage),
+        ctx.app.signin.requires_2fa(&cur.user),
+        || mfa_on,
     );
-    Ok(zeroize::Zeroizing::new(secret.expose().clone()))
+    let target = match next {
+        Next::Challenge => format!("{}?rd={}", ctx.p("/challenge"), super::encode_rd(rd)),
+        _ => ctx.p("/account"),
+    };
+    Ok(Err(render::redirect(
+        StatusCode::SEE_OTHER,
+        &target,
+        ctx.tls,
+        &[],
+    )))
 }
 
 fn page(
@@ -119,7 +88,7 @@ pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
         Ok(c) => c,
         Err(resp) => return Ok(resp),
     };
-    let secret = pending_secret(ctx, &cur.user).await?;
+    let secret = ctx.app.signin.pending_secret(&cur.user, ctx.ip).await?;
     page(ctx, &cur.user, &secret, &rd, StatusCode::OK, None)
 }
 
@@ -131,60 +100,46 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
         Err(resp) => return Ok(resp),
     };
     let user = cur.user.clone();
-    let secret = pending_secret(ctx, &user).await?;
-    let attempt = second_factor::reserve(ctx, &user).await?;
-    match second_factor::check(ctx, &user, form.get("code"), &secret, false).await? {
-        Verdict::Wrong => {
-            if let Some(locked) = attempt.wrong(ctx, &user, "setup") {
-                return Err(locked);
-            }
-            page(
+    let secret = app.signin.pending_secret(&user, ctx.ip).await?;
+    let codes = match app
+        .signin
+        .enroll(&user, form.get("code"), &secret, ctx.ip)
+        .await?
+    {
+        Enrolled::Right { codes } => codes,
+        Enrolled::Wrong => {
+            return page(
                 ctx,
                 &user,
                 &secret,
                 &rd,
                 StatusCode::UNAUTHORIZED,
                 Some(ctx.t("setup.wrong")),
-            )
-        }
-        Verdict::Accepted(..) => {
-            attempt.right(ctx, &user).await?;
-            let (codes, hashes) = second_factor::new_backup_codes(ctx, &user);
-            let now = now_ms();
-            let rec = MfaRecord {
-                secret: app
-                    .keys
-                    .get()
-                    .seal(&user.username, SecretKind::Active, &secret),
-                enabled_ms: now,
-                last_used_ms: Some(now),
-            };
-            if !app.store.mfa_enable(&user.username, &rec, &hashes).await? {
-                return Ok(render::redirect(
-                    StatusCode::SEE_OTHER,
-                    &ctx.p("/account"),
-                    ctx.tls,
-                    &[],
-                ));
-            }
-            // A session elsewhere may have been complete with the password alone (a
-            // patient's, perhaps opened by whoever phished it): 2FA now applies, so
-            // every other session ends (SPEC §6, "Turning 2FA on").
-            let stage = Stage::Complete {
-                factor: Some(SecondFactor::Totp),
-            };
-            let Some(cookie) = app.sessions.rotate_ending_others(&cur, stage, now).await? else {
-                // Revoked or signed out while the code was checked.
-                return Ok(to_login(ctx, &rd));
-            };
-            app.metrics.enrollment_completed();
-            app.audit.event(
-                "mfa.enroll.completed",
-                &user.username,
-                Some(ctx.ip),
-                json!({ "backup_codes": codes.len() }),
             );
-            Ok(second_factor::codes_page(ctx, &codes, true, &rd, &[cookie]))
         }
-    }
+        Enrolled::AlreadyOn => {
+            return Ok(render::redirect(
+                StatusCode::SEE_OTHER,
+                &ctx.p("/account"),
+                ctx.tls,
+                &[],
+            ));
+        }
+    };
+    let stage = Stage::Complete {
+        factor: Some(SecondFactor::Totp),
+    };
+    // A session elsewhere may have been complete with the password alone (a
+    // patient's, perhaps opened by whoever phished it): 2FA now applies, so every
+    // other session ends (SPEC §6, "Turning 2FA on"), after this one is rotated.
+    let Some(cookie) = app
+        .sessions
+        .rotate_ending_others(&cur, stage, now_ms())
+        .await?
+    else {
+        // Revoked or signed out while the code was checked.
+        return Ok(to_login(ctx, &rd));
+    };
+    app.signin.enrollment_done(&user, codes.len(), ctx.ip);
+    Ok(super::codes::page(ctx, &codes, true, &rd, &[cookie]))
 }

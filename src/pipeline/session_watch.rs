@@ -13,6 +13,7 @@ use crate::core::clock::now_ms;
 use crate::core::policy;
 use crate::core::store::Fingerprint;
 use crate::proxy::tunnel::{Revalidate, Verdict};
+use crate::signin::next_step::completed;
 
 /// One tunnel's session, re-validated on request.
 pub(super) struct SessionWatch {
@@ -40,7 +41,7 @@ impl Revalidate for SessionWatch {
             Err(_) => Verdict::Unknown,
             Ok(None) => Verdict::Ended,
             Ok(Some(c))
-                if super::is_complete(&self.app, &c)
+                if completed(c.record.stage, self.app.signin.requires_2fa(&c.user)).is_some()
                     && self
                         .roles
                         .iter()

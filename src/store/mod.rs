@@ -1,8 +1,7 @@
-//! Storage backends behind [`crate::core::store::Store`], and the encryption of
-//! secrets at rest.
+//! Storage backends behind [`crate::core::store::Store`]. The encryption of secrets at
+//! rest is not theirs: secrets arrive sealed by [`crate::keys`].
 
 pub mod change_marker;
-pub mod crypto;
 pub mod embedded;
 pub mod redis;
 pub mod session_cache;

@@ -1,0 +1,302 @@
+//! Every audit event the gateway writes, as a type: a variant cannot be misspelled, and
+//! its fields are the ones `docs/operations.md` lists. The wire names and field names
+//! are fixed here and nowhere else ([`AuditEvent::name`], [`AuditEvent::details`]).
+//! Fields hold names, counts and reasons only — never a secret.
+
+use serde_json::{Value, json};
+
+use crate::core::auth_flow::{SecondFactor, mfa_label};
+
+/// Why a password attempt failed (`login.failure` `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginFailure {
+    UnknownUser,
+    WrongPassword,
+    Disabled,
+    /// Refused unchecked: the step was locked.
+    Locked,
+}
+
+impl LoginFailure {
+    fn as_str(self) -> &'static str {
+        match self {
+            LoginFailure::UnknownUser => "unknown_user",
+            LoginFailure::WrongPassword => "wrong_password",
+            LoginFailure::Disabled => "disabled",
+            LoginFailure::Locked => "locked",
+        }
+    }
+}
+
+/// Where a code was typed (`mfa.challenge.failure` `context`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeContext {
+    Setup,
+    Challenge,
+    Account,
+}
+
+impl CodeContext {
+    fn as_str(self) -> &'static str {
+        match self {
+            CodeContext::Setup => "setup",
+            CodeContext::Challenge => "challenge",
+            CodeContext::Account => "account",
+        }
+    }
+}
+
+/// The step a successful password leads to (`login.success` `next`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginNext {
+    Complete,
+    Setup,
+    Challenge,
+}
+
+/// One audit event and its fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditEvent<'a> {
+    LoginSuccess {
+        next: LoginNext,
+        mfa: Option<SecondFactor>,
+    },
+    /// `failures` is absent for [`LoginFailure::Locked`].
+    LoginFailure {
+        reason: LoginFailure,
+        failures: Option<u32>,
+    },
+    LoginLocked {
+        failures: u32,
+        locks: u32,
+    },
+    EnrollStarted,
+    EnrollCompleted {
+        backup_codes: usize,
+    },
+    ChallengeSuccess {
+        method: SecondFactor,
+    },
+    ChallengeFailure {
+        context: CodeContext,
+        failures: u32,
+    },
+    MfaLocked {
+        failures: u32,
+        until_unlocked: bool,
+    },
+    BackupCodeUsed {
+        remaining: u32,
+    },
+    BackupCodesRegenerated {
+        count: usize,
+    },
+    DeviceRemembered {
+        browser: &'a str,
+    },
+    /// `reason` only for the admin commands that caused it.
+    DevicesForgotten {
+        count: u64,
+        by_admin: bool,
+        reason: Option<&'a str>,
+    },
+    MfaDisabledByUser,
+    MfaReset {
+        sessions_ended: u64,
+    },
+    Logout,
+    /// Always by an administrator; `reason` when caused by disable / set-password.
+    SessionsRevoked {
+        sessions: u64,
+        reason: Option<&'a str>,
+    },
+    UserUnlocked,
+    KeyRotated {
+        primary: &'a str,
+        reencrypted: usize,
+        skipped: usize,
+    },
+    KeyOldDropped {
+        primary: &'a str,
+    },
+}
+
+impl AuditEvent<'_> {
+    /// The `event` member on the wire.
+    pub fn name(&self) -> &'static str {
+        use AuditEvent::*;
+        match self {
+            LoginSuccess { .. } => "login.success",
+            LoginFailure { .. } => "login.failure",
+            LoginLocked { .. } => "login.locked",
+            EnrollStarted => "mfa.enroll.started",
+            EnrollCompleted { .. } => "mfa.enroll.completed",
+            ChallengeSuccess { .. } => "mfa.challenge.success",
+            ChallengeFailure { .. } => "mfa.challenge.failure",
+            MfaLocked { .. } => "mfa.locked",
+            BackupCodeUsed { .. } => "mfa.backup_code.used",
+            BackupCodesRegenerated { .. } => "mfa.backup_codes.regenerated",
+            DeviceRemembered { .. } => "mfa.device.remembered",
+            DevicesForgotten { .. } => "mfa.devices.forgotten",
+            MfaDisabledByUser => "mfa.disabled",
+            MfaReset { .. } => "mfa.reset",
+            Logout => "session.logout",
+            SessionsRevoked { .. } => "session.revoked",
+            UserUnlocked => "user.unlocked",
+            KeyRotated { .. } => "key.rotated",
+            KeyOldDropped { .. } => "key.old_dropped",
+        }
+    }
+
+    /// The event's own fields, as a JSON object.
+    pub fn details(&self) -> Value {
+        use AuditEvent::*;
+        let by = |admin: bool| if admin { "admin" } else { "user" };
+        match self {
+            LoginSuccess { next, mfa } => {
+                let next = match next {
+                    LoginNext::Complete => "complete",
+                    LoginNext::Setup => "setup",
+                    LoginNext::Challenge => "challenge",
+                };
+                json!({ "next": next, "mfa": mfa_label(*mfa) })
+            }
+            LoginFailure {
+                reason,
+                failures: Some(n),
+            } => json!({ "reason": reason.as_str(), "failures": n }),
+            LoginFailure {
+                reason,
+                failures: None,
+            } => json!({ "reason": reason.as_str() }),
+            LoginLocked { failures, locks } => json!({ "failures": failures, "locks": locks }),
+            EnrollStarted | Logout => json!({}),
+            EnrollCompleted { backup_codes } => json!({ "backup_codes": backup_codes }),
+            ChallengeSuccess { method } => json!({ "method": mfa_label(Some(*method)) }),
+            ChallengeFailure { context, failures } => {
+                json!({ "context": context.as_str(), "failures": failures })
+            }
+            MfaLocked {
+                failures,
+                until_unlocked,
+            } => json!({ "failures": failures, "until_unlocked": until_unlocked }),
+            BackupCodeUsed { remaining } => json!({ "remaining": remaining }),
+            BackupCodesRegenerated { count } => json!({ "count": count }),
+            DeviceRemembered { browser } => json!({ "browser": browser }),
+            DevicesForgotten {
+                count,
+                by_admin,
+                reason,
+            } => match reason {
+                Some(r) => json!({ "reason": r, "count": count, "by": by(*by_admin) }),
+                None => json!({ "count": count, "by": by(*by_admin) }),
+            },
+            MfaDisabledByUser => json!({ "by": "user" }),
+            MfaReset { sessions_ended } => {
+                json!({ "by": "admin", "sessions_ended": sessions_ended })
+            }
+            SessionsRevoked { sessions, reason } => match reason {
+                Some(r) => json!({ "reason": r, "sessions": sessions, "by": "admin" }),
+                None => json!({ "by": "admin", "sessions": sessions }),
+            },
+            UserUnlocked => json!({ "by": "admin" }),
+            KeyRotated {
+                primary,
+                reencrypted,
+                skipped,
+            } => json!({ "primary": primary, "reencrypted": reencrypted, "skipped": skipped }),
+            KeyOldDropped { primary } => json!({ "primary": primary }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_and_fields_are_the_documented_ones() {
+        let e = AuditEvent::LoginSuccess {
+            next: LoginNext::Challenge,
+            mfa: None,
+        };
+        assert_eq!(e.name(), "login.success");
+        assert_eq!(e.details(), json!({ "next": "challenge", "mfa": "none" }));
+        let e = AuditEvent::LoginFailure {
+            reason: LoginFailure::Locked,
+            failures: None,
+        };
+        assert_eq!(e.details(), json!({ "reason": "locked" }));
+        let e = AuditEvent::ChallengeFailure {
+            context: CodeContext::Account,
+            failures: 3,
+        };
+        assert_eq!(e.name(), "mfa.challenge.failure");
+        assert_eq!(e.details(), json!({ "context": "account", "failures": 3 }));
+        let e = AuditEvent::DevicesForgotten {
+            count: 2,
+            by_admin: true,
+            reason: Some("account disabled"),
+        };
+        assert_eq!(
+            e.details(),
+            json!({ "count": 2, "by": "admin", "reason": "account disabled" })
+        );
+    }
+
+    /// Every name appears in the operator's table, so the docs and the code agree.
+    #[test]
+    fn every_event_is_documented() {
+        let doc = include_str!("../../docs/operations.md");
+        let all = [
+            AuditEvent::LoginSuccess {
+                next: LoginNext::Complete,
+                mfa: None,
+            },
+            AuditEvent::LoginFailure {
+                reason: LoginFailure::Disabled,
+                failures: Some(1),
+            },
+            AuditEvent::LoginLocked {
+                failures: 1,
+                locks: 1,
+            },
+            AuditEvent::EnrollStarted,
+            AuditEvent::EnrollCompleted { backup_codes: 1 },
+            AuditEvent::ChallengeSuccess {
+                method: SecondFactor::Totp,
+            },
+            AuditEvent::ChallengeFailure {
+                context: CodeContext::Setup,
+                failures: 1,
+            },
+            AuditEvent::MfaLocked {
+                failures: 1,
+                until_unlocked: false,
+            },
+            AuditEvent::BackupCodeUsed { remaining: 1 },
+            AuditEvent::BackupCodesRegenerated { count: 1 },
+            AuditEvent::DeviceRemembered { browser: "b" },
+            AuditEvent::DevicesForgotten {
+                count: 1,
+                by_admin: false,
+                reason: None,
+            },
+            AuditEvent::MfaDisabledByUser,
+            AuditEvent::MfaReset { sessions_ended: 1 },
+            AuditEvent::Logout,
+            AuditEvent::SessionsRevoked {
+                sessions: 1,
+                reason: None,
+            },
+            AuditEvent::UserUnlocked,
+        ];
+        for e in all {
+            assert!(
+                doc.contains(&format!("| `{}` |", e.name())),
+                "{} missing from docs/operations.md",
+                e.name()
+            );
+        }
+    }
+}
