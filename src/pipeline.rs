@@ -31,12 +31,13 @@ use crate::core::clock::now_ms;
 use crate::core::path::{normalise, without_parameters};
 use crate::core::policy::{self, Decision};
 use crate::http::body::Body;
-use crate::http::error::{GatewayError, authentication_required};
+use crate::http::error::GatewayError;
 use crate::http::facts;
 use crate::http::peer::{ConnectionLease, Peer};
 use crate::http::request_id::{self, X_REQUEST_ID};
 use crate::metrics::{Outcome, UpstreamError};
 use crate::pages;
+use crate::pages::render::authentication_required;
 use crate::proxy::identity_headers::Identity;
 use crate::proxy::tunnel::Opening;
 use crate::router::{self, Route};
@@ -46,6 +47,7 @@ use crate::signin::next_step::completed;
 /// The app name of a configuration without `[[apps]]` (SPEC §8): the assertion's `aud`.
 const DEFAULT_APP: &str = "default";
 
+mod respond;
 mod session_watch;
 mod upgrade;
 
@@ -102,7 +104,7 @@ pub async fn handle(
                 lang_headers.insert(http::header::ACCEPT_LANGUAGE, v);
             }
             let tr = crate::pages::i18n::for_request(&lang_headers, app.brand.default_lang);
-            e.into_localized_response(html, &app.brand, tr, peer.tls)
+            respond::error(e, html, &app.brand, tr, peer.tls)
         }
     };
     app.metrics.request(
@@ -123,6 +125,18 @@ pub async fn handle(
     }
     resp.headers_mut().insert(&X_REQUEST_ID, rid);
     resp
+}
+
+/// The listeners hand every request to the pipeline.
+impl crate::accept::Handler for App {
+    fn handle(
+        self: Arc<Self>,
+        peer: Peer,
+        req: Request<Incoming>,
+        lease: ConnectionLease,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send {
+        handle(self, peer, req, lease)
+    }
 }
 
 /// Forwards and records how long the upstream took (to its response headers).

@@ -18,25 +18,27 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::Handler;
 use super::activity::{Activity, ExchangeBody};
 use super::conn_io::{ConnIo, join, read_some};
 use super::http1::{Http1, IDLE_TIMEOUT};
 use super::tls::Tls;
-use crate::app::App;
 use crate::http::peer::{ConnectionLease, ConnectionSlot, Peer};
 use crate::metrics::{Handshake, Metrics};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The HTTP settings every connection of a worker shares.
+/// The HTTP settings and the counters every connection of a worker shares.
 pub struct Protocols {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
+    /// The connection and handshake counters.
+    metrics: Arc<Metrics>,
 }
 
 impl Protocols {
-    pub fn new(app: &App) -> Self {
-        let limit = app.cfg.server.max_request_header_bytes;
+    pub fn new(max_request_header_bytes: usize, metrics: Arc<Metrics>) -> Self {
+        let limit = max_request_header_bytes;
         let mut h1 = http1::Builder::new();
         // No hyper header-read timer: `http1::serve` enforces that timeout per
         // connection without a timer allocation per request. The header count stays at
@@ -53,6 +55,7 @@ impl Protocols {
         Self {
             http1: h1,
             http2: h2,
+            metrics,
         }
     }
 }
@@ -63,8 +66,8 @@ impl Protocols {
 ///
 /// Each phase (handshake, HTTP/2, HTTP/1 detection) is boxed: a task is as large as
 /// its largest phase, and a connection spends most of its life idle in the smallest.
-pub async fn serve(
-    app: Arc<App>,
+pub async fn serve<H: Handler>(
+    handler: Arc<H>,
     protocols: Arc<Protocols>,
     tls: Option<Arc<Tls>>,
     tcp: TcpStream,
@@ -73,7 +76,7 @@ pub async fn serve(
     permit: OwnedSemaphorePermit,
 ) {
     let accepted_at = Instant::now();
-    let metrics = app.metrics.clone();
+    let metrics = protocols.metrics.clone();
     let peer = Peer {
         addr,
         tls: tls.is_some(),
@@ -90,11 +93,11 @@ pub async fn serve(
     let service = {
         let activity = activity.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {
-            let app = app.clone();
+            let handler = handler.clone();
             let lease = lease.clone();
             let exchange = activity.begin();
             async move {
-                let resp = crate::pipeline::handle(app, peer, req, lease).await;
+                let resp = handler.handle(peer, req, lease).await;
                 Ok::<_, Infallible>(resp.map(|body| ExchangeBody::new(body, exchange)))
             }
         })

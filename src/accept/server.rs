@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use super::connection::{self, Protocols};
 use super::tls::Tls;
-use crate::app::App;
+use super::{Handler, Settings};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -40,21 +40,22 @@ fn worker_count() -> usize {
 /// requests and the pooled upstream connections they use stay on one thread, so the
 /// hot path pays no cross-thread wake-ups. This task only accepts and deals
 /// connections out round-robin.
-pub async fn run(
-    app: Arc<App>,
+pub async fn run<H: Handler>(
+    handler: Arc<H>,
+    settings: Settings,
     listener: TcpListener,
     tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(app.cfg.server.max_connections));
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
     let mut workers = Vec::new();
     let mut senders = Vec::new();
     for i in 0..worker_count() {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
-        let (app, tls) = (app.clone(), tls.clone());
+        let (handler, settings, tls) = (handler.clone(), settings.clone(), tls.clone());
         match std::thread::Builder::new()
             .name(format!("vestibule-worker-{i}"))
-            .spawn(move || worker(app, tls, rx))
+            .spawn(move || worker(handler, settings, tls, rx))
         {
             Ok(handle) => {
                 workers.push(handle);
@@ -105,8 +106,9 @@ pub async fn run(
 
 /// One worker thread: serves the connections dealt to it until the channel closes,
 /// then drains them (at most [`SHUTDOWN_GRACE`]).
-fn worker(
-    app: Arc<App>,
+fn worker<H: Handler>(
+    handler: Arc<H>,
+    settings: Settings,
     tls: Option<Arc<Tls>>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
 ) {
@@ -127,14 +129,14 @@ fn worker(
     crate::access_log::batch_on_this_thread();
     rt.block_on(async move {
         let flusher = tokio::spawn(crate::access_log::flush_periodically());
-        let protocols = Arc::new(Protocols::new(&app));
+        let protocols = Arc::new(Protocols::new(settings.max_request_header_bytes, settings.metrics.clone()));
         let connections = TaskTracker::new();
         let shutdown = CancellationToken::new();
         while let Some(Accepted { tcp, addr, permit }) = rx.recv().await {
             let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) else { continue };
             // Spawned directly (not wrapped in another async block, which would hold the
             // future twice): the task's size is what every idle connection costs.
-            connections.spawn(connection::serve(app.clone(), protocols.clone(), tls.clone(), tcp, addr, shutdown.clone(), permit));
+            connections.spawn(connection::serve(handler.clone(), protocols.clone(), tls.clone(), tcp, addr, shutdown.clone(), permit));
         }
         shutdown.cancel();
         connections.close();

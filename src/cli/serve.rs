@@ -111,7 +111,12 @@ pub async fn serve(
         }
         tracing::info!("shutdown signal received");
     };
-    accept::server::run(app, listener, tls, shutdown).await;
+    let settings = accept::Settings {
+        max_connections: app.cfg.server.max_connections,
+        max_request_header_bytes: app.cfg.server.max_request_header_bytes,
+        metrics: app.metrics.clone(),
+    };
+    accept::server::run(app, settings, listener, tls, shutdown).await;
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 pub mod auth_flow;
 pub mod backup_codes;
 pub mod clock;
+pub mod lang;
 pub mod lockout;
 pub mod password;
 pub mod path;

@@ -1,13 +1,8 @@
-//! Every way a request can fail, and — in exactly one place — the response each gets:
-//! a branded page for browsers, JSON for everything else. The logged detail stays in
-//! the log; the client sees only the user-facing message.
+//! Every way a request can fail: its status, its stable code and its catalogue entry.
+//! The response each gets is made in exactly one place, `pipeline::respond` (a branded
+//! page for browsers, JSON for everything else); conversions here do not log.
 
-use http::header::{HeaderValue, RETRY_AFTER};
-use http::{Response, StatusCode};
-use serde_json::json;
-
-use super::body::Body;
-use crate::pages::render::{self, Brand, ErrorPage, Tr};
+use http::StatusCode;
 
 /// A request that cannot be served as asked.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +85,7 @@ impl GatewayError {
     }
 
     /// The catalogue entry (`error.<name>.title` / `.message`) of this error's page.
-    fn catalogue_name(&self) -> &'static str {
+    pub(crate) fn catalogue_name(&self) -> &'static str {
         use GatewayError::*;
         match self {
             BadRequest(_) => "bad_request",
@@ -110,86 +105,6 @@ impl GatewayError {
             Internal(_) => "internal",
             SecretUnreadable => "secret_unreadable",
         }
-    }
-
-    /// The page title and the message a person reads, in `tr`'s language.
-    fn title_and_message(&self, tr: Tr) -> (&'static str, &'static str) {
-        let name = self.catalogue_name();
-        (
-            tr.t(&format!("error.{name}.title")),
-            tr.t(&format!("error.{name}.message")),
-        )
-    }
-
-    /// The response for this error in the operator's default language; `html` chooses
-    /// the branded page over JSON.
-    pub fn into_response(self, html: bool, brand: &Brand, tls: bool) -> Response<Body> {
-        let tr = Tr::new(brand.default_lang);
-        self.into_localized_response(html, brand, tr, tls)
-    }
-
-    /// The response for this error, its words in `tr`'s language.
-    pub fn into_localized_response(
-        self,
-        html: bool,
-        brand: &Brand,
-        tr: Tr,
-        tls: bool,
-    ) -> Response<Body> {
-        let status = self.status();
-        match &self {
-            GatewayError::UpstreamUnreachable(d) => {
-                tracing::warn!(detail = %d, "upstream unreachable")
-            }
-            GatewayError::UpstreamTimeout => tracing::warn!("upstream response timeout"),
-            GatewayError::StoreUnavailable(d) => {
-                tracing::error!(detail = %d, "store unavailable; failing closed")
-            }
-            GatewayError::Internal(d) => tracing::error!(detail = %d, "internal error"),
-            _ => tracing::debug!(error = %self, "request refused"),
-        }
-        let retry = match &self {
-            GatewayError::Locked { retry_after_secs }
-            | GatewayError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            GatewayError::StoreUnavailable(_) => Some(5),
-            _ => None,
-        };
-        let mut resp = if html {
-            let (title, message) = self.title_and_message(tr);
-            let back = format!("{}/login", brand.prefix);
-            let page = ErrorPage {
-                brand,
-                tr,
-                title,
-                message,
-                retry_after: retry
-                    .filter(|_| matches!(self, GatewayError::Locked { .. }))
-                    .map(|s| render::human_wait(s, tr)),
-                back_href: if matches!(self, GatewayError::Locked { .. } | GatewayError::Csrf) {
-                    &back
-                } else {
-                    "/"
-                },
-                back_label: if matches!(self, GatewayError::Locked { .. } | GatewayError::Csrf) {
-                    tr.t("error.back_login")
-                } else {
-                    tr.t("error.back_start")
-                },
-            };
-            render::html(status, &page, tls, &[])
-        } else {
-            let (_, message) = self.title_and_message(tr);
-            render::json(
-                status,
-                &json!({ "error": self.code(), "message": message }),
-                tls,
-            )
-        };
-        if let Some(secs) = retry {
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        }
-        resp
     }
 }
 
@@ -215,13 +130,4 @@ impl From<crate::signin::SignInError> for GatewayError {
             S::HashingGone(d) => GatewayError::Internal(d),
         }
     }
-}
-
-/// The SPEC §5.1 answer to a non-navigation without a complete session.
-pub fn authentication_required(prefix: &str, tls: bool) -> Response<Body> {
-    render::json(
-        StatusCode::UNAUTHORIZED,
-        &json!({ "error": "authentication_required", "login": format!("{prefix}/login") }),
-        tls,
-    )
 }

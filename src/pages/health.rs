@@ -8,11 +8,12 @@ use serde_json::json;
 
 use super::Ctx;
 use super::render;
+use super::render::authentication_required;
 use crate::app::App;
 use crate::core::auth_flow;
 use crate::core::clock::now_ms;
 use crate::http::body::Body;
-use crate::http::error::{GatewayError, authentication_required};
+use crate::http::error::GatewayError;
 use crate::signin::next_step::completed;
 
 /// How long one look at the store and the users file answers for: a load balancer

@@ -11,44 +11,13 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::sync::OnceLock;
 
-/// A language the pages are written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    En,
-    De,
-    Es,
-}
-
-/// Every supported language, in catalogue order.
-pub const ALL: [Lang; 3] = [Lang::En, Lang::De, Lang::Es];
+pub use crate::core::lang::{ALL, Lang};
 
 const SOURCES: [&str; 3] = [
     include_str!("../../assets/i18n/en.toml"),
     include_str!("../../assets/i18n/de.toml"),
     include_str!("../../assets/i18n/es.toml"),
 ];
-
-impl Lang {
-    /// The BCP 47 code, as used in `<html lang>`.
-    pub fn code(self) -> &'static str {
-        match self {
-            Lang::En => "en",
-            Lang::De => "de",
-            Lang::Es => "es",
-        }
-    }
-
-    /// A language from a tag such as `de`, `de-CH` or `ES` (primary subtag only).
-    pub fn from_tag(tag: &str) -> Option<Lang> {
-        let primary = tag.trim().split(['-', '_']).next().unwrap_or("");
-        ALL.into_iter()
-            .find(|l| l.code().eq_ignore_ascii_case(primary))
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 type Catalogue = HashMap<String, String>;
 

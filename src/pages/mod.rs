@@ -130,7 +130,6 @@ pub async fn serve(
         .map(|v| v.into_iter().collect())
         .unwrap_or_default();
     let tr = i18n::for_request(&parts.headers, app.brand.default_lang);
-    let html = crate::http::facts::accepts_html(&parts.headers);
     let ctx = Ctx {
         app,
         ip,
@@ -139,11 +138,8 @@ pub async fn serve(
         query,
         tr,
     };
-    // Errors of the own pages are answered here, in the request's language.
-    match dispatch(&ctx, &parts.method, &sub, peer, body).await {
-        Ok(resp) => Ok(resp),
-        Err(e) => Ok(e.into_localized_response(html, &app.brand, tr, ctx.tls)),
-    }
+    // Errors go back to the pipeline, which answers them as it answers its own.
+    dispatch(&ctx, &parts.method, &sub, peer, body).await
 }
 
 /// Routes a request under `server.prefix` to its page.

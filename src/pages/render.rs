@@ -275,3 +275,12 @@ pub fn human_time_in(ms: Option<u64>, tr: Tr) -> String {
         None => tr.t("time.never").to_string(),
     }
 }
+
+/// The SPEC §5.1 answer to a non-navigation without a complete session.
+pub fn authentication_required(prefix: &str, tls: bool) -> Response<Body> {
+    json(
+        StatusCode::UNAUTHORIZED,
+        &serde_json::json!({ "error": "authentication_required", "login": format!("{prefix}/login") }),
+        tls,
+    )
+}

@@ -6,25 +6,9 @@
 //! Runs twice per proxied request (request and response), so it walks the header
 //! list once and touches the map only when there is something to remove.
 
-use http::header::{
-    CONNECTION, HeaderMap, HeaderName, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE,
-};
+use http::header::{CONNECTION, HeaderMap, HeaderName, UPGRADE};
 
-/// Header names that always belong to a single connection.
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == CONNECTION
-        || name == TE
-        || name == TRAILER
-        || name == TRANSFER_ENCODING
-        || name == UPGRADE
-        || name == PROXY_AUTHENTICATE
-        || name == PROXY_AUTHORIZATION
-        || matches!(
-            name.as_str(),
-            "keep-alive" | "proxy-connection" | "http2-settings"
-        )
-}
+pub use crate::http::hop_by_hop::is_hop_by_hop;
 
 /// Removes hop-by-hop headers and every header named in `Connection`. With
 /// `websocket` (a validated WebSocket handshake, see `super::websocket`), the result

@@ -69,7 +69,7 @@ pub(super) fn headers(r: &mut Reader, root: &Table<'_>) -> HeadersConfig {
         assertion_key_file,
     };
     for h in cfg.identity().into_iter().chain(cfg.assertion.as_ref()) {
-        if crate::proxy::hop_by_hop::is_hop_by_hop(h)
+        if crate::http::hop_by_hop::is_hop_by_hop(h)
             || h == http::header::HOST
             || h == http::header::COOKIE
         {

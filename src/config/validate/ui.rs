@@ -58,10 +58,10 @@ pub(super) fn ui(r: &mut Reader, root: &Table<'_>) -> UiConfig {
         .string(&t, "default_language", "en")
         .trim()
         .to_ascii_lowercase();
-    if crate::pages::i18n::Lang::from_tag(&default_language).is_none()
+    if crate::core::lang::Lang::from_tag(&default_language).is_none()
         || default_language.contains(['-', '_'])
     {
-        let known: Vec<&str> = crate::pages::i18n::ALL.iter().map(|l| l.code()).collect();
+        let known: Vec<&str> = crate::core::lang::ALL.iter().map(|l| l.code()).collect();
         r.problem(
             &t.at("default_language"),
             format!("{default_language:?} is not one of {}", known.join(", ")),
