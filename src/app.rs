@@ -37,7 +37,7 @@ pub struct App {
     pub forwarder: Forwarder,
     pub audit: Arc<Audit>,
     /// The sign-in flow: next step, attempts, factors (no HTTP inside).
-    pub signin: crate::signin::SignIn,
+    pub(crate) signin: crate::signin::SignIn,
     pub velocity: Velocity,
     /// Form submissions per client address (`limits.own_pages_per_minute`).
     pub page_posts: crate::http::rate::PerAddress,

@@ -1,11 +1,14 @@
 //! Vestibule: a TLS-terminating reverse proxy that signs people in before anything
 //! reaches the application behind it.
 //!
-//! The path of a request: [`accept`] (TLS, connections) → [`pipeline`] → [`router`]
-//! (own page or upstream?) → [`session`] (cookie → session) → [`core::policy`] (rule
-//! and completeness) → [`pages`] (sign-in, 2FA, account) or [`proxy`] (forward with
-//! identity headers). [`core`] holds the domain rules and knows nothing of HTTP or
-//! storage; [`store`] implements its storage contract.
+//! The path of a request: [`accept`] (TLS, connections) → [`pipeline`]: screen (method,
+//! header size) → host ([`router`]: own page or upstream?) → path (normal form) → rule
+//! ([`core::policy`]) → session ([`session`]: cookie → session) → decision (`signin`'s
+//! next step: complete? roles?) → forward ([`proxy`], with identity headers) or page
+//! ([`pages`]: sign-in, 2FA, account). [`core`] holds the domain rules and knows nothing
+//! of HTTP or storage; `signin` runs the sign-in flow without HTTP; [`store`]
+//! implements the storage contract. `docs/architecture.md` draws the picture and lists
+//! the dependency rules `tests/architecture.rs` enforces.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -37,7 +40,7 @@ pub mod pipeline;
 pub mod proxy;
 pub mod router;
 pub mod session;
-pub mod signin;
+pub(crate) mod signin;
 pub mod store;
 pub mod users;
 

@@ -1,7 +1,10 @@
-//! The dependency rules of ARCHITECTURE.md, checked on the source: the domain core
-//! knows nothing of HTTP or storage, the proxy never renders pages or touches the store,
-//! the pages never forward, the stores know nothing of HTTP. A `use` that breaks a rule
-//! fails this test, so the layering cannot erode one convenient import at a time.
+//! The dependency rules of docs/architecture.md, checked on the source: the domain core
+//! knows nothing of HTTP, storage or the wiring; the sign-in service knows nothing of
+//! HTTP, pages or the proxy; the proxy never renders pages or touches the store; the
+//! pages never forward; the stores know nothing of HTTP or pages; the error type does
+//! not render pages; configuration imports neither pages nor proxy; the listeners take
+//! a handler, not the wiring. A `use` that breaks a rule fails this test, so the
+//! layering cannot erode one convenient import at a time.
 
 use std::path::{Path, PathBuf};
 
@@ -57,6 +60,12 @@ fn core_knows_nothing_of_http_storage_or_sockets() {
             "crate::pages",
             "crate::session",
             "crate::accept",
+            "crate::app",
+            "crate::signin",
+            "crate::pipeline",
+            "crate::audit",
+            "crate::metrics",
+            "crate::keys",
             "hyper::",
             "http::",
             "redis::",
@@ -93,10 +102,59 @@ fn pages_never_forward() {
 }
 
 #[test]
-fn stores_know_nothing_of_http() {
+fn stores_know_nothing_of_http_pages_or_the_wiring() {
     let v = violations(
         "store",
-        &["crate::http", "crate::pages", "crate::proxy", "hyper::"],
+        &[
+            "crate::http",
+            "crate::pages",
+            "crate::proxy",
+            "crate::app",
+            "crate::signin",
+            "crate::pipeline",
+            "hyper::",
+        ],
     );
+    assert!(v.is_empty(), "{}", v.join("\n"));
+}
+
+#[test]
+fn signin_knows_nothing_of_http_pages_or_the_proxy() {
+    let v = violations(
+        "signin",
+        &[
+            "crate::http",
+            "crate::pages",
+            "crate::proxy",
+            "crate::pipeline",
+            "crate::app",
+            "crate::session",
+            "hyper::",
+            "http::",
+            "cookie::",
+        ],
+    );
+    assert!(
+        v.is_empty(),
+        "the sign-in service must stay free of HTTP:\n{}",
+        v.join("\n")
+    );
+}
+
+#[test]
+fn the_error_type_does_not_render_pages() {
+    let v = violations("http/error", &["crate::pages", "askama"]);
+    assert!(v.is_empty(), "{}", v.join("\n"));
+}
+
+#[test]
+fn configuration_imports_neither_pages_nor_proxy() {
+    let v = violations("config", &["crate::pages", "crate::proxy"]);
+    assert!(v.is_empty(), "{}", v.join("\n"));
+}
+
+#[test]
+fn listeners_take_a_handler_not_the_wiring() {
+    let v = violations("accept", &["crate::app", "crate::pages", "crate::pipeline"]);
     assert!(v.is_empty(), "{}", v.join("\n"));
 }

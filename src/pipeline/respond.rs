@@ -3,13 +3,109 @@
 //! JSON for everything else, `Retry-After` where waiting helps. The detail is logged
 //! here, once; the client sees only the user-facing message.
 
-use http::Response;
-use http::header::{HeaderValue, RETRY_AFTER};
+use std::time::Instant;
+
+use http::header::{ACCEPT_LANGUAGE, HeaderValue, RETRY_AFTER};
+use http::uri::Uri;
+use http::{HeaderMap, Method, Request, Response};
+use hyper::body::Incoming;
 use serde_json::json;
 
+use super::Trace;
+use crate::access_log::{self, Access};
+use crate::app::App;
 use crate::http::body::Body;
 use crate::http::error::GatewayError;
+use crate::http::facts;
+use crate::http::peer::Peer;
+use crate::http::request_id::{self, X_REQUEST_ID};
+use crate::metrics::{Outcome, UpstreamError};
 use crate::pages::render::{self, Brand, ErrorPage, Tr};
+
+/// What the answer to a request needs from the request itself, taken before the
+/// request moves down the pipeline: its id, whether a person reads the answer (and in
+/// which language), and what the access line names. Cheap: refcount bumps only.
+pub(super) struct Answering {
+    started: Instant,
+    rid: HeaderValue,
+    html: bool,
+    language: Option<HeaderValue>,
+    logged: Option<(Method, Uri)>,
+}
+
+impl Answering {
+    /// Assigns the request id (sent upstream and back to the client) and keeps the rest.
+    pub(super) fn begin(app: &App, peer: Peer, req: &mut Request<Incoming>) -> Self {
+        let started = Instant::now();
+        let rid = request_id::assign(
+            req.headers_mut(),
+            peer.addr.ip(),
+            &app.cfg.server.trusted_proxies,
+        );
+        let html = facts::accepts_html(req.headers());
+        // Error pages for people speak their language; keep the header (a refcount bump).
+        let language = html
+            .then(|| req.headers().get(ACCEPT_LANGUAGE).cloned())
+            .flatten();
+        // Cheap clones (shared bytes), kept only when an access line will be written.
+        let logged = app
+            .cfg
+            .log
+            .access_log
+            .then(|| (req.method().clone(), req.uri().clone()));
+        Self {
+            started,
+            rid,
+            html,
+            language,
+            logged,
+        }
+    }
+
+    /// The response to a refused request, in the request's language.
+    pub(super) fn refused(&self, app: &App, e: GatewayError, tls: bool) -> Response<Body> {
+        match e {
+            GatewayError::UpstreamUnreachable(_) => {
+                app.metrics.upstream_error(UpstreamError::Connect)
+            }
+            GatewayError::UpstreamTimeout => app.metrics.upstream_error(UpstreamError::Timeout),
+            _ => {}
+        }
+        let mut lang_headers = HeaderMap::new();
+        if let Some(v) = self.language.clone() {
+            lang_headers.insert(ACCEPT_LANGUAGE, v);
+        }
+        let tr = crate::pages::i18n::for_request(&lang_headers, app.brand.default_lang);
+        error(e, self.html, &app.brand, tr, tls)
+    }
+
+    /// Counts the outcome, writes the access line and sends the request id back.
+    pub(super) fn finish(
+        self,
+        app: &App,
+        trace: Trace,
+        mut resp: Response<Body>,
+    ) -> Response<Body> {
+        app.metrics.request(
+            trace
+                .outcome
+                .unwrap_or_else(|| Outcome::from_status(resp.status())),
+        );
+        if let Some((method, uri)) = self.logged {
+            access_log::write(&Access {
+                method: &method,
+                path: trace.path.as_deref().unwrap_or(uri.path()),
+                status: resp.status(),
+                upstream: trace.upstream,
+                total: self.started.elapsed(),
+                request_id: self.rid.to_str().unwrap_or(""),
+                user: trace.user.as_deref().map(|u| u.username.as_str()),
+            });
+        }
+        resp.headers_mut().insert(&X_REQUEST_ID, self.rid);
+        resp
+    }
+}
 
 /// The page title and the message a person reads, in `tr`'s language.
 fn title_and_message(e: &GatewayError, tr: Tr) -> (&'static str, &'static str) {
@@ -38,13 +134,7 @@ fn log(e: &GatewayError) {
 
 /// The response for `e`, its words in `tr`'s language; `html` chooses the branded
 /// page over JSON.
-pub(crate) fn error(
-    e: GatewayError,
-    html: bool,
-    brand: &Brand,
-    tr: Tr,
-    tls: bool,
-) -> Response<Body> {
+fn error(e: GatewayError, html: bool, brand: &Brand, tr: Tr, tls: bool) -> Response<Body> {
     let status = e.status();
     log(&e);
     let locked = matches!(e, GatewayError::Locked { .. });

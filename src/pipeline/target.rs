@@ -1,0 +1,67 @@
+//! The path step: the upstream path in normal form (dot segments resolved, encodings
+//! decoded once), refused when it would land in the gateway's reserved prefix — also
+//! without `;parameters`, since a servlet container reads `/P;x/…` as `/P/…`. The
+//! access rule is then decided on this normal path, and it is what is forwarded.
+
+use std::borrow::Cow;
+
+use http::Request;
+use http::uri::PathAndQuery;
+use hyper::body::Incoming;
+
+use super::Trace;
+use crate::app::App;
+use crate::core::path::{normalise, without_parameters};
+use crate::http::error::GatewayError;
+use crate::router;
+
+/// The normal path of an upstream request and the path-and-query to forward.
+pub(super) struct Target<'r> {
+    pub(super) path: Cow<'r, str>,
+    pub(super) pq: PathAndQuery,
+    /// The request's own path was already normal (the common case).
+    unchanged: bool,
+}
+
+impl Target<'_> {
+    /// Leaves the normal path for the access line (only when it differs from the
+    /// request's own, which the line falls back to) and keeps what is forwarded.
+    pub(super) fn into_forwarded(self, trace: &mut Trace) -> PathAndQuery {
+        trace.path = (!self.unchanged).then(|| self.path.into_owned());
+        self.pq
+    }
+}
+
+/// The request's path in normal form, or why it cannot be forwarded.
+pub(super) fn resolve<'r>(
+    app: &App,
+    req: &'r Request<Incoming>,
+) -> Result<Target<'r>, GatewayError> {
+    let path = normalise(req.uri().path())
+        .map_err(|_| GatewayError::BadRequest("path cannot be normalised"))?;
+    if router::is_own_path(&app.cfg.server.prefix, &path)
+        || router::is_own_path(&app.cfg.server.prefix, &without_parameters(&path))
+    {
+        return Err(GatewayError::BadRequest(
+            "path resolves into the gateway's reserved prefix",
+        ));
+    }
+    let unchanged = req.uri().path() == &*path;
+    let pq = match req.uri().path_and_query() {
+        // Already normal (the common case): forward the request's own bytes.
+        Some(original) if unchanged => original.clone(),
+        _ => {
+            let pq = match req.uri().query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_string(),
+            };
+            PathAndQuery::try_from(pq)
+                .map_err(|_| GatewayError::BadRequest("invalid path or query"))?
+        }
+    };
+    Ok(Target {
+        path,
+        pq,
+        unchanged,
+    })
+}
