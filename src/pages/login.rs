@@ -66,9 +66,15 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
             next,
             new_device,
         } => (user, next, new_device),
-        PasswordOutcome::Wrong { checked } => {
+        PasswordOutcome::Wrong {
+            checked,
+            locked_secs,
+        } => {
             if checked {
                 app.velocity.failed(ctx.ip);
+            }
+            if let Some(retry_after_secs) = locked_secs {
+                return Err(GatewayError::Locked { retry_after_secs });
             }
             return Ok(form_page(
                 ctx,

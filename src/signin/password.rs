@@ -28,12 +28,17 @@ pub struct Credentials<'a> {
     pub device_token: Option<&'a str>,
 }
 
-/// How a password attempt ended (a lock is an error: `SignInError::Locked`).
+/// How a password attempt ended (one refused unchecked while locked is an error:
+/// `SignInError::Locked`).
 #[derive(Debug)]
 pub enum PasswordOutcome {
-    /// Wrong: answer the form again. `checked` is false for input refused unchecked
-    /// (empty, or a name longer than any username can be).
-    Wrong { checked: bool },
+    /// Wrong: answer the form again — or, when `locked_secs` is set (this attempt
+    /// imposed the lock), the 429 for that long. `checked` is false for input refused
+    /// unchecked (empty, or a name longer than any username can be).
+    Wrong {
+        checked: bool,
+        locked_secs: Option<u64>,
+    },
     /// Right password of an enabled user: issue a session at `next`'s stage, set the
     /// remembered browser's replacement cookie, then call [`SignIn::signed_in`].
     Right {
@@ -58,7 +63,10 @@ impl SignIn {
         // have such a name, so answering it unchecked reveals nothing.
         if username.is_empty() || username.len() > MAX_USERNAME_LEN || form.password.is_empty() {
             self.metrics.login(LoginResult::Failure);
-            return Ok(PasswordOutcome::Wrong { checked: false });
+            return Ok(PasswordOutcome::Wrong {
+                checked: false,
+                locked_secs: None,
+            });
         }
         let mut reason = LoginFailure::WrongPassword;
         let attempt = self
@@ -101,6 +109,7 @@ impl SignIn {
                     },
                 );
                 self.metrics.login(LoginResult::Failure);
+                let mut locked_secs = None;
                 if imposed_lock {
                     self.metrics.lockout(LockStep::Password);
                     self.audit_typed(
@@ -112,12 +121,13 @@ impl SignIn {
                         },
                     );
                     if let LockState::Locked { retry_after_ms } = state {
-                        return Err(SignInError::Locked {
-                            retry_after_secs: retry_after_ms.div_ceil(1000),
-                        });
+                        locked_secs = Some(retry_after_ms.div_ceil(1000));
                     }
                 }
-                return Ok(PasswordOutcome::Wrong { checked: true });
+                return Ok(PasswordOutcome::Wrong {
+                    checked: true,
+                    locked_secs,
+                });
             }
         };
         let requires = self.requires_2fa(&user);

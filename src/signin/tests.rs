@@ -150,7 +150,7 @@ async fn wrong_unknown_disabled_and_empty_are_all_just_wrong() {
         ("pat", "", false),
     ] {
         match f.password(u, p).await.unwrap() {
-            PasswordOutcome::Wrong { checked: c } => assert_eq!(c, checked, "{u}"),
+            PasswordOutcome::Wrong { checked: c, .. } => assert_eq!(c, checked, "{u}"),
             other => panic!("{u}: {other:?}"),
         }
     }
@@ -162,14 +162,18 @@ async fn the_password_lock_follows_the_fake_clock() {
     for _ in 0..2 {
         assert!(matches!(
             f.password("pat", "nope").await,
-            Ok(PasswordOutcome::Wrong { checked: true })
+            Ok(PasswordOutcome::Wrong {
+                checked: true,
+                locked_secs: None
+            })
         ));
     }
     // The third wrong password imposes the lock and is answered with it.
     assert!(matches!(
         f.password("pat", "nope").await,
-        Err(SignInError::Locked {
-            retry_after_secs: 60
+        Ok(PasswordOutcome::Wrong {
+            checked: true,
+            locked_secs: Some(60)
         })
     ));
     f.advance(30_000);
