@@ -41,7 +41,6 @@ pub struct App {
     pub velocity: Velocity,
     /// Form submissions per client address (`limits.own_pages_per_minute`).
     pub page_posts: crate::http::rate::PerAddress,
-    pub lock_policy: LockPolicy,
     pub device_cookie: String,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The served certificate's expiry; `serve` shares the TLS reloader's here.
@@ -193,7 +192,7 @@ impl App {
             csrf,
             forwarder,
             audit,
-            lock_policy,
+
             device_cookie,
             metrics,
             cert_expiry: Arc::default(),

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::sync::OnceLock;
 
-pub use crate::core::lang::{ALL, Lang};
+pub use crate::core::lang::Lang;
 
 const SOURCES: [&str; 3] = [
     include_str!("../../assets/i18n/en.toml"),
@@ -148,6 +148,7 @@ pub fn for_request(headers: &http::HeaderMap, default: Lang) -> Tr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::lang::ALL;
     use std::collections::BTreeSet;
 
     fn keys(i: usize) -> BTreeSet<String> {
