@@ -13,7 +13,7 @@ command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
-fc-list 2>/dev/null | grep -qi dejavu || packages+=(fonts-dejavu-core)
+[ -d /usr/share/fonts/truetype/dejavu ] || packages+=(fonts-dejavu-core)
 # The differential test (tests/e2e/differential.rs) runs its own Tomcat 10 from the
 # package's files (never the system service) and hypercorn from PyPI with python3.
 [ -f /usr/share/tomcat10/bin/bootstrap.jar ] || packages+=(tomcat10)
