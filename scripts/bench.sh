@@ -28,6 +28,7 @@
 #   ACCESS_LOG=on one access-log line per request in both proxies (their shipped default);
 #                 off: nginx `access_log off`, Vestibule `[log] access_log = false`
 #   SKIP_BUILD=1  use the existing target/release/vestibule    KEEP_TMP=1 keep the temp dir
+#   VESTIBULE_BIN=path  measure that binary instead (e.g. a build from before a change)
 #   MEMORY=1      run the memory phase (0 skips); IDLE_CONNS=10000 and SESSIONS=100000 size it
 #   ONLY="..."    run only these cases (for quick comparisons while working), e.g.
 #                 ONLY="nginx-http bypass-http auth-http"; names: upstream nginx-http nginx-tls
@@ -95,7 +96,7 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     log "cargo build --release"
     (cd "$REPO" && cargo build --release --quiet)
 fi
-BIN="$REPO/target/release/vestibule"
+BIN="${VESTIBULE_BIN:-$REPO/target/release/vestibule}"   # VESTIBULE_BIN: measure another build with the same script
 [[ -x "$BIN" ]] || die "$BIN not found (build failed?)"
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true

@@ -3,6 +3,7 @@
 //! of what each logs it served.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,7 +24,11 @@ pub(super) struct Server {
 }
 
 impl Drop for Server {
+    /// Kills the server's whole process group: hypercorn serves from a worker process
+    /// that outlived a kill of its parent alone (leaked across test runs).
     fn drop(&mut self) {
+        let group = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -95,6 +100,7 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(base.join("stdout.log")).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
+            .process_group(0)
             .spawn()
             .expect("spawn java (Tomcat)");
         Server {
@@ -141,6 +147,7 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
+            .process_group(0)
             .spawn()
             .expect("spawn python3 -m hypercorn");
         Server {
