@@ -28,7 +28,7 @@ use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::core::policy;
-use crate::http::body::Body;
+use crate::http::body::{Body, RequestBody};
 use crate::http::error::GatewayError;
 use crate::http::peer::{ConnectionLease, Peer};
 use crate::metrics::Outcome;
@@ -57,10 +57,10 @@ pub struct Trace {
 
 /// Answers one request. Never fails: every error becomes its response here. `lease`
 /// is the request's hold on its connection, handed to a WebSocket tunnel if one opens.
-pub async fn handle(
+pub async fn handle<B: RequestBody>(
     app: Arc<App>,
     peer: Peer,
-    mut req: Request<Incoming>,
+    mut req: Request<B>,
     lease: ConnectionLease,
 ) -> Response<Body> {
     let answering = respond::Answering::begin(&app, peer, &mut req);
@@ -85,10 +85,10 @@ impl crate::accept::Handler for App {
 }
 
 /// The spine.
-async fn decide(
+async fn decide<B: RequestBody>(
     app: &Arc<App>,
     peer: Peer,
-    req: Request<Incoming>,
+    req: Request<B>,
     lease: ConnectionLease,
     trace: &mut Trace,
 ) -> Result<Response<Body>, GatewayError> {
@@ -119,3 +119,6 @@ async fn decide(
     // upstream exchange once, not once per branch.
     forward::send(app, req, pq, peer, lease, holder, trace).await
 }
+
+#[cfg(test)]
+mod tests;

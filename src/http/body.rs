@@ -24,3 +24,19 @@ pub fn empty() -> Body {
         .map_err(|never| match never {})
         .boxed()
 }
+
+/// What the request path accepts as a request body: hyper's `Incoming` from the
+/// listeners, a `Full<Bytes>` in the in-process tests. The pipeline is generic over
+/// it (monomorphised, so the real listeners pay nothing); `Sync` because requests are
+/// borrowed across awaits, `Unpin` so the forwarder can poll it without pinning.
+pub trait RequestBody:
+    http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Sync + Unpin + 'static
+{
+}
+
+impl<B> RequestBody for B
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+}

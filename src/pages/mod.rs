@@ -22,11 +22,10 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::app::App;
-use crate::http::body::Body;
+use crate::http::body::{Body, RequestBody};
 use crate::http::client_ip;
 use crate::http::error::GatewayError;
 use crate::http::peer::Peer;
@@ -86,7 +85,7 @@ impl Form {
 }
 
 /// Reads a url-encoded form (bounded) and checks its CSRF token: 403 otherwise.
-async fn read_form(ctx: &Ctx<'_>, body: Incoming) -> Result<Form, GatewayError> {
+async fn read_form<B: RequestBody>(ctx: &Ctx<'_>, body: B) -> Result<Form, GatewayError> {
     let bytes: Bytes = Limited::new(body, ctx.app.cfg.limits.max_form_bytes)
         .collect()
         .await
@@ -106,10 +105,10 @@ async fn read_form(ctx: &Ctx<'_>, body: Incoming) -> Result<Form, GatewayError> 
 }
 
 /// Serves a request under `server.prefix`.
-pub async fn serve(
+pub async fn serve<B: RequestBody>(
     app: &App,
     peer: Peer,
-    req: Request<Incoming>,
+    req: Request<B>,
 ) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = req.into_parts();
     let sub = parts
@@ -143,12 +142,12 @@ pub async fn serve(
 }
 
 /// Routes a request under `server.prefix` to its page.
-async fn dispatch(
+async fn dispatch<B: RequestBody>(
     ctx: &Ctx<'_>,
     method: &Method,
     sub: &str,
     peer: Peer,
-    body: Incoming,
+    body: B,
 ) -> Result<Response<Body>, GatewayError> {
     let app = ctx.app;
     let ip = ctx.ip;

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::Trace;
 use crate::app::App;
@@ -48,9 +47,9 @@ pub(super) enum Access<'a> {
 }
 
 /// Applies `decision` to the request's session.
-pub(super) async fn check<'a>(
+pub(super) async fn check<'a, B>(
     app: &App,
-    req: &Request<Incoming>,
+    req: &Request<B>,
     decision: Decision<'a>,
     trace: &mut Trace,
 ) -> Result<Access<'a>, GatewayError> {
@@ -82,9 +81,9 @@ pub(super) async fn check<'a>(
 
 /// Without a complete session: browser navigations go to the next sign-in step,
 /// everything else gets the 401 JSON. Nothing is forwarded.
-pub(super) async fn sign_in(
+pub(super) async fn sign_in<B>(
     app: &App,
-    req: &Request<Incoming>,
+    req: &Request<B>,
     current: Option<&Current>,
     trace: &mut Trace,
 ) -> Result<Response<Body>, GatewayError> {

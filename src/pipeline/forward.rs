@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use http::uri::PathAndQuery;
 use http::{Request, Response};
-use hyper::body::Incoming;
 
 use super::Trace;
 use super::access::Holder;
@@ -15,7 +14,7 @@ use super::upgrade;
 use crate::app::App;
 use crate::core::auth_flow::mfa_label;
 use crate::core::clock::now_ms;
-use crate::http::body::Body;
+use crate::http::body::{Body, RequestBody};
 use crate::http::error::GatewayError;
 use crate::http::peer::{ConnectionLease, Peer};
 use crate::metrics::Outcome;
@@ -25,9 +24,9 @@ use crate::proxy::identity_headers::Identity;
 const DEFAULT_APP: &str = "default";
 
 /// Forwards `req` as `holder` (none on bypass paths) to `pq` upstream.
-pub(super) async fn send(
+pub(super) async fn send<B: RequestBody>(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<B>,
     pq: PathAndQuery,
     peer: Peer,
     lease: ConnectionLease,

@@ -8,7 +8,6 @@ use std::time::Instant;
 use http::header::{ACCEPT_LANGUAGE, HeaderValue, RETRY_AFTER};
 use http::uri::Uri;
 use http::{HeaderMap, Method, Request, Response};
-use hyper::body::Incoming;
 use serde_json::json;
 
 use super::Trace;
@@ -35,7 +34,7 @@ pub(super) struct Answering {
 
 impl Answering {
     /// Assigns the request id (sent upstream and back to the client) and keeps the rest.
-    pub(super) fn begin(app: &App, peer: Peer, req: &mut Request<Incoming>) -> Self {
+    pub(super) fn begin<B>(app: &App, peer: Peer, req: &mut Request<B>) -> Self {
         let started = Instant::now();
         let rid = request_id::assign(
             req.headers_mut(),

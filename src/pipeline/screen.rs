@@ -2,7 +2,6 @@
 //! echo cookies back to whoever reads the answer) and header sections over the limit.
 
 use http::Request;
-use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::http::error::GatewayError;
@@ -10,7 +9,7 @@ use crate::router;
 
 /// Refuses what no path, own or upstream, may receive.
 #[inline]
-pub(super) fn screen(app: &App, req: &Request<Incoming>) -> Result<(), GatewayError> {
+pub(super) fn screen<B>(app: &App, req: &Request<B>) -> Result<(), GatewayError> {
     // TRACE echoes the request (cookies included) back to whoever can read the answer,
     // and nothing behind a gateway needs it: refused everywhere, before anything else.
     if is_trace(req.method()) {

@@ -7,7 +7,6 @@ use std::borrow::Cow;
 
 use http::Request;
 use http::uri::PathAndQuery;
-use hyper::body::Incoming;
 
 use super::Trace;
 use crate::app::App;
@@ -33,10 +32,7 @@ impl Target<'_> {
 }
 
 /// The request's path in normal form, or why it cannot be forwarded.
-pub(super) fn resolve<'r>(
-    app: &App,
-    req: &'r Request<Incoming>,
-) -> Result<Target<'r>, GatewayError> {
+pub(super) fn resolve<'r, B>(app: &App, req: &'r Request<B>) -> Result<Target<'r>, GatewayError> {
     let path = normalise(req.uri().path())
         .map_err(|_| GatewayError::BadRequest("path cannot be normalised"))?;
     if router::is_own_path(&app.cfg.server.prefix, &path)

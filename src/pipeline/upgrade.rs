@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use http::Request;
-use hyper::body::Incoming;
 
 use super::session_watch::SessionWatch;
 use crate::app::App;
@@ -19,9 +18,9 @@ use crate::proxy::websocket;
 /// The WebSocket opening to forward, if the request is a handshake; `session` is the
 /// session that authorised it (its fingerprint and the roles the rule required), none
 /// on bypass paths. A handshake from another site is refused.
-pub(super) fn opening(
+pub(super) fn opening<B>(
     app: &Arc<App>,
-    req: &Request<Incoming>,
+    req: &Request<B>,
     peer: Peer,
     lease: ConnectionLease,
     session: Option<(Fingerprint, crate::core::policy::Roles<'_>)>,
@@ -45,7 +44,7 @@ pub(super) fn opening(
 
 /// Refuses a WebSocket handshake opened from another site. The site's scheme is https
 /// under TLS, or when a trusted TLS-terminating proxy says so in X-Forwarded-Proto.
-fn check_origin(app: &App, req: &Request<Incoming>, peer: Peer) -> Result<(), GatewayError> {
+fn check_origin<B>(app: &App, req: &Request<B>, peer: Peer) -> Result<(), GatewayError> {
     let https = peer.tls
         || (crate::http::client_ip::is_trusted(peer.addr.ip(), &app.cfg.server.trusted_proxies)
             && req

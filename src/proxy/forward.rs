@@ -15,14 +15,14 @@ use http::header::{COOKIE, HOST, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::{Frame, SizeHint};
 use hyper::upgrade::OnUpgrade;
 
 use super::client::{PooledBody, UpstreamPool};
 use super::hop_by_hop;
 use super::identity_headers::{Identity, IdentityHeaders};
 use super::tunnel::{self, Opening};
-use crate::http::body::{Body, BoxError};
+use crate::http::body::{Body, BoxError, RequestBody};
 use crate::http::client_ip;
 use crate::http::error::GatewayError;
 use crate::http::peer::Peer;
@@ -42,9 +42,9 @@ pub struct Forwarder {
 /// A request body without its trailers: SPEC §5.2 says trailers are not forwarded.
 /// It also notes when the client's own body was malformed, so that failure is answered
 /// as the client's (400), not blamed on the upstream (502).
-struct NoTrailers(Incoming, Arc<AtomicBool>);
+struct NoTrailers<B>(B, Arc<AtomicBool>);
 
-impl hyper::body::Body for NoTrailers {
+impl<B: RequestBody> hyper::body::Body for NoTrailers<B> {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -160,9 +160,9 @@ impl Forwarder {
     /// Building the upstream request and reading the answer are plain functions, so
     /// the only state kept across the wait is what the answer needs: the request's
     /// future (and every future around it, up to hyper's per-request slot) stays small.
-    pub async fn forward(
+    pub async fn forward<B: RequestBody>(
         &self,
-        req: Request<Incoming>,
+        req: Request<B>,
         path_and_query: PathAndQuery,
         peer: Peer,
         identity: Option<&Identity<'_>>,
@@ -190,9 +190,9 @@ impl Forwarder {
     /// The request to send upstream, the client's side of a WebSocket upgrade (for a
     /// `websocket` handshake), and the flag that tells a broken client body from an
     /// upstream failure.
-    fn upstream_request(
+    fn upstream_request<B: RequestBody>(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<B>,
         path_and_query: PathAndQuery,
         peer: Peer,
         identity: Option<&Identity<'_>>,
