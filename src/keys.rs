@@ -28,7 +28,7 @@ const LEGACY_VERSION: u8 = 1;
 /// Domain separation for version-2 associated data.
 const AAD_LABEL: &[u8] = b"vestibule secret v2\0";
 /// Environment variable that may hold the key instead of a file.
-pub const KEY_ENV: &str = "VESTIBULE_ENCRYPTION_KEY";
+pub(crate) const KEY_ENV: &str = "VESTIBULE_ENCRYPTION_KEY";
 
 /// Why the key material or an envelope is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +65,7 @@ impl std::fmt::Debug for Keyring {
 }
 
 /// Purpose string of the backup-code hashing keys.
-pub const BACKUP_CODES_PURPOSE: &str = "vestibule backup codes v1";
+pub(crate) const BACKUP_CODES_PURPOSE: &str = "vestibule backup codes v1";
 
 /// A new random key, base64 (the `gen-key` output).
 pub fn generate_key() -> String {
@@ -194,12 +194,12 @@ impl Keyring {
 
     /// A key for one purpose (CSRF tokens, backup-code hashes), derived from the
     /// primary key so there is only one secret to keep.
-    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+    pub(crate) fn derive(&self, purpose: &str) -> [u8; 32] {
         hmac(self.primary().raw.as_slice(), purpose.as_bytes())
     }
 
     /// Key ids (hex), primary first: what `rotate-key` lists.
-    pub fn ids(&self) -> Vec<String> {
+    pub(crate) fn ids(&self) -> Vec<String> {
         self.keys
             .iter()
             .map(|k| data_encoding::HEXLOWER.encode(&k.id))
@@ -219,7 +219,7 @@ impl Keyring {
     }
 
     /// The same purpose key under every configured key (for checking old hashes).
-    pub fn derive_all(&self, purpose: &str) -> Vec<[u8; 32]> {
+    pub(crate) fn derive_all(&self, purpose: &str) -> Vec<[u8; 32]> {
         self.keys
             .iter()
             .map(|k| hmac(k.raw.as_slice(), purpose.as_bytes()))
@@ -243,7 +243,7 @@ fn associated_data(user: &str, kind: SecretKind, key_id: &[u8; 8]) -> Vec<u8> {
 
 /// The keyring in force, reloaded when the key file changes, so `rotate-key` works
 /// while gateways run: they learn the new key before secrets are re-encrypted with it.
-pub struct KeyringHandle {
+pub(crate) struct KeyringHandle {
     file: Option<std::path::PathBuf>,
     current: std::sync::RwLock<std::sync::Arc<Keyring>>,
     stamp: std::sync::Mutex<Option<std::time::SystemTime>>,

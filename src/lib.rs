@@ -21,27 +21,27 @@
     )
 )]
 
-pub mod accept;
-pub mod access_log;
-pub mod app;
-pub mod assertion;
+pub(crate) mod accept;
+pub(crate) mod access_log;
+pub(crate) mod app;
+pub(crate) mod assertion;
 pub(crate) mod atomic_file;
 pub mod audit;
 pub mod cli;
-pub mod config;
+pub(crate) mod config;
 pub mod core;
-pub mod hash_pool;
+pub(crate) mod hash_pool;
 pub mod http;
 pub mod keys;
-pub mod logging;
-pub mod metrics;
+pub(crate) mod logging;
+pub(crate) mod metrics;
 pub(crate) mod pages;
 pub(crate) mod pipeline;
-pub mod proxy;
+pub(crate) mod proxy;
 pub(crate) mod router;
-pub mod session;
+pub(crate) mod session;
 pub(crate) mod signin;
-pub mod store;
-pub mod users;
+pub(crate) mod store;
+pub(crate) mod users;
 
 pub use cli::{Cli, UsersCommand};

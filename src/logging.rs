@@ -15,7 +15,9 @@ use tracing_subscriber::fmt::writer::MakeWriterExt;
 use crate::config::LogFormat;
 
 /// Keeps the writer thread alive; dropping it flushes what is queued.
-pub struct LogGuard(#[allow(dead_code)] Option<WorkerGuard>);
+pub struct LogGuard {
+    _flush_on_drop: Option<WorkerGuard>,
+}
 
 /// Installs the global subscriber; `RUST_LOG` refines the default `info` level.
 pub fn init(format: LogFormat) -> LogGuard {
@@ -40,5 +42,7 @@ pub fn init(format: LogFormat) -> LogGuard {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
-    LogGuard(installed.is_ok().then_some(guard))
+    LogGuard {
+        _flush_on_drop: installed.is_ok().then_some(guard),
+    }
 }

@@ -89,8 +89,10 @@ impl TlsStream {
         Ok(s)
     }
 
-    /// The protocol both sides agreed on by ALPN, if any.
-    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+    /// The protocol both sides agreed on by ALPN, if any (the listener reads it from
+    /// the connection; tests check it here).
+    #[cfg(test)]
+    pub(crate) fn alpn_protocol(&self) -> Option<&[u8]> {
         self.conn.alpn_protocol()
     }
 

@@ -23,7 +23,7 @@ use crate::core::tokens::{ct_eq, hmac};
 
 /// Purpose string of the audit key, derived from the encryption key
 /// ([`crate::keys::Keyring::derive`]).
-pub const PURPOSE: &str = "vestibule audit chain v1";
+pub(crate) const PURPOSE: &str = "vestibule audit chain v1";
 
 /// The member every chained line ends with, up to its value.
 const CHAIN_HEAD: &[u8] = b",\"chain\":\"";
@@ -31,7 +31,7 @@ const CHAIN_HEAD: &[u8] = b",\"chain\":\"";
 const HEX_LEN: usize = 64;
 /// Bytes cut from a line to get the line without `chain` (before its `}` is put back):
 /// `,"chain":"` + 64 hex + `"}`.
-pub const SUFFIX_LEN: usize = CHAIN_HEAD.len() + HEX_LEN + 2;
+pub(crate) const SUFFIX_LEN: usize = CHAIN_HEAD.len() + HEX_LEN + 2;
 
 /// Why a line is not a well-formed chained line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,7 +87,7 @@ fn without_chain(head: &[u8]) -> Vec<u8> {
 }
 
 /// `hex(HMAC-SHA256(key, prev ‖ head ‖ "}"))`.
-pub fn mac(key: &[u8; 32], prev: &[u8], head: &[u8]) -> String {
+pub(crate) fn mac(key: &[u8; 32], prev: &[u8], head: &[u8]) -> String {
     let mut data = Vec::with_capacity(prev.len() + head.len() + 1);
     data.extend_from_slice(prev);
     data.extend_from_slice(&without_chain(head));
@@ -95,7 +95,7 @@ pub fn mac(key: &[u8; 32], prev: &[u8], head: &[u8]) -> String {
 }
 
 /// Whether `link` chains from `prev` under `key` (constant-time comparison).
-pub fn links(key: &[u8; 32], prev: &[u8], link: &Link<'_>) -> bool {
+pub(crate) fn links(key: &[u8; 32], prev: &[u8], link: &Link<'_>) -> bool {
     ct_eq(mac(key, prev, link.head).as_bytes(), link.chain)
 }
 

@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::Config;
 use crate::keys::KeyringHandle;
-pub use event::{AuditEvent, CodeContext, LoginFailure, LoginNext};
+pub(crate) use event::{AuditEvent, CodeContext, LoginFailure, LoginNext};
 use file::ChainedFile;
 
 /// The longest typed username an audit line repeats (SPEC §6 refuses longer names).
@@ -37,7 +37,7 @@ const TYPED_USERNAME_MAX: usize = 64;
 /// is cut to [`TYPED_USERNAME_MAX`] characters and the event carries
 /// `"user_exists": false` (see [`unknown_user_details`]) so a reader knows it is only
 /// what was typed. Known usernames are logged as they are stored.
-pub fn typed_username(typed: &str) -> String {
+pub(crate) fn typed_username(typed: &str) -> String {
     match typed.char_indices().nth(TYPED_USERNAME_MAX) {
         Some((cut, _)) => format!("{}…", &typed[..cut]),
         None => typed.to_string(),
@@ -45,7 +45,7 @@ pub fn typed_username(typed: &str) -> String {
 }
 
 /// The marker added to the details of an event about an unknown username.
-pub fn unknown_user_details(mut details: Value) -> Value {
+pub(crate) fn unknown_user_details(mut details: Value) -> Value {
     if let Value::Object(map) = &mut details {
         map.insert("user_exists".into(), Value::Bool(false));
     }
@@ -53,7 +53,7 @@ pub fn unknown_user_details(mut details: Value) -> Value {
 }
 
 /// Where audit events go: standard output (with the log), or a chained file.
-pub struct Audit {
+pub(crate) struct Audit {
     target: Target,
 }
 
@@ -66,7 +66,7 @@ enum Target {
 
 /// Why the audit sink cannot be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum AuditError {
+pub(crate) enum AuditError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// The chain's key comes from the encryption key.
@@ -77,7 +77,7 @@ pub enum AuditError {
 /// Who wrote a line (`instance`): the host name, then `:` and `suffix` — the listen
 /// port for `serve`, `admin` for the admin commands. Stable across restarts, and
 /// different for each gateway on one host, so an auditor can tell writers apart.
-pub fn instance_id(suffix: &str) -> String {
+pub(crate) fn instance_id(suffix: &str) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

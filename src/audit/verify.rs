@@ -54,7 +54,7 @@ struct Prev {
 }
 
 /// Checks files one after the other, the chain running on from each to the next.
-pub struct Verifier<'k> {
+pub(crate) struct Verifier<'k> {
     keys: &'k [[u8; 32]],
     /// The key that matched last (tried first).
     hint: usize,

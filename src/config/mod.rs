@@ -13,7 +13,6 @@ use std::fmt;
 use std::path::Path;
 
 pub use types::*;
-pub use validate::DEFAULT_STRIP;
 pub use warnings::warnings;
 
 /// One configuration problem, printed as `KEY: what is wrong`.

@@ -38,7 +38,7 @@ pub fn normalise(input: &str) -> Option<String> {
 
 /// The stored form: HMAC under the server's hashing key, bound to the user, so a copy
 /// of the database alone cannot be brute-forced.
-pub fn hash(key: &[u8], username: &str, normalised: &str) -> [u8; 32] {
+pub(crate) fn hash(key: &[u8], username: &str, normalised: &str) -> [u8; 32] {
     let mut data = Vec::with_capacity(username.len() + 1 + normalised.len());
     data.extend_from_slice(super::user::lockout_key(username).as_bytes());
     data.push(0);

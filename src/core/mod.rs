@@ -4,17 +4,17 @@
 //! Nothing here knows about HTTP, sockets, Redis or files; clocks are passed in, so
 //! every rule can be tested without waiting.
 
-pub mod auth_flow;
+pub(crate) mod auth_flow;
 pub mod backup_codes;
-pub mod clock;
-pub mod lang;
-pub mod lockout;
-pub mod password;
+pub(crate) mod clock;
+pub(crate) mod lang;
+pub(crate) mod lockout;
+pub(crate) mod password;
 pub mod path;
 pub mod policy;
 pub mod redirect;
-pub mod secret;
+pub(crate) mod secret;
 pub mod store;
-pub mod tokens;
+pub(crate) mod tokens;
 pub mod totp;
-pub mod user;
+pub(crate) mod user;

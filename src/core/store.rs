@@ -9,11 +9,11 @@ use super::auth_flow::Stage;
 use super::lockout::{LockPolicy, Reservation, Step};
 
 /// A SHA-256 fingerprint of a token; the only form in which tokens are stored.
-pub type Fingerprint = [u8; 32];
+pub(crate) type Fingerprint = [u8; 32];
 
 /// A server-side session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionRecord {
+pub(crate) struct SessionRecord {
     pub user: String,
     pub stage: Stage,
     /// Unix milliseconds.
@@ -25,7 +25,7 @@ pub struct SessionRecord {
 
 /// A user's active TOTP enrollment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MfaRecord {
+pub(crate) struct MfaRecord {
     /// The secret in its encrypted envelope.
     pub secret: Vec<u8>,
     pub enabled_ms: u64,
@@ -34,14 +34,14 @@ pub struct MfaRecord {
 
 /// A secret shown on the setup page, waiting for its first right code.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingEnrollment {
+pub(crate) struct PendingEnrollment {
     pub secret: Vec<u8>,
     pub created_ms: u64,
 }
 
 /// A browser on which a user chose to skip the code step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceRecord {
+pub(crate) struct DeviceRecord {
     pub user: String,
     pub created_ms: u64,
     pub expires_ms: u64,
@@ -59,7 +59,7 @@ pub enum SecretKind {
 
 /// One encrypted secret, as `rotate-key` walks them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredSecret {
+pub(crate) struct StoredSecret {
     pub user: String,
     pub kind: SecretKind,
     pub envelope: Vec<u8>,
@@ -67,18 +67,18 @@ pub struct StoredSecret {
 
 /// Why a store call failed. Any error means "refuse": callers fail closed.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
     #[error("store data unreadable: {0}")]
     Corrupt(String),
 }
 
-pub type StoreResult<T> = Result<T, StoreError>;
+pub(crate) type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything the gateway keeps between requests.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub(crate) trait Store: Send + Sync {
     /// Cheap reachability check for the health endpoint.
     async fn ping(&self) -> StoreResult<()>;
 

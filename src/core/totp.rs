@@ -7,11 +7,11 @@ use super::secret::Secret;
 use super::tokens::random_bytes;
 
 /// Bytes of a new TOTP secret: 160 bits, as RFC 4226 recommends.
-pub const SECRET_BYTES: usize = 20;
+pub(crate) const SECRET_BYTES: usize = 20;
 
 /// The HMAC behind the codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
+pub(crate) enum Algorithm {
     Sha1,
     Sha256,
     Sha512,
@@ -19,7 +19,7 @@ pub enum Algorithm {
 
 /// The `[totp]` settings.
 #[derive(Debug, Clone)]
-pub struct TotpSettings {
+pub(crate) struct TotpSettings {
     pub issuer: String,
     pub algorithm: Algorithm,
     pub digits: u32,
@@ -52,17 +52,17 @@ impl TotpSettings {
 }
 
 /// A fresh random secret.
-pub fn new_secret() -> Secret<Vec<u8>> {
+pub(crate) fn new_secret() -> Secret<Vec<u8>> {
     Secret::new(random_bytes::<SECRET_BYTES>().to_vec())
 }
 
 /// Base32 (RFC 4648, no padding), as authenticator apps expect it.
-pub fn base32(secret: &[u8]) -> String {
+pub(crate) fn base32(secret: &[u8]) -> String {
     data_encoding::BASE32_NOPAD.encode(secret)
 }
 
 /// Base32 in groups of four, easier to type by hand.
-pub fn grouped(b32: &str) -> String {
+pub(crate) fn grouped(b32: &str) -> String {
     b32.as_bytes()
         .chunks(4)
         .map(|c| String::from_utf8_lossy(c).into_owned())
@@ -71,7 +71,7 @@ pub fn grouped(b32: &str) -> String {
 }
 
 /// The `otpauth://totp/…` URI for authenticator apps (label `issuer:account`).
-pub fn otpauth_uri(settings: &TotpSettings, secret: &[u8], account: &str) -> String {
+pub(crate) fn otpauth_uri(settings: &TotpSettings, secret: &[u8], account: &str) -> String {
     settings.totp(secret, account).to_url().unwrap_or_default()
 }
 
@@ -83,8 +83,9 @@ pub fn normalise_input(input: &str) -> String {
         .collect()
 }
 
-/// The code for `step` (used by enrollment tests and the demo).
-pub fn code_at_step(settings: &TotpSettings, secret: &[u8], step: u64) -> String {
+/// The code for `step`: the tests type it as an authenticator app would.
+#[cfg(test)]
+pub(crate) fn code_at_step(settings: &TotpSettings, secret: &[u8], step: u64) -> String {
     settings
         .totp(secret, "x")
         .generate(step * settings.period)
@@ -94,7 +95,12 @@ pub fn code_at_step(settings: &TotpSettings, secret: &[u8], step: u64) -> String
 /// Checks `code` (already normalised) at `unix_secs`, `skew` steps either side, in
 /// constant time per candidate. Returns the matching step; the caller must still
 /// refuse steps that were used before.
-pub fn verify(settings: &TotpSettings, secret: &[u8], code: &str, unix_secs: u64) -> Option<u64> {
+pub(crate) fn verify(
+    settings: &TotpSettings,
+    secret: &[u8],
+    code: &str,
+    unix_secs: u64,
+) -> Option<u64> {
     if code.len() != settings.digits as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -133,14 +133,6 @@ impl Directory {
     pub fn len(&self) -> usize {
         self.by_key.len()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<User>> {
-        self.by_key.values().map(|(u, _)| u)
-    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// A `Set-Cookie` value with the attributes of SPEC §6: HttpOnly, SameSite=Lax,
 /// Path=/, no Domain, Secure under TLS. `max_age_secs` of `None` makes a session cookie.
-pub fn set(name: &str, value: &str, tls: bool, max_age_secs: Option<i64>) -> String {
+pub(crate) fn set(name: &str, value: &str, tls: bool, max_age_secs: Option<i64>) -> String {
     let mut c = Cookie::build((name.to_string(), value.to_string()))
         .http_only(true)
         .same_site(SameSite::Lax)
@@ -31,7 +31,7 @@ pub fn set(name: &str, value: &str, tls: bool, max_age_secs: Option<i64>) -> Str
 }
 
 /// A `Set-Cookie` value that deletes cookie `name`.
-pub fn clear(name: &str, tls: bool) -> String {
+pub(crate) fn clear(name: &str, tls: bool) -> String {
     let c = Cookie::build((name.to_string(), String::new()))
         .http_only(true)
         .same_site(SameSite::Lax)
@@ -43,7 +43,7 @@ pub fn clear(name: &str, tls: bool) -> String {
 }
 
 /// The cookie name as sent: `__Host-` prefixed under TLS (SPEC §6).
-pub fn wire_name(base: &str, tls: bool) -> String {
+pub(crate) fn wire_name(base: &str, tls: bool) -> String {
     if tls {
         format!("__Host-{base}")
     } else {

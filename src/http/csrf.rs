@@ -11,7 +11,7 @@ use super::cookies;
 use crate::core::tokens::{ct_eq, hmac, looks_like_token, new_token};
 
 /// Base name of the CSRF cookie (`__Host-` prefixed under TLS).
-pub const COOKIE_BASE: &str = "vestibule_csrf";
+pub(crate) const COOKIE_BASE: &str = "vestibule_csrf";
 
 /// Issues and checks CSRF tokens.
 pub struct Csrf {

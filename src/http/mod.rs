@@ -2,13 +2,13 @@
 //! cookies, CSRF, hop-by-hop header names and the error type (answered in
 //! `pipeline::respond`).
 
-pub mod body;
-pub mod client_ip;
+pub(crate) mod body;
+pub(crate) mod client_ip;
 pub mod cookies;
 pub mod csrf;
-pub mod error;
-pub mod facts;
-pub mod hop_by_hop;
-pub mod peer;
-pub mod rate;
-pub mod request_id;
+pub(crate) mod error;
+pub(crate) mod facts;
+pub(crate) mod hop_by_hop;
+pub(crate) mod peer;
+pub(crate) mod rate;
+pub(crate) mod request_id;

@@ -84,8 +84,11 @@ pub struct Opening {
 pub enum Ended {
     /// One side closed (or failed).
     Closed,
+    /// No traffic either way for the idle timeout.
     Idle,
-    SessionEnded,
+    /// The session that opened it ended (logout, revocation, expiry, user disabled).
+    Session,
+    /// The gateway began to shut down.
     Shutdown,
 }
 
@@ -104,7 +107,7 @@ pub async fn splice(client: Upgraded, upstream: Upgraded, terms: Terms) -> Ended
     let ended = tokio::select! {
         _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => Ended::Closed,
         _ = traffic.idle_for(terms.idle_timeout) => Ended::Idle,
-        _ = session_ended(terms.session.as_deref(), SCHEDULE) => Ended::SessionEnded,
+        _ = session_ended(terms.session.as_deref(), SCHEDULE) => Ended::Session,
         _ = terms.lease.shutdown().cancelled() => Ended::Shutdown,
     };
     // Both connections close here, and then the lease gives the slot back.

@@ -112,8 +112,9 @@ impl EmbeddedStore {
         })
     }
 
-    /// The database file, for operators and tests.
-    pub fn file(&self) -> &Path {
+    /// The database file, for the conformance tests that open it beside the store.
+    #[cfg(test)]
+    pub(crate) fn file(&self) -> &Path {
         &self.inner.path
     }
 

@@ -28,7 +28,6 @@ pub struct UsersHandle {
     /// The version whose failure was last logged, so a broken file is retried every
     /// poll but reported once.
     failed: RwLock<Option<(SystemTime, u64, u64)>>,
-    healthy: std::sync::atomic::AtomicBool,
 }
 
 /// Modification time, size and inode: an atomic replace (rename) changes the inode
@@ -68,7 +67,6 @@ impl UsersHandle {
             current: RwLock::new(Arc::new(snapshot(users))),
             stamp: RwLock::new(st),
             failed: RwLock::new(None),
-            healthy: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -78,11 +76,6 @@ impl UsersHandle {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         }
-    }
-
-    /// False when the last reload attempt failed (the old version is still in force).
-    pub fn healthy(&self) -> bool {
-        self.healthy.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Re-reads the file if it changed since the last good load. Blocking (file I/O):
@@ -115,13 +108,9 @@ impl UsersHandle {
                 if let Ok(mut c) = self.current.write() {
                     *c = Arc::new(snap);
                 }
-                self.healthy
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 Some(Change { newly_disabled })
             }
             Err(problems) => {
-                self.healthy
-                    .store(false, std::sync::atomic::Ordering::Relaxed);
                 let Ok(mut failed) = self.failed.write() else {
                     return None;
                 };
@@ -178,7 +167,14 @@ mod tests {
         let broken = format!("[{}", "x".repeat(one.len() - 1));
         std::fs::write(&path, &broken).unwrap();
         assert!(handle.reload_if_changed().is_none());
-        assert!(!handle.healthy());
+        assert!(
+            handle.failed.read().unwrap().is_some(),
+            "the failure was not noted"
+        );
+        assert!(
+            handle.get().directory.find("ann").is_some(),
+            "the last good version left"
+        );
         // Completed in place: same size, same inode, and the same modification time.
         let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
         let two = one.replace("ann", "bob");
@@ -193,7 +189,7 @@ mod tests {
             handle.reload_if_changed().is_some(),
             "the completed file was not read"
         );
-        assert!(handle.healthy());
+        assert!(handle.failed.read().unwrap().is_none());
         assert!(handle.get().directory.find("bob").is_some());
     }
 }
