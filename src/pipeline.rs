@@ -37,6 +37,7 @@ use crate::router::{self, Route};
 
 mod access;
 mod forward;
+mod forward_auth;
 mod respond;
 mod screen;
 mod session_watch;
@@ -95,6 +96,11 @@ async fn decide<B: RequestBody>(
     trace: &mut Trace,
 ) -> Result<Response<Body>, GatewayError> {
     screen::screen(app, &req)?;
+    // The proxy's question in forward-auth mode names its own host (the protected
+    // one) in its headers: decided there, before the host allow-list of this request.
+    if let Some(endpoint) = forward_auth::endpoint(&app.cfg.server.prefix, req.uri().path()) {
+        return Box::pin(forward_auth::answer(app, peer, req, endpoint, trace)).await;
+    }
     match router::route(&app.cfg.server, &req)? {
         // Boxed: the pages' futures are large, and every proxied request would
         // otherwise carry (and move) their space.

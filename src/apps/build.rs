@@ -55,8 +55,15 @@ pub(crate) fn build(
         list.extend(&any_host);
         order(list);
     }
-    let mut hosts: Vec<String> = by_host.keys().cloned().collect();
+    // The hosts an absolute `rd` may name: every app's, and those the gateway serves
+    // itself (a protected host in forward-auth mode is one of them).
+    let mut hosts: Vec<String> = by_host
+        .keys()
+        .chain(&cfg.server.hostnames)
+        .cloned()
+        .collect();
     hosts.sort();
+    hosts.dedup();
     Ok(Apps {
         all,
         by_host,

@@ -84,7 +84,8 @@ pub(crate) struct Apps {
     /// The gateway-wide rules (`[[policy.rules]]`), reloaded with the apps.
     pub(crate) rules: Vec<Rule>,
     pub(crate) path_case: PathCase,
-    /// Every host an app names: the hosts an absolute `rd` may go to.
+    /// Every host an app names or `server.hostnames` lists: where an absolute `rd`
+    /// may go.
     hosts: Vec<String>,
 }
 

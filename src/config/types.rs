@@ -82,6 +82,9 @@ pub struct ServerConfig {
     pub max_request_header_bytes: usize,
     /// Connections beyond this are refused at accept time.
     pub max_connections: usize,
+    /// `server.portal_url` (SPEC §9): where the pages are reached when forward-auth
+    /// protects other hosts; scheme and authority, no trailing slash.
+    pub portal_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -30,7 +30,7 @@ impl ConnectionSlot for Slot {
 }
 
 /// An upstream that answers 200 to everything and keeps each request's path and headers.
-struct Upstream {
+pub(super) struct Upstream {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<(String, HeaderMap)>>>,
 }
@@ -60,21 +60,21 @@ impl Upstream {
         Self { addr, seen }
     }
 
-    fn requests(&self) -> Vec<(String, HeaderMap)> {
+    pub(super) fn requests(&self) -> Vec<(String, HeaderMap)> {
         self.seen.lock().unwrap().clone()
     }
 }
 
 /// An `App` in a temporary directory: embedded store, a key file, one patient (`pat`,
 /// password only), the rules of the e2e differential test.
-struct Fixture {
+pub(super) struct Fixture {
     _dir: tempfile::TempDir,
     app: Arc<App>,
-    upstream: Upstream,
+    pub(super) upstream: Upstream,
 }
 
 impl Fixture {
-    async fn new() -> Self {
+    pub(super) async fn new() -> Self {
         let upstream = Upstream::start().await;
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -96,7 +96,7 @@ impl Fixture {
         std::fs::create_dir_all(d.join("data")).unwrap();
         let q = |name: &str| format!("{:?}", d.join(name).display().to_string());
         let config = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n\n\
              [upstream]\nurl = \"http://{}\"\n\n\
              [users]\nfile = {}\n\n\
              [storage]\nbackend = \"embedded\"\npath = {}\nencryption_key_file = {}\n\n\
@@ -125,9 +125,18 @@ impl Fixture {
     }
 
     /// Sends `req` through the pipeline as if from a loopback client without TLS.
-    async fn send(&self, req: Request<Full<Bytes>>) -> (StatusCode, HeaderMap, Bytes) {
+    pub(super) async fn send(&self, req: Request<Full<Bytes>>) -> (StatusCode, HeaderMap, Bytes) {
+        self.send_from(Ipv4Addr::LOCALHOST, req).await
+    }
+
+    /// As [`Fixture::send`] from `ip` (10.x is a trusted proxy).
+    pub(super) async fn send_from(
+        &self,
+        ip: Ipv4Addr,
+        req: Request<Full<Bytes>>,
+    ) -> (StatusCode, HeaderMap, Bytes) {
         let peer = Peer {
-            addr: (Ipv4Addr::LOCALHOST, 40000).into(),
+            addr: (ip, 40000).into(),
             tls: false,
         };
         let lease: ConnectionLease = Arc::new(Slot(CancellationToken::new()));
@@ -138,7 +147,7 @@ impl Fixture {
     }
 
     /// The `Cookie` header of a complete session of `pat`, put straight in the store.
-    async fn signed_in(&self) -> String {
+    pub(super) async fn signed_in(&self) -> String {
         let users = self.app.users.get();
         let user = users.directory.find("pat").unwrap().clone();
         let complete = crate::core::auth_flow::Stage::Complete { factor: None };
@@ -152,12 +161,12 @@ impl Fixture {
         set_cookie.split(';').next().unwrap().to_string()
     }
 
-    fn prefix(&self) -> &str {
+    pub(super) fn prefix(&self) -> &str {
         &self.app.cfg.server.prefix
     }
 }
 
-fn get(uri: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
+pub(super) fn get(uri: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
     let mut b = Request::get(uri).header("host", "gateway.test");
     for (k, v) in headers {
         b = b.header(*k, *v);
@@ -165,7 +174,7 @@ fn get(uri: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
     b.body(Full::new(Bytes::new())).unwrap()
 }
 
-const BROWSER: (&str, &str) = ("accept", "text/html,application/xhtml+xml");
+pub(super) const BROWSER: (&str, &str) = ("accept", "text/html,application/xhtml+xml");
 
 #[tokio::test]
 async fn a_bypass_path_is_forwarded_without_identity_headers() {

@@ -18,8 +18,29 @@ pub(super) fn server(r: &mut Reader, root: &Table<'_>) -> ServerConfig {
             "trusted_proxies",
             "max_request_header_bytes",
             "max_connections",
+            "portal_url",
         ],
     );
+    let portal_url = r.optional_string(&t, "portal_url").and_then(|u| {
+        let trimmed = u.trim().trim_end_matches('/');
+        match trimmed.parse::<Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("https") | Some("http"))
+                    && uri.authority().is_some_and(|a| !a.as_str().contains('@'))
+                    && matches!(uri.path(), "" | "/")
+                    && uri.query().is_none() =>
+            {
+                Some(trimmed.to_ascii_lowercase())
+            }
+            _ => {
+                r.problem(
+                    &t.at("portal_url"),
+                    format!("{u:?} must be a URL such as \"https://auth.clinic.example\" (no path or query)"),
+                );
+                None
+            }
+        }
+    });
     let listen = r
         .parsed::<SocketAddr>(
             &t,
@@ -128,6 +149,7 @@ pub(super) fn server(r: &mut Reader, root: &Table<'_>) -> ServerConfig {
         max_request_header_bytes: r.integer(&t, "max_request_header_bytes", 16384, 1024, 1 << 20)
             as usize,
         max_connections: r.integer(&t, "max_connections", 25_000, 1, 1_000_000) as usize,
+        portal_url,
     }
 }
 
