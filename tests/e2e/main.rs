@@ -33,6 +33,7 @@ mod observability;
 mod operator;
 mod proxy;
 mod redis;
+mod redis_cache;
 mod rotation;
 mod signin;
 mod twofa;

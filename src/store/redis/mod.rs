@@ -29,6 +29,7 @@ mod conn;
 mod lockout;
 mod scripts;
 mod sessions;
+mod tracking;
 
 use conn::{Conn, PerThreadConnection, SentinelConn};
 use scripts::Scripts;
@@ -39,6 +40,8 @@ pub struct RedisStore {
     /// Standalone only: per-thread connections for the session lookup of every
     /// authenticated request. Everything else uses `conn`.
     hot: Option<PerThreadConnection>,
+    /// Standalone only: session records cached here, invalidated by Redis (issue 26).
+    tracking: Option<Arc<tracking::SessionTracking>>,
     prefix: String,
     timeout: Duration,
     scripts: Scripts,
@@ -76,6 +79,7 @@ impl RedisStore {
             None => None,
         };
         let mut hot = None;
+        let mut tracking = None;
         let conn = match cfg.redis_mode {
             RedisMode::Standalone => {
                 let client = match &certs {
@@ -84,6 +88,7 @@ impl RedisStore {
                 }
                 .map_err(unavailable)?;
                 hot = Some(PerThreadConnection::new(client.clone(), cfg.timeout));
+                tracking = tracking::SessionTracking::start(&client, &cfg.key_prefix);
                 Conn::Single(
                     ConnectionManager::new_lazy_with_config(client, manager_cfg)
                         .map_err(unavailable)?,
@@ -122,6 +127,7 @@ impl RedisStore {
         Ok(Self {
             conn,
             hot,
+            tracking,
             prefix: cfg.key_prefix.clone(),
             timeout: cfg.timeout,
             scripts: Scripts::new(),
@@ -133,6 +139,18 @@ impl RedisStore {
     #[cfg(test)]
     pub(crate) fn set_index_grace_ms(&mut self, ms: u64) {
         self.index_grace_ms = ms;
+    }
+
+    /// Drops what this process changed from the session cache (`None`: sessions it
+    /// cannot name, all of a user's): Redis's invalidation follows on its own
+    /// connection, but a read here in between must already see the change.
+    fn forget_cached(&self, id: Option<&Fingerprint>) {
+        if let Some(t) = &self.tracking {
+            match id {
+                Some(id) => t.forget(id),
+                None => t.forget_all(),
+            }
+        }
     }
 
     /// Bounds one store call in time and maps its error.
@@ -248,10 +266,16 @@ impl Store for RedisStore {
         rec: &SessionRecord,
         ttl_ms: u64,
     ) -> StoreResult<bool> {
-        self.put_session(new, rec, ttl_ms, Some(old)).await
+        let rotated = self.put_session(new, rec, ttl_ms, Some(old)).await;
+        self.forget_cached(Some(old));
+        rotated
     }
 
     async fn session_get(&self, id: &Fingerprint) -> StoreResult<Option<SessionRecord>> {
+        if let Some(rec) = self.tracking.as_ref().and_then(|t| t.get(id)) {
+            return Ok(Some(rec));
+        }
+        let ticket = self.tracking.as_ref().map(|t| t.ticket());
         let key = self.session_key(id);
         let get = |mut c: Conn| {
             let mut cmd = redis::cmd("GET");
@@ -278,8 +302,13 @@ impl Store for RedisStore {
             },
             None => self.call(get(self.conn())).await?,
         };
-        raw.map(|r| serde_json::from_str(&r).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+        let rec: Option<SessionRecord> = raw
+            .map(|r| serde_json::from_str(&r).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()?;
+        if let (Some(t), Some(rec), Some(ticket)) = (&self.tracking, &rec, ticket) {
+            t.insert(id, rec, ticket);
+        }
+        Ok(rec)
     }
 
     async fn session_touch(
@@ -288,19 +317,27 @@ impl Store for RedisStore {
         last_seen_ms: u64,
         ttl_ms: u64,
     ) -> StoreResult<()> {
-        self.touch_session(id, last_seen_ms, ttl_ms).await
+        let touched = self.touch_session(id, last_seen_ms, ttl_ms).await;
+        self.forget_cached(Some(id));
+        touched
     }
 
     async fn session_delete(&self, id: &Fingerprint) -> StoreResult<()> {
-        self.delete_session(id, None).await
+        let deleted = self.delete_session(id, None).await;
+        self.forget_cached(Some(id));
+        deleted
     }
 
     async fn sessions_delete_user(&self, user: &str) -> StoreResult<u64> {
-        self.delete_user_sessions(user, None).await
+        let deleted = self.delete_user_sessions(user, None).await;
+        self.forget_cached(None);
+        deleted
     }
 
     async fn sessions_delete_others(&self, user: &str, keep: &Fingerprint) -> StoreResult<u64> {
-        self.delete_user_sessions(user, Some(keep)).await
+        let deleted = self.delete_user_sessions(user, Some(keep)).await;
+        self.forget_cached(None);
+        deleted
     }
 
     async fn sessions_count(&self) -> StoreResult<u64> {
