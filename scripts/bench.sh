@@ -34,6 +34,7 @@
 #                 ONLY="nginx-http bypass-http auth-http"; names: upstream nginx-http nginx-tls
 #                 bypass-http bypass-tls auth-http auth-tls auth-redis-http auth-redis-tls
 #                 auth-storm-tls handshakes auth-assert-http auth-100apps-http
+#                 h2 (HTTP/2 over TLS with h2load: nginx-tls vs auth-tls, 64x10 and 8x100 streams)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -81,6 +82,7 @@ need_pkgs=()
 command -v nginx >/dev/null 2>&1 || need_pkgs+=(nginx)
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
+command -v h2load >/dev/null 2>&1 || need_pkgs+=(nghttp2-client)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
@@ -208,7 +210,7 @@ EOF
     ssl_session_tickets on;
     server {
         listen 127.0.0.1:$P_NGX_HTTP backlog=4096;
-        listen 127.0.0.1:$P_NGX_TLS ssl backlog=4096;
+        listen 127.0.0.1:$P_NGX_TLS ssl http2 backlog=4096;
         location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -458,6 +460,38 @@ run_wrk() { # case conns rep url [header]
     log "$(printf '%-14s c=%-4s rep %s: %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s' "$name" "$conns" "$rep" "$rps" "$p50" "$p99" "$bad")"
 }
 
+H2_LOG="$WORK/h2.tsv"   # case shape rep rps p50_ms p99_ms errors
+: >"$H2_LOG"
+# HTTP/2 over TLS (issue 26), what browsers speak to a TLS gateway: h2load with
+# `clients` connections of `streams` concurrent streams each, for DURATION seconds
+# after WARMUP; latency percentiles from h2load's per-request log.
+run_h2load() { # case clients streams rep url [header]
+    wanted h2 || return 0
+    local name=$1 clients=$2 streams=$3 rep=$4 url=$5 hdr=${6:-}
+    local out="$WORK/h2-$1-$2x$3-$4.txt" reqlog="$WORK/h2-$1-$2x$3-$4.log" hargs=()
+    [[ -n "$hdr" ]] && hargs=(-H "$hdr")
+    timeout $((DURATION + WARMUP + 30)) "${ON_CLIENT[@]}" h2load -c "$clients" -m "$streams" -t "$THREADS" \
+        -D "$DURATION" --warm-up-time="$WARMUP" --log-file="$reqlog" "${hargs[@]}" "$url" >"$out" 2>&1 \
+        || die "h2load failed for $name: $(tail -5 "$out")"
+    python3 - "$out" "$reqlog" "$name" "$clients" "$streams" "$rep" >>"$H2_LOG" <<'PY'
+import re, sys
+out, reqlog, name, clients, streams, rep = sys.argv[1:7]
+text = open(out).read()
+m = re.search(r"finished in [^,]+, ([0-9.]+) req/s", text)
+if not m:
+    sys.exit(f"could not parse h2load output:\n{text}")
+rps = float(m.group(1))
+req = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", text)
+st = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+errors = (int(req.group(2)) + int(req.group(3)) + int(req.group(4)) if req else 0) + \
+         (int(st.group(3)) + int(st.group(4)) if st else 0)
+lat = sorted(int(l.split("\t")[2]) for l in open(reqlog) if l.count("\t") >= 2)
+pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000.0 if lat else 0.0
+print(f"{name}\t{clients}x{streams}\t{rep}\t{rps:.1f}\t{pct(0.5):.3f}\t{pct(0.99):.3f}\t{errors}")
+PY
+    log "$(tail -1 "$H2_LOG")"
+}
+
 STORM_LOG="$WORK/storm.tsv"   # conns rep logins logins_per_s statuses
 : >"$STORM_LOG"
 run_storm() { # conns rep
@@ -534,6 +568,11 @@ for rep in $(seq 1 "$REPS"); do
         run_wrk auth-redis-tls "$c" "$rep" "https://127.0.0.1:$P_VST_REDIS_TLS/app/x" "$COOKIE_REDIS_TLS"
         run_storm "$c" "$rep"
     done
+    for shape in "64 10" "8 100"; do
+        read -r clients streams <<<"$shape"
+        run_h2load nginx-tls "$clients" "$streams" "$rep" "https://127.0.0.1:$P_NGX_TLS/bench/x"
+        run_h2load auth-tls "$clients" "$streams" "$rep" "https://127.0.0.1:$P_VST_TLS/app/x" "$COOKIE_TLS"
+    done
     if ((HANDSHAKE_SECS > 0)) && wanted handshakes; then
         run_handshakes nginx-tls "$P_NGX_TLS" "$rep"
         run_handshakes vestibule-tls "$P_VST_TLS" "$rep"
@@ -578,9 +617,9 @@ META="$WORK/meta.env"
     echo "access_log=$ACCESS_LOG"
 } >"$META"
 
-python3 - "$RAW" "$STORM_LOG" "$HS_LOG" "$META" >"$OUT" <<'PY'
+python3 - "$RAW" "$STORM_LOG" "$HS_LOG" "$META" "$H2_LOG" >"$OUT" <<'PY'
 import statistics, sys
-raw, storm_log, hs_log, meta_path = sys.argv[1:5]
+raw, storm_log, hs_log, meta_path, h2_log = sys.argv[1:6]
 meta = dict(l.rstrip("\n").split("=", 1) for l in open(meta_path) if "=" in l)
 rows = [l.rstrip("\n").split("\t") for l in open(raw) if l.strip()]
 med = {}
@@ -672,6 +711,41 @@ for c in conns:
         o.append("| target | measured | verdict |")
         o.append("| --- | ---: | --- |")
         for name, v, lim, higher in checks:
+            ok = v >= lim if higher else v <= lim
+            o.append(f"| {name} | {v:.2f}× | {'met' if ok else '**missed**'} |")
+        o.append("")
+h2 = [l.rstrip("\n").split("\t") for l in open(h2_log) if l.strip()]
+if h2:
+    o.append("## HTTP/2 over TLS (h2load)\n")
+    o.append(f"h2load `-c clients -m streams -t {meta['threads']} -D {meta['duration']} --warm-up-time={meta['warmup']}`, "
+             "median of the repetitions; nginx with `http2` on its TLS listener, Vestibule authenticated (session cookie). "
+             "Percentiles from h2load's per-request log.\n")
+    o.append("| shape | server | req/s | × nginx | p50 ms | p99 ms | × nginx p99 | errors |")
+    o.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    h2checks = []
+    for shape in sorted({r[1] for r in h2}, key=lambda s: -int(s.split("x")[0])):
+        hm = {}
+        for name in ("nginx-tls", "auth-tls"):
+            rs = [r for r in h2 if r[0] == name and r[1] == shape]
+            if rs:
+                hm[name] = {k: statistics.median(float(r[i]) for r in rs) for k, i in (("rps", 3), ("p50", 4), ("p99", 5))}
+                hm[name]["err"] = sum(int(r[6]) for r in rs)
+        ng = hm.get("nginx-tls")
+        for name, label in (("nginx-tls", "nginx `proxy_pass`"), ("auth-tls", "Vestibule, authenticated")):
+            m = hm.get(name)
+            if not m:
+                continue
+            o.append(f"| {shape} | {label} | {m['rps']:.0f} | {ratio(m['rps'], ng['rps']) if ng else 'n/a'} | {m['p50']:.2f} "
+                     f"| {m['p99']:.2f} | {ratio(m['p99'], ng['p99']) if ng else 'n/a'} | {m['err']} |")
+        if ng and hm.get("auth-tls"):
+            a = hm["auth-tls"]
+            h2checks.append((f"HTTP/2 {shape}: authenticated req/s ≥ 1.3× nginx — issue 26", a["rps"] / ng["rps"], 1.3, True))
+            h2checks.append((f"HTTP/2 {shape}: authenticated p99 ≤ nginx's — issue 26", a["p99"] / ng["p99"], 1.0, False))
+    o.append("")
+    if h2checks:
+        o.append("| target | measured | verdict |")
+        o.append("| --- | ---: | --- |")
+        for name, v, lim, higher in h2checks:
             ok = v >= lim if higher else v <= lim
             o.append(f"| {name} | {v:.2f}× | {'met' if ok else '**missed**'} |")
         o.append("")
