@@ -46,6 +46,9 @@ pub fn encode_rd(rd: &str) -> String {
 /// What every page handler gets.
 pub struct Ctx<'a> {
     pub app: &'a App,
+    /// The host the client addressed (`Host`, or HTTP/2's `:authority`), lower-case,
+    /// without port.
+    pub host: Option<String>,
     pub ip: IpAddr,
     pub tls: bool,
     pub headers: http::HeaderMap,
@@ -76,13 +79,7 @@ impl Ctx<'_> {
     pub fn rd(&self, rd: &str) -> String {
         let apps = self.app.apps.get();
         if rd.is_empty() {
-            let host = self
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.parse::<http::uri::Authority>().ok())
-                .map(|a| a.host().to_ascii_lowercase());
-            return apps.landing(host.as_deref()).to_string();
+            return apps.landing(self.host.as_deref()).to_string();
         }
         crate::core::redirect::safe_target_among(rd, |h| apps.is_app_host(h))
     }
@@ -127,6 +124,7 @@ pub async fn serve<B: RequestBody>(
     peer: Peer,
     req: Request<B>,
 ) -> Result<Response<Body>, GatewayError> {
+    let host = crate::router::host_name(&req);
     let (parts, body) = req.into_parts();
     let sub = parts
         .uri
@@ -148,6 +146,7 @@ pub async fn serve<B: RequestBody>(
     let tr = i18n::for_request(&parts.headers, app.brand.default_lang);
     let ctx = Ctx {
         app,
+        host,
         ip,
         tls: peer.tls,
         headers: parts.headers,
