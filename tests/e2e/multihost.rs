@@ -211,6 +211,16 @@ impl HostBrowser {
         }
     }
 
+    /// A browser on `client` for a gateway on `port` (e.g. the demo's, whose host
+    /// names resolve by themselves).
+    pub fn with_client(client: reqwest::Client, port: u16) -> HostBrowser {
+        HostBrowser {
+            client,
+            port,
+            jar: Jar::default(),
+        }
+    }
+
     /// `https://HOST:PORT` of the gateway under `host`.
     pub fn origin(&self, host: &str) -> String {
         format!("https://{host}:{}", self.port)
