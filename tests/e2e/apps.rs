@@ -1154,3 +1154,51 @@ fn check_config_accepts_the_clinic() {
     let out = run(cmd, None, Duration::from_secs(20));
     assert_eq!(out.code, Some(0), "{out}");
 }
+
+// ---------------------------------------------------------------- signed assertion
+
+/// The claims of a JWT (not verified here: tests/e2e/assertion.rs verifies the
+/// signature with PyJWT; this checks what the token is for).
+fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .expect("base64url claims");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+#[tokio::test]
+async fn the_signed_assertions_audience_is_the_apps_name() {
+    let records = AppUpstream::start("records").await;
+    let lab = AppUpstream::start("lab").await;
+    let prepared = base("cookie_domain = \"clinic.test\"")
+        .extra(
+            "[headers]\nassertion = \"Remote-Assertion\"\nassertion_key_file = \"assertion.pem\"\n",
+        )
+        .extra(&reload_apps(&records, Some(&lab)))
+        .prepare();
+    let mut cmd = prepared.cmd();
+    cmd.args(["gen-signing-key", "--algorithm", "es256"]);
+    let out = run(cmd, None, Duration::from_secs(30));
+    assert_eq!(out.code, Some(0), "{out}");
+    std::fs::write(prepared.dir.path().join("assertion.pem"), &out.stdout).unwrap();
+    let gw = prepared.start().await;
+    let b = HostBrowser::new(&gw, ALL_HOSTS);
+    sign_in(&b, RECORDS, &patient()).await;
+    b.api(RECORDS, "/x").await;
+    b.api(LAB, "/lab/x").await;
+    for (up, app) in [(&records, "records"), (&lab, "lab")] {
+        let token = up
+            .last()
+            .header("remote-assertion")
+            .unwrap_or_else(|| panic!("{app} got no assertion"));
+        let claims = jwt_claims(&token);
+        let aud = &claims["aud"];
+        assert!(
+            *aud == app || *aud == serde_json::json!([app]),
+            "the token is for {app}: {claims}"
+        );
+        assert_eq!(claims["sub"], "pat", "{claims}");
+    }
+}
