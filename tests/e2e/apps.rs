@@ -849,6 +849,19 @@ async fn an_apps_logout_path_is_forwarded_then_ends_the_gateway_session() {
         "cookie cleared: {cleared}"
     );
 
+    // The audit trail says who signed out, and through which app.
+    let gwr = &c.gw;
+    let logged = eventually(Duration::from_secs(5), || async move {
+        has_event(&gwr.logs(), "session.logout", "pat")
+    })
+    .await;
+    assert!(logged, "no session.logout event\n{}", c.gw.log_tail());
+    let ev = audit_events(&c.gw.logs())
+        .into_iter()
+        .find(|e| e["event"] == "session.logout" && e["user"] == "pat")
+        .unwrap();
+    assert_eq!(ev["app"], "records", "{ev}");
+
     // Next visit, on any app: sign in again.
     let before = c.counts();
     for (host, path) in [(RECORDS, "/chart/1"), (LAB, "/lab/x")] {
