@@ -41,6 +41,8 @@ pub struct Access<'a> {
     pub total: Duration,
     pub request_id: &'a str,
     pub user: Option<&'a str>,
+    /// The app the request went to (SPEC §8), when one took it.
+    pub app: Option<&'a str>,
 }
 
 /// Hands a batch of complete lines to the log's writer (its background thread).
@@ -157,6 +159,10 @@ pub fn format_line(out: &mut Vec<u8>, a: &Access<'_>, format: LogFormat, now: Sy
             millis(out, a.total);
             out.extend_from_slice(b" request_id=");
             debug_str(out, a.request_id);
+            if let Some(app) = a.app {
+                out.extend_from_slice(b" app=");
+                debug_str(out, app);
+            }
             if let Some(user) = a.user {
                 out.extend_from_slice(b" user=");
                 debug_str(out, user);
@@ -179,6 +185,10 @@ pub fn format_line(out: &mut Vec<u8>, a: &Access<'_>, format: LogFormat, now: Sy
             millis(out, a.total);
             out.extend_from_slice(b",\"request_id\":");
             json_str(out, a.request_id);
+            if let Some(app) = a.app {
+                out.extend_from_slice(b",\"app\":");
+                json_str(out, app);
+            }
             if let Some(user) = a.user {
                 out.extend_from_slice(b",\"user\":");
                 json_str(out, user);
@@ -276,6 +286,7 @@ mod tests {
             upstream_ms = a.upstream.map(ms),
             total_ms = ms(a.total),
             request_id = a.request_id,
+            app = a.app,
             user = a.user,
             "access"
         );
@@ -363,8 +374,9 @@ mod tests {
             (&get, "/t\u{7f}\u{1}", 401, None, 10, "y", None),
             (&get, "/x", 303, Some(1), 999_999_999, "z", Some("u")),
         ];
-        for (method, path, status, up, total, rid, user) in cases {
+        for (i, (method, path, status, up, total, rid, user)) in cases.into_iter().enumerate() {
             let a = Access {
+                app: (i % 2 == 0).then_some("records"),
                 method,
                 path,
                 status: StatusCode::from_u16(status).unwrap(),
@@ -409,6 +421,7 @@ mod tests {
             total: Duration::ZERO,
             request_id: "r",
             user: None,
+            app: None,
         };
         let at = SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_982_038_382_585);
         let mut out = Vec::new();

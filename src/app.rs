@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use http::HeaderValue;
-
 use crate::audit::Audit;
 use crate::config::Config;
 use crate::core::lockout::LockPolicy;
@@ -14,8 +12,6 @@ use crate::http::csrf::Csrf;
 use crate::keys::KeyringHandle;
 use crate::pages::render::Brand;
 use crate::pages::velocity::Velocity;
-use crate::proxy::forward::Forwarder;
-use crate::proxy::identity_headers::IdentityHeaders;
 use crate::session::Sessions;
 use crate::users::UsersHandle;
 
@@ -34,14 +30,19 @@ pub struct App {
     pub roles: RolePolicy,
     pub sessions: Sessions,
     pub csrf: Csrf,
-    pub forwarder: Forwarder,
+    /// The apps behind the gateway and the rules, reloaded with the configuration.
+    pub(crate) apps: Arc<crate::apps::AppsHandle>,
+    /// Reloads the apps and rules from the configuration file (set by `serve`).
+    pub(crate) reloader: Option<Arc<crate::apps::Reloader>>,
+    /// The gateway's own cookie names, which no upstream receives.
+    pub(crate) own_cookies: Vec<String>,
     pub audit: Arc<Audit>,
     /// The sign-in flow: next step, attempts, factors (no HTTP inside).
     pub(crate) signin: crate::signin::SignIn,
     pub velocity: Velocity,
     /// Form submissions per client address (`limits.own_pages_per_minute`).
     pub page_posts: crate::http::rate::PerAddress,
-    pub device_cookie: String,
+    pub(crate) device_cookie: cookies::OwnCookie,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The served certificate's expiry; `serve` shares the TLS reloader's here.
     pub cert_expiry: Arc<crate::accept::cert_expiry::CertExpiry>,
@@ -111,25 +112,28 @@ impl App {
             tls,
             cfg.session.idle_timeout,
             cfg.session.absolute_timeout,
+        )
+        .with_cookie_domain(
+            cfg.session.cookie_domain.as_deref(),
+            &cfg.session.cookie_name,
+            tls,
         );
         let csrf = Csrf::new(keys.get().derive("vestibule csrf v1"), tls);
-        let device_cookie = cookies::wire_name(DEVICE_COOKIE_BASE, tls);
+        let device_cookie = cookies::OwnCookie::new(
+            DEVICE_COOKIE_BASE,
+            tls,
+            cfg.session.cookie_domain.as_deref(),
+        );
         let own_cookies = vec![
             sessions.cookie_name().to_string(),
             csrf.cookie_name().to_string(),
-            device_cookie.clone(),
+            device_cookie.name().to_string(),
         ];
-        let up = &cfg.upstream;
-        let forwarder = Forwarder {
-            upstream: crate::proxy::client::UpstreamPool::new(up)?,
-            upstream_host: HeaderValue::from_str(up.authority.as_str())
-                .unwrap_or(HeaderValue::from_static("localhost")),
-            preserve_host: up.preserve_host,
-            response_timeout: up.response_timeout,
-            identity: IdentityHeaders::new(&cfg.headers),
-            trusted_proxies: cfg.server.trusted_proxies.clone(),
-            own_cookies,
-        };
+        let apps = Arc::new(crate::apps::AppsHandle::new(crate::apps::build(
+            &cfg,
+            &own_cookies,
+            &metrics,
+        )?));
         let assertions = match &cfg.headers.assertion_key_file {
             Some(file) if cfg.headers.assertion.is_some() => {
                 Some(crate::assertion::Assertions::load(file)?)
@@ -190,7 +194,9 @@ impl App {
             tls,
             sessions,
             csrf,
-            forwarder,
+            apps,
+            reloader: None,
+            own_cookies,
             audit,
 
             device_cookie,

@@ -24,6 +24,7 @@
 pub(crate) mod accept;
 pub(crate) mod access_log;
 pub(crate) mod app;
+pub(crate) mod apps;
 pub(crate) mod assertion;
 pub(crate) mod atomic_file;
 pub mod audit;

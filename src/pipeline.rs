@@ -53,6 +53,8 @@ pub struct Trace {
     /// Time until the upstream's response headers.
     upstream: Option<Duration>,
     user: Option<Arc<crate::core::user::User>>,
+    /// The app the request went to, once known.
+    app: Option<Arc<crate::apps::AppRoute>>,
 }
 
 /// Answers one request. Never fails: every error becomes its response here. `lease`
@@ -67,7 +69,7 @@ pub async fn handle<B: RequestBody>(
     let mut trace = Trace::default();
     let resp = match decide(&app, peer, req, lease, &mut trace).await {
         Ok(resp) => resp,
-        Err(e) => answering.refused(&app, e, peer.tls),
+        Err(e) => answering.refused(&app, &trace, e, peer.tls),
     };
     answering.finish(&app, trace, resp)
 }
@@ -100,14 +102,19 @@ async fn decide<B: RequestBody>(
         Route::Upstream => {}
     }
     let target = target::resolve(app, &req)?;
-    let rules = &app.cfg.policy;
-    let decision = policy::decide(
-        &rules.rules,
-        rules.path_case,
+    let apps = app.apps.get();
+    let route = target.app(&apps, &req)?;
+    trace.app = Some(route.clone());
+    let decision = policy::decide_for_app(
+        &route.rules,
+        &route.roles,
+        &apps.rules,
+        apps.path_case,
         req.method().as_str(),
         &target.path,
     );
-    let pq = target.into_forwarded(trace);
+    let logout = route.is_logout_path(&target.path, apps.path_case);
+    let pq = target.into_forwarded(route, trace)?;
     let holder = match access::check(app, &req, decision, trace).await? {
         access::Access::Open => None,
         access::Access::Granted(holder) => Some(holder),
@@ -117,7 +124,8 @@ async fn decide<B: RequestBody>(
     };
     // One forward call for both branches: the request's future then holds the
     // upstream exchange once, not once per branch.
-    forward::send(app, req, pq, peer, lease, holder, trace).await
+    let to = forward::To { route, pq, logout };
+    forward::send(app, req, to, peer, lease, holder, trace).await
 }
 
 #[cfg(test)]

@@ -105,6 +105,11 @@ pub enum AuditEvent<'a> {
         sessions_ended: u64,
     },
     Logout,
+    /// A signed-in user's request to one of an app's `logout_paths` (SPEC §8): the
+    /// gateway session ended with the app's.
+    LogoutAtApp {
+        app: &'a str,
+    },
     /// Always by an administrator; `reason` when caused by disable / set-password.
     SessionsRevoked {
         sessions: u64,
@@ -140,7 +145,7 @@ impl AuditEvent<'_> {
             DevicesForgotten { .. } => "mfa.devices.forgotten",
             MfaDisabledByUser => "mfa.disabled",
             MfaReset { .. } => "mfa.reset",
-            Logout => "session.logout",
+            Logout | LogoutAtApp { .. } => "session.logout",
             SessionsRevoked { .. } => "session.revoked",
             UserUnlocked => "user.unlocked",
             KeyRotated { .. } => "key.rotated",
@@ -171,6 +176,7 @@ impl AuditEvent<'_> {
             } => json!({ "reason": reason.as_str() }),
             LoginLocked { failures, locks } => json!({ "failures": failures, "locks": locks }),
             EnrollStarted | Logout => json!({}),
+            LogoutAtApp { app } => json!({ "app": app }),
             EnrollCompleted { backup_codes } => json!({ "backup_codes": backup_codes }),
             ChallengeSuccess { method } => json!({ "method": mfa_label(Some(*method)) }),
             ChallengeFailure { context, failures } => {

@@ -24,7 +24,7 @@ pub fn run(path: &Path) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(CliError::failed)?;
-    rt.block_on(serve(cfg, None, None))
+    rt.block_on(serve_reloading(cfg, Some(path), None, None))
 }
 
 fn build_error(e: BuildError, key_source: &str) -> CliError {
@@ -48,6 +48,17 @@ pub async fn serve(
     stop: Option<tokio::sync::oneshot::Receiver<()>>,
     on_bound: Option<OnBound>,
 ) -> Result<(), CliError> {
+    serve_reloading(cfg, None, stop, on_bound).await
+}
+
+/// As [`serve`]; with `config_path`, the file's apps and rules are reloaded on
+/// SIGHUP and when it changes (`apps::Reloader`).
+async fn serve_reloading(
+    cfg: Config,
+    config_path: Option<&Path>,
+    stop: Option<tokio::sync::oneshot::Receiver<()>>,
+    on_bound: Option<OnBound>,
+) -> Result<(), CliError> {
     let tls = match &cfg.server.tls {
         Some(files) => Some(Arc::new(
             Tls::new(&files.cert, &files.key)
@@ -62,6 +73,15 @@ pub async fn serve(
         .map_err(|e| build_error(e, key_source))?;
     if let Some(t) = &tls {
         app.cert_expiry = t.expiry();
+    }
+    if let Some(path) = config_path {
+        app.reloader = Some(Arc::new(crate::apps::Reloader::new(
+            path.to_path_buf(),
+            &app.cfg,
+            app.apps.clone(),
+            app.own_cookies.clone(),
+            app.metrics.clone(),
+        )));
     }
     let app = Arc::new(app);
     let server = &app.cfg.server;
@@ -82,6 +102,9 @@ pub async fn serve(
         tokio::spawn(t.clone().watch());
     }
     spawn_maintenance(app.clone());
+    if let Some(r) = &app.reloader {
+        tokio::spawn(r.clone().watch());
+    }
     spawn_observability(app.clone(), tls.is_some());
     if let Some(tell) = on_bound {
         tell(bound);
@@ -89,7 +112,14 @@ pub async fn serve(
     tracing::info!(
         listen = %bound,
         tls = tls.is_some(),
-        upstream = %format!("{}://{}", app.cfg.upstream.scheme, app.cfg.upstream.authority),
+        apps = %app
+            .apps
+            .get()
+            .all()
+            .iter()
+            .map(|a| format!("{} -> {}", a.name, a.upstream_origin))
+            .collect::<Vec<_>>()
+            .join(", "),
         users = app.users.get().directory.len(),
         "vestibule serving"
     );

@@ -6,7 +6,7 @@
 mod reader;
 mod source;
 mod types;
-mod validate;
+pub(crate) mod validate;
 mod warnings;
 
 use std::fmt;

@@ -29,6 +29,38 @@ pub struct Config {
     pub log: LogConfig,
     pub limits: LimitsConfig,
     pub ui: UiConfig,
+    /// The applications behind the gateway (SPEC §8), never empty: without `[[apps]]`,
+    /// the one app `default` made of `[upstream]` that takes every request.
+    pub apps: Vec<AppConfig>,
+}
+
+/// The name of the app `[upstream]` makes (SPEC §8).
+pub const DEFAULT_APP: &str = "default";
+
+/// One application behind the gateway (`[[apps]]`, or `[upstream]` as `default`).
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// `[a-z0-9-]{1,32}`; in logs, metrics, audit events and the assertion's `aud`.
+    pub name: String,
+    /// Where it was configured ("apps[2]", or "upstream" for the fallback), for messages.
+    pub section: String,
+    /// Lower-case host names without port; empty: any host.
+    pub hosts: Vec<String>,
+    /// Normal form: "/" or a path without trailing slash ("/lab").
+    pub path_prefix: String,
+    pub upstream: UpstreamConfig,
+    /// Who may use the app at all; empty: every signed-in user.
+    pub roles: Vec<String>,
+    /// The prefix is removed on the way up and put back in the answer's paths.
+    pub strip_prefix: bool,
+    /// The identity header names this app is sent (`[headers]` where it sets none).
+    pub headers: HeadersConfig,
+    /// Evaluated before `[[policy.rules]]`, on the same (client-side) paths.
+    pub rules: Vec<Rule>,
+    /// Where a sign-in without `rd` lands on this app's hosts.
+    pub landing: Option<String>,
+    /// Normal paths whose request, once forwarded, ends the gateway session too.
+    pub logout_paths: Vec<String>,
 }
 
 /// Certificate and key paths; present only when TLS is on.
@@ -97,6 +129,9 @@ pub struct PolicyConfig {
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub cookie_name: String,
+    /// `session.cookie_domain`: session and device cookies cover this domain and its
+    /// subdomains (one sign-in for every app host under it); None: host-only cookies.
+    pub cookie_domain: Option<String>,
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
 }

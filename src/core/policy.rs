@@ -47,30 +47,36 @@ pub struct Rule {
 /// The role lists a request must satisfy: one role of each list (an empty list asks
 /// for nothing). Two lists when the path's two readings fall under different rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Roles<'a>([&'a [String]; 2]);
+pub struct Roles<'a>([&'a [String]; 3]);
 
 impl<'a> Roles<'a> {
     /// No role needed: any complete session will do.
-    pub const ANY: Roles<'static> = Roles([&[], &[]]);
+    pub const ANY: Roles<'static> = Roles([&[], &[], &[]]);
 
     /// One rule's `roles`.
     pub fn one(required: &'a [String]) -> Roles<'a> {
-        Roles([required, &[]])
+        Roles([required, &[], &[]])
     }
 
-    /// Both sets of demands at once (kept canonical so equal demands compare equal).
+    /// Both sets of demands at once (kept canonical so equal demands compare equal):
+    /// the first two lists come from the rules, the third from the app.
     fn and(self, other: Roles<'a>) -> Roles<'a> {
         let (a, b) = (self.0[0], other.0[0]);
         match (a.is_empty(), b.is_empty()) {
             (_, true) => self,
-            (true, false) => other,
+            (true, false) => Roles([b, &[], self.0[2]]),
             (false, false) if a == b => self,
-            (false, false) => Roles([a, b]),
+            (false, false) => Roles([a, b, self.0[2]]),
         }
     }
 
+    /// These demands and the app's own `roles`.
+    fn and_app(self, app: &'a [String]) -> Roles<'a> {
+        Roles([self.0[0], self.0[1], app])
+    }
+
     /// The role lists, for a check that must outlive the request (a WebSocket tunnel).
-    pub fn lists(&self) -> [&'a [String]; 2] {
+    pub fn lists(&self) -> [&'a [String]; 3] {
         self.0
     }
 
@@ -113,9 +119,19 @@ impl Rule {
     }
 }
 
-/// The first matching rule's decision for one reading of the path.
-fn first_match<'a>(rules: &'a [Rule], case: PathCase, method: &str, path: &str) -> Decision<'a> {
-    match rules.iter().find(|r| r.matches(case, method, path)) {
+/// The first matching rule's decision for one reading of the path: the app's rules
+/// first, then the gateway-wide ones.
+fn first_match<'a>(
+    rules: [&'a [Rule]; 2],
+    case: PathCase,
+    method: &str,
+    path: &str,
+) -> Decision<'a> {
+    match rules
+        .into_iter()
+        .flatten()
+        .find(|r| r.matches(case, method, path))
+    {
         None => Decision::Authenticated { roles: Roles::ANY },
         Some(r) => match r.access {
             Access::Bypass => Decision::Bypass,
@@ -144,6 +160,36 @@ fn stricter<'a>(a: Decision<'a>, b: Decision<'a>) -> Decision<'a> {
 /// Decides a request by the first rule matching `method` and the normalised `path`,
 /// under both of the path's readings (with and without `;parameters`).
 pub fn decide<'a>(rules: &'a [Rule], case: PathCase, method: &str, path: &str) -> Decision<'a> {
+    decide_for_app(&[], &[], rules, case, method, path)
+}
+
+/// As [`decide`] for a request to an app with its own rules (evaluated first) and
+/// `roles` (demanded on every authenticated path of the app, SPEC §8).
+pub fn decide_for_app<'a>(
+    app_rules: &'a [Rule],
+    app_roles: &'a [String],
+    rules: &'a [Rule],
+    case: PathCase,
+    method: &str,
+    path: &str,
+) -> Decision<'a> {
+    let rules = [app_rules, rules];
+    let decision = decide_readings(rules, case, method, path);
+    match decision {
+        Decision::Authenticated { roles } if !app_roles.is_empty() => Decision::Authenticated {
+            roles: roles.and_app(app_roles),
+        },
+        other => other,
+    }
+}
+
+/// Both readings of the path decided, the stricter holding.
+fn decide_readings<'a>(
+    rules: [&'a [Rule]; 2],
+    case: PathCase,
+    method: &str,
+    path: &str,
+) -> Decision<'a> {
     let literal = first_match(rules, case, method, path);
     match without_parameters(path) {
         std::borrow::Cow::Borrowed(_) => literal,

@@ -16,6 +16,41 @@ pub fn safe_target(rd: &str) -> String {
     }
 }
 
+/// As [`safe_target`], and also an absolute `https://` URL whose host
+/// `is_app_host` accepts (another app of the gateway, SPEC §8): its host exactly
+/// as configured (no user part; a port is kept), its path and query under the same
+/// checks as an on-site path.
+pub fn safe_target_among(rd: &str, is_app_host: impl Fn(&str) -> bool) -> String {
+    let Some(rest) = rd
+        .get(..8)
+        .filter(|s| s.eq_ignore_ascii_case("https://"))
+        .map(|_| &rd[8..])
+    else {
+        return safe_target(rd);
+    };
+    let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && is_app_host(&host.to_ascii_lowercase());
+    let path = if path.is_empty() { "/" } else { path };
+    if host_ok && is_on_site(path) {
+        format!(
+            "https://{}{}",
+            authority.to_ascii_lowercase(),
+            utf8_percent_encode(path, LOCATION_UNSAFE)
+        )
+    } else {
+        "/".to_string()
+    }
+}
+
 /// True when `rd` can only ever resolve to a path on this origin.
 pub fn is_on_site(rd: &str) -> bool {
     if rd.len() > 4096 || rd.chars().any(|c| c.is_control() || c.is_whitespace()) {
@@ -75,6 +110,39 @@ mod tests {
             "/.\\evil",
         ] {
             assert_eq!(safe_target(bad), "/", "{bad:?} must not be honoured");
+        }
+    }
+
+    #[test]
+    fn absolute_targets_only_to_app_hosts() {
+        let apps = |h: &str| h == "lab.clinic.example" || h == "records.clinic.example";
+        assert_eq!(
+            safe_target_among("https://lab.clinic.example/results?id=3", apps),
+            "https://lab.clinic.example/results?id=3"
+        );
+        assert_eq!(
+            safe_target_among("HTTPS://Records.Clinic.Example:8443", apps),
+            "https://records.clinic.example:8443/"
+        );
+        assert_eq!(safe_target_among("/chart", apps), "/chart");
+        for bad in [
+            "https://evil.example/",
+            "http://lab.clinic.example/",
+            "https://lab.clinic.example.evil.example/",
+            "https://user@lab.clinic.example/",
+            "https://lab.clinic.example@evil.example/",
+            "https://lab.clinic.example//evil.example",
+            "https://lab.clinic.example/%2f/evil.example",
+            "https://lab.clinic.example\\evil.example",
+            "https://lab.clinic.example:x/",
+            "https://",
+            "//lab.clinic.example/",
+        ] {
+            assert_eq!(
+                safe_target_among(bad, apps),
+                "/",
+                "{bad:?} must not be honoured"
+            );
         }
     }
 

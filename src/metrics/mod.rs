@@ -124,12 +124,49 @@ pub enum Handshake {
     Timeout,
 }
 
-/// Every metric handle the gateway updates, registered up front.
-pub struct Metrics {
-    handle: PrometheusHandle,
+/// The per-request metrics of one app, labelled with its name (SPEC §8): what it was
+/// asked, how long its upstream took, how often it failed.
+pub struct AppMetrics {
     requests: [Counter; 8],
     upstream_seconds: Histogram,
     upstream_errors: [Counter; 2],
+}
+
+impl AppMetrics {
+    /// Registers the app's series (`app=""`: requests no app took, own pages).
+    fn register(app: &str) -> Self {
+        let app = app.to_string();
+        AppMetrics {
+            requests: Outcome::ALL.map(|o| {
+                counter!("vestibule_requests_total", "app" => app.clone(), "outcome" => o.label())
+            }),
+            upstream_seconds: histogram!("vestibule_upstream_response_seconds", "app" => app.clone()),
+            upstream_errors: ["connect", "timeout"].map(|k| {
+                counter!("vestibule_upstream_errors_total", "app" => app.clone(), "kind" => k)
+            }),
+        }
+    }
+
+    pub fn request(&self, outcome: Outcome) {
+        self.requests[outcome as usize].increment(1);
+    }
+
+    pub fn upstream_time(&self, d: Duration) {
+        self.upstream_seconds.record(d.as_secs_f64());
+    }
+
+    pub fn upstream_error(&self, kind: UpstreamError) {
+        self.upstream_errors[kind as usize].increment(1);
+    }
+}
+
+/// Every metric handle the gateway updates, registered up front.
+pub struct Metrics {
+    handle: PrometheusHandle,
+    /// Kept to register the series of apps a reload adds.
+    recorder: metrics_exporter_prometheus::PrometheusRecorder,
+    /// Requests no app took (own pages, unrouted, refused before routing).
+    no_app: AppMetrics,
     logins: [Counter; 3],
     /// `[method][0 = success, 1 = failure]`.
     code_checks: [[Counter; 2]; 3],
@@ -182,11 +219,8 @@ impl Metrics {
             };
             Metrics {
                 handle: handle.clone(),
-                requests: Outcome::ALL
-                    .map(|o| counter!("vestibule_requests_total", "outcome" => o.label())),
-                upstream_seconds: histogram!("vestibule_upstream_response_seconds"),
-                upstream_errors: ["connect", "timeout"]
-                    .map(|k| counter!("vestibule_upstream_errors_total", "kind" => k)),
+                recorder: PrometheusBuilder::new().build_recorder(),
+                no_app: AppMetrics::register(""),
                 logins: ["success", "failure", "locked"]
                     .map(|r| counter!("vestibule_logins_total", "result" => r)),
                 code_checks: [code("totp"), code("backup_code"), code("remembered_device")],
@@ -206,19 +240,18 @@ impl Metrics {
                 connections_parked: counter!("vestibule_connections_parked_total"),
             }
         });
-        Ok(m)
+        // The recorder the series were registered with stays, for the apps to come.
+        Ok(Metrics { recorder, ..m })
     }
 
-    pub fn request(&self, outcome: Outcome) {
-        self.requests[outcome as usize].increment(1);
+    /// The per-request metrics of the app `name` (its series registered now).
+    pub fn for_app(&self, name: &str) -> AppMetrics {
+        metrics::with_local_recorder(&self.recorder, || AppMetrics::register(name))
     }
 
-    pub fn upstream_time(&self, d: Duration) {
-        self.upstream_seconds.record(d.as_secs_f64());
-    }
-
-    pub fn upstream_error(&self, kind: UpstreamError) {
-        self.upstream_errors[kind as usize].increment(1);
+    /// Requests no app took.
+    pub fn no_app(&self) -> &AppMetrics {
+        &self.no_app
     }
 
     pub fn login(&self, result: LoginResult) {
@@ -395,17 +428,18 @@ mod tests {
     #[test]
     fn every_label_combination_is_exported_from_the_start() {
         let m = Metrics::new("embedded", true).unwrap();
-        m.request(Outcome::Forwarded);
+        let records = m.for_app("records");
+        records.request(Outcome::Forwarded);
         m.code_check(CodeMethod::BackupCode, false);
-        m.upstream_time(Duration::from_millis(30));
+        records.upstream_time(Duration::from_millis(30));
         m.set_cert_expiry(86_400);
         let text = String::from_utf8(m.render()).unwrap();
         assert!(
-            text.contains("vestibule_requests_total{outcome=\"forwarded\"} 1"),
+            text.contains("vestibule_requests_total{app=\"records\",outcome=\"forwarded\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("vestibule_requests_total{outcome=\"locked_429\"} 0"),
+            text.contains("vestibule_requests_total{app=\"\",outcome=\"locked_429\"} 0"),
             "{text}"
         );
         assert!(
@@ -415,7 +449,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("vestibule_upstream_response_seconds_bucket{le=\"0.05\"} 1"),
+            text.contains(
+                "vestibule_upstream_response_seconds_bucket{app=\"records\",le=\"0.05\"} 1"
+            ),
             "{text}"
         );
         assert!(

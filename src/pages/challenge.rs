@@ -7,9 +7,7 @@ use super::render::{self, ChallengePage};
 use super::{Ctx, Form, current, to_login};
 use crate::core::auth_flow::{SecondFactor, Stage};
 use crate::core::clock::now_ms;
-use crate::core::redirect::safe_target;
 use crate::http::body::Body;
-use crate::http::cookies;
 use crate::http::error::GatewayError;
 use crate::session::Current;
 use crate::signin::Next;
@@ -64,7 +62,7 @@ pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
 
 pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, GatewayError> {
     let app = ctx.app;
-    let rd = safe_target(form.get("rd"));
+    let rd = ctx.rd(form.get("rd"));
     let cur = match eligible(ctx, &rd).await? {
         Ok(x) => x,
         Err(resp) => return Ok(resp),
@@ -113,12 +111,10 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
             .remember_browser(&user, browser_label(ua), ctx.ip)
             .await?
         {
-            cookies_out.push(cookies::set(
-                &app.device_cookie,
-                &device.token,
-                ctx.tls,
-                Some(device.max_age_secs as i64),
-            ));
+            cookies_out.push(
+                app.device_cookie
+                    .set(&device.token, Some(device.max_age_secs as i64)),
+            );
         }
     }
     Ok(render::redirect(

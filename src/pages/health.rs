@@ -91,11 +91,20 @@ pub async fn health(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
             ctx.tls,
         ));
     }
-    Ok(render::json(
-        StatusCode::OK,
-        &json!({ "status": "ok" }),
-        ctx.tls,
-    ))
+    // A refused reload leaves the previous configuration serving: healthy, but the
+    // operator should know (SPEC §8 / issue 20).
+    let body = match app.reloader.as_ref().and_then(|r| r.failure()) {
+        None => json!({ "status": "ok" }),
+        Some(why) => json!({
+            "status": "ok",
+            "detail": {
+                "config": format!(
+                    "reload failed; the previous configuration stays in force: {why}"
+                ),
+            },
+        }),
+    };
+    Ok(render::json(StatusCode::OK, &body, ctx.tls))
 }
 
 /// The current complete session as JSON, or the §5.1 401.

@@ -7,9 +7,7 @@ use super::render::{self, LoginPage};
 use super::{Ctx, Form};
 use crate::core::auth_flow::Stage;
 use crate::core::clock::now_ms;
-use crate::core::redirect::safe_target;
 use crate::http::body::Body;
-use crate::http::cookies;
 use crate::http::error::GatewayError;
 use crate::signin::Next;
 use crate::signin::password::{Credentials, PasswordOutcome};
@@ -52,12 +50,12 @@ pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
 
 pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, GatewayError> {
     let app = ctx.app;
-    let rd = safe_target(form.get("rd"));
+    let rd = ctx.rd(form.get("rd"));
     let username = form.get("username").trim();
     let credentials = Credentials {
         username,
         password: form.get("password"),
-        device_token: cookies::get(&ctx.headers, &app.device_cookie),
+        device_token: app.device_cookie.get(&ctx.headers),
     };
     let pause = app.velocity.delay(ctx.ip);
     let (user, next, new_device) = match app.signin.password(credentials, ctx.ip, pause).await? {
@@ -88,12 +86,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
     };
     let mut cookies_out = Vec::new();
     if let Some(d) = new_device {
-        cookies_out.push(cookies::set(
-            &app.device_cookie,
-            &d.token,
-            ctx.tls,
-            Some(d.max_age_secs as i64),
-        ));
+        cookies_out.push(app.device_cookie.set(&d.token, Some(d.max_age_secs as i64)));
     }
     let stage = match next {
         Next::Complete { factor } => Stage::Complete { factor },

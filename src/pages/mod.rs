@@ -67,7 +67,24 @@ impl Ctx<'_> {
 
     /// The validated redirect target from the query.
     pub fn rd_from_query(&self) -> String {
-        crate::core::redirect::safe_target(self.query.get("rd").map(String::as_str).unwrap_or("/"))
+        self.rd(self.query.get("rd").map(String::as_str).unwrap_or(""))
+    }
+
+    /// Where to go after a sign-in step: `rd` when it is on this site or on another
+    /// app's host (SPEC §8), `/` when it is anything else, and the landing path of
+    /// this host's app when there is none.
+    pub fn rd(&self, rd: &str) -> String {
+        let apps = self.app.apps.get();
+        if rd.is_empty() {
+            let host = self
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.parse::<http::uri::Authority>().ok())
+                .map(|a| a.host().to_ascii_lowercase());
+            return apps.landing(host.as_deref()).to_string();
+        }
+        crate::core::redirect::safe_target_among(rd, |h| apps.is_app_host(h))
     }
 }
 

@@ -7,7 +7,6 @@ use super::render::{self, SetupPage};
 use super::{Ctx, Form, current, to_login};
 use crate::core::auth_flow::{SecondFactor, Stage};
 use crate::core::clock::now_ms;
-use crate::core::redirect::safe_target;
 use crate::core::totp;
 use crate::core::user::User;
 use crate::http::body::Body;
@@ -94,7 +93,7 @@ pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
 
 pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, GatewayError> {
     let app = ctx.app;
-    let rd = safe_target(form.get("rd"));
+    let rd = ctx.rd(form.get("rd"));
     let cur = match eligible(ctx, &rd).await? {
         Ok(c) => c,
         Err(resp) => return Ok(resp),

@@ -62,12 +62,20 @@ impl Answering {
     }
 
     /// The response to a refused request, in the request's language.
-    pub(super) fn refused(&self, app: &App, e: GatewayError, tls: bool) -> Response<Body> {
+    pub(super) fn refused(
+        &self,
+        app: &App,
+        trace: &Trace,
+        e: GatewayError,
+        tls: bool,
+    ) -> Response<Body> {
+        let metrics = trace
+            .app
+            .as_ref()
+            .map_or(app.metrics.no_app(), |a| &a.metrics);
         match e {
-            GatewayError::UpstreamUnreachable(_) => {
-                app.metrics.upstream_error(UpstreamError::Connect)
-            }
-            GatewayError::UpstreamTimeout => app.metrics.upstream_error(UpstreamError::Timeout),
+            GatewayError::UpstreamUnreachable(_) => metrics.upstream_error(UpstreamError::Connect),
+            GatewayError::UpstreamTimeout => metrics.upstream_error(UpstreamError::Timeout),
             _ => {}
         }
         let mut lang_headers = HeaderMap::new();
@@ -85,7 +93,11 @@ impl Answering {
         trace: Trace,
         mut resp: Response<Body>,
     ) -> Response<Body> {
-        app.metrics.request(
+        let metrics = trace
+            .app
+            .as_ref()
+            .map_or(app.metrics.no_app(), |a| &a.metrics);
+        metrics.request(
             trace
                 .outcome
                 .unwrap_or_else(|| Outcome::from_status(resp.status())),
@@ -99,6 +111,7 @@ impl Answering {
                 total: self.started.elapsed(),
                 request_id: self.rid.to_str().unwrap_or(""),
                 user: trace.user.as_deref().map(|u| u.username.as_str()),
+                app: trace.app.as_deref().map(|a| &*a.name),
             });
         }
         resp.headers_mut().insert(&X_REQUEST_ID, self.rid);

@@ -10,6 +10,7 @@ use http::uri::PathAndQuery;
 
 use super::Trace;
 use crate::app::App;
+use crate::apps::{AppRoute, Apps, NoApp};
 use crate::core::path::{normalise, without_parameters};
 use crate::http::error::GatewayError;
 use crate::router;
@@ -24,10 +25,47 @@ pub(super) struct Target<'r> {
 
 impl Target<'_> {
     /// Leaves the normal path for the access line (only when it differs from the
-    /// request's own, which the line falls back to) and keeps what is forwarded.
-    pub(super) fn into_forwarded(self, trace: &mut Trace) -> PathAndQuery {
+    /// request's own, which the line falls back to) and keeps what is forwarded:
+    /// without the app's prefix when it strips it ("/lab/x?q" reaches it as "/x?q").
+    pub(super) fn into_forwarded(
+        self,
+        route: &AppRoute,
+        trace: &mut Trace,
+    ) -> Result<PathAndQuery, GatewayError> {
+        let pq = match route.strip_prefix {
+            false => self.pq,
+            true => {
+                let rest = &self.pq.as_str()[route.prefix.len().min(self.pq.as_str().len())..];
+                let stripped = match rest.as_bytes().first() {
+                    Some(b'/') => rest.to_string(),
+                    _ => format!("/{rest}"),
+                };
+                PathAndQuery::try_from(stripped)
+                    .map_err(|_| GatewayError::BadRequest("invalid path or query"))?
+            }
+        };
         trace.path = (!self.unchanged).then(|| self.path.into_owned());
-        self.pq
+        Ok(pq)
+    }
+
+    /// The app that takes this request (by its host and this normal path).
+    pub(super) fn app<'t, B>(
+        &self,
+        apps: &'t Apps,
+        req: &Request<B>,
+    ) -> Result<&'t std::sync::Arc<AppRoute>, GatewayError> {
+        let host = if apps.routes_by_host() {
+            router::host_name(req)
+        } else {
+            None
+        };
+        apps.route(host.as_deref(), &self.path)
+            .map_err(|e| match e {
+                NoApp::Unrouted => GatewayError::NotFound,
+                NoApp::Ambiguous => GatewayError::BadRequest(
+                    "the path's ;parameters would reach another application",
+                ),
+            })
     }
 }
 

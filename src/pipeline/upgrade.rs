@@ -24,6 +24,7 @@ pub(super) fn opening<B>(
     peer: Peer,
     lease: ConnectionLease,
     session: Option<(Fingerprint, crate::core::policy::Roles<'_>)>,
+    idle_timeout: std::time::Duration,
 ) -> Result<Option<Box<Opening>>, GatewayError> {
     let Some(handshake) = websocket::requested(req.method(), req.version(), req.headers()) else {
         return Ok(None);
@@ -36,7 +37,7 @@ pub(super) fn opening<B>(
         handshake,
         terms: Terms {
             lease,
-            idle_timeout: app.cfg.upstream.websocket_idle_timeout,
+            idle_timeout,
             session,
         },
     })))

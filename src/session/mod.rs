@@ -24,8 +24,7 @@ pub struct Current {
 /// Session handling, configured once.
 pub struct Sessions {
     store: Arc<dyn Store>,
-    cookie: String,
-    tls: bool,
+    cookie: cookies::OwnCookie,
     idle_ms: u64,
     absolute_ms: u64,
     touch_every_ms: u64,
@@ -42,8 +41,7 @@ impl Sessions {
         let idle_ms = idle.as_millis() as u64;
         Self {
             store,
-            cookie: cookies::wire_name(cookie_base, tls),
-            tls,
+            cookie: cookies::OwnCookie::new(cookie_base, tls, None),
             idle_ms,
             absolute_ms: absolute.as_millis() as u64,
             // "Last seen" writes are throttled: at most one per quarter of the idle timeout.
@@ -51,14 +49,26 @@ impl Sessions {
         }
     }
 
+    /// Scopes the session cookie to `domain` and its subdomains (`session.cookie_domain`).
+    pub(crate) fn with_cookie_domain(
+        mut self,
+        domain: Option<&str>,
+        base: &str,
+        tls: bool,
+    ) -> Self {
+        self.cookie = cookies::OwnCookie::new(base, tls, domain);
+        self
+    }
+
     /// The session cookie's name on the wire.
     pub fn cookie_name(&self) -> &str {
-        &self.cookie
+        self.cookie.name()
     }
 
     /// The raw id fingerprint from the request's cookie, if it has a well-formed one.
     pub fn presented(&self, headers: &HeaderMap) -> Option<Fingerprint> {
-        cookies::get(headers, &self.cookie)
+        self.cookie
+            .get(headers)
             .filter(|v| looks_like_token(v))
             .map(fingerprint)
     }
@@ -147,7 +157,7 @@ impl Sessions {
         self.store
             .session_put(&fingerprint(&token), &rec, self.idle_ms)
             .await?;
-        Ok(cookies::set(&self.cookie, &token, self.tls, None))
+        Ok(self.cookie.set(&token, None))
     }
 
     /// Moves the session `cur` to a new id at `stage` (a privilege change: second
@@ -206,7 +216,7 @@ impl Sessions {
             .store
             .session_rotate(&cur.id, &id, &rec, self.idle_ms)
             .await?;
-        Ok(rotated.then(|| (cookies::set(&self.cookie, &token, self.tls, None), id)))
+        Ok(rotated.then(|| (self.cookie.set(&token, None), id)))
     }
 
     /// Ends a session on the server.
@@ -216,7 +226,7 @@ impl Sessions {
 
     /// The `Set-Cookie` value that removes the session cookie.
     pub fn clear_cookie(&self) -> String {
-        cookies::clear(&self.cookie, self.tls)
+        self.cookie.clear()
     }
 
     /// When the session will end at the latest, for `P/api/session`.

@@ -324,8 +324,8 @@ async fn metrics_are_prometheus_text_and_count_what_happens() {
         .await;
     let before = scrape(&gw).await;
     for name in [
-        "vestibule_requests_total{outcome=\"forwarded\"}",
-        "vestibule_upstream_errors_total{kind=\"timeout\"}",
+        "vestibule_requests_total{app=\"default\",outcome=\"forwarded\"}",
+        "vestibule_upstream_errors_total{app=\"default\",kind=\"timeout\"}",
         "vestibule_logins_total{result=\"locked\"}",
         "vestibule_code_checks_total{method=\"remembered_device\",result=\"success\"}",
         "vestibule_lockouts_total{step=\"code\"}",
@@ -368,28 +368,35 @@ async fn metrics_are_prometheus_text_and_count_what_happens() {
 
     let after = scrape(&gw).await;
     let delta = |s: &str| val(&after, s) - before.get(s).copied().unwrap_or(0.0);
-    assert_eq!(delta("vestibule_requests_total{outcome=\"bypassed\"}"), 1.0);
     assert_eq!(
-        delta("vestibule_requests_total{outcome=\"forwarded\"}"),
+        delta("vestibule_requests_total{app=\"default\",outcome=\"bypassed\"}"),
         1.0
     );
     assert_eq!(
-        delta("vestibule_requests_total{outcome=\"unauthorized_401\"}"),
-        2.0,
-        "the 401 JSON and the failed login"
+        delta("vestibule_requests_total{app=\"default\",outcome=\"forwarded\"}"),
+        1.0
     );
     assert_eq!(
-        delta("vestibule_requests_total{outcome=\"redirected_to_login\"}"),
+        delta("vestibule_requests_total{app=\"default\",outcome=\"unauthorized_401\"}")
+            + delta("vestibule_requests_total{app=\"\",outcome=\"unauthorized_401\"}"),
+        2.0,
+        "the 401 JSON (app default) and the failed login (own page: no app)"
+    );
+    assert_eq!(
+        delta("vestibule_requests_total{app=\"default\",outcome=\"redirected_to_login\"}"),
         1.0
     );
     assert_eq!(delta("vestibule_logins_total{result=\"failure\"}"), 1.0);
     assert_eq!(delta("vestibule_logins_total{result=\"success\"}"), 1.0);
-    assert_eq!(delta("vestibule_upstream_response_seconds_count"), 2.0);
+    assert_eq!(
+        delta("vestibule_upstream_response_seconds_count{app=\"default\"}"),
+        2.0
+    );
     assert!(delta("vestibule_store_operation_seconds_count{backend=\"embedded\"}") >= 3.0);
     assert!(
         val(
             &after,
-            "vestibule_upstream_response_seconds_bucket{le=\"+Inf\"}"
+            "vestibule_upstream_response_seconds_bucket{app=\"default\",le=\"+Inf\"}"
         ) >= 2.0
     );
     // The gauge is refreshed at scrape time (at most every 10 s): the first scrape counted 0.

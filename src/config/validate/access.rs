@@ -79,6 +79,47 @@ pub(super) fn headers(r: &mut Reader, root: &Table<'_>) -> HeadersConfig {
     cfg
 }
 
+/// An app's `[apps.headers]`: the identity header names it expects; a name it does not
+/// set is `[headers]`'s. What is stripped and the assertion stay `[headers]`'s.
+pub(super) fn app_headers(
+    r: &mut Reader,
+    app: &Table<'_>,
+    global: &HeadersConfig,
+) -> HeadersConfig {
+    let t = r.table(app, "headers", &["user", "email", "name", "roles", "mfa"]);
+    let mut one = |name: &str, base: &HeaderName| match t.get(name) {
+        None => base.clone(),
+        Some(_) => {
+            let v = r.string(&t, name, base.as_str());
+            header_name(r, &t.at(name), &v)
+        }
+    };
+    let cfg = HeadersConfig {
+        user: one("user", &global.user),
+        email: one("email", &global.email),
+        name: one("name", &global.name),
+        roles: one("roles", &global.roles),
+        mfa: one("mfa", &global.mfa),
+        ..global.clone()
+    };
+    for h in cfg.identity() {
+        if crate::http::hop_by_hop::is_hop_by_hop(h)
+            || h == http::header::HOST
+            || h == http::header::COOKIE
+            || cfg.assertion.as_ref() == Some(h)
+        {
+            r.problem(&t.key, format!("{h} cannot be used as an identity header"));
+        }
+    }
+    let mut names: Vec<&str> = cfg.identity().iter().map(|h| h.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.len() != 5 {
+        r.problem(&t.key, "the five identity header names must all differ");
+    }
+    cfg
+}
+
 impl HeadersConfig {
     /// The five identity header names, in a fixed order.
     pub fn identity(&self) -> [&HeaderName; 5] {
@@ -115,7 +156,8 @@ pub(super) fn policy(r: &mut Reader, root: &Table<'_>) -> PolicyConfig {
     }
 }
 
-fn rule(r: &mut Reader, t: &Table<'_>) -> Option<Rule> {
+/// One rule table (`[[policy.rules]]` or `[[apps.rules]]`).
+pub(super) fn rule(r: &mut Reader, t: &Table<'_>) -> Option<Rule> {
     let prefix = r.optional_string(t, "path_prefix");
     let exact = r.optional_string(t, "path");
     let matcher = match (prefix, exact) {

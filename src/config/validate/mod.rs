@@ -17,6 +17,7 @@ use crate::core::policy::{Access, PathMatch, Rule};
 use crate::core::totp::{Algorithm, TotpSettings};
 
 mod access;
+mod apps;
 mod network;
 mod storage;
 mod ui;
@@ -41,6 +42,7 @@ const SECTIONS: &[&str] = &[
     "log",
     "limits",
     "ui",
+    "apps",
 ];
 
 /// Default extra header names removed from every client request (SPEC §3).
@@ -71,10 +73,14 @@ pub fn validate(tree: &Value) -> Result<Config, Vec<ConfigProblem>> {
 pub fn validate_all(tree: &Value) -> (Config, Vec<ConfigProblem>) {
     let mut r = Reader::default();
     let root = r.root(tree, SECTIONS);
+    let upstream = upstream(&mut r, &root);
+    let headers = headers(&mut r, &root);
+    let apps = apps::apps(&mut r, &root, &upstream, &headers);
     let config = Config {
         server: server(&mut r, &root),
-        upstream: upstream(&mut r, &root),
-        headers: headers(&mut r, &root),
+        upstream,
+        headers,
+        apps,
         users: users(&mut r, &root),
         policy: policy(&mut r, &root),
         session: session(&mut r, &root),
@@ -88,6 +94,7 @@ pub fn validate_all(tree: &Value) -> (Config, Vec<ConfigProblem>) {
         ui: ui(&mut r, &root),
     };
     cross_checks(&mut r, &config);
+    apps::cross_checks(&mut r, &config);
     (config, r.problems)
 }
 
@@ -103,8 +110,28 @@ fn session(r: &mut Reader, root: &Table<'_>) -> SessionConfig {
     let t = r.table(
         root,
         "session",
-        &["cookie_name", "idle_timeout", "absolute_timeout"],
+        &[
+            "cookie_name",
+            "cookie_domain",
+            "idle_timeout",
+            "absolute_timeout",
+        ],
     );
+    let cookie_domain = r
+        .optional_string(&t, "cookie_domain")
+        .map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase());
+    if let Some(d) = &cookie_domain
+        && (!d.contains('.')
+            || d.parse::<std::net::IpAddr>().is_ok()
+            || !d.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            }))
+    {
+        r.problem(
+            &t.at("cookie_domain"),
+            format!("{d:?} must be a domain name such as \"clinic.example\" (not an address)"),
+        );
+    }
     let cookie_name = r.string(&t, "cookie_name", "vestibule_session");
     let token_ok = !cookie_name.is_empty()
         && cookie_name
@@ -116,6 +143,7 @@ fn session(r: &mut Reader, root: &Table<'_>) -> SessionConfig {
     }
     SessionConfig {
         cookie_name,
+        cookie_domain,
         idle_timeout: r.duration(&t, "idle_timeout", "30m"),
         absolute_timeout: r.duration(&t, "absolute_timeout", "12h"),
     }

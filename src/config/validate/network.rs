@@ -1,5 +1,7 @@
 //! `[server]` and `[upstream]`: where the gateway listens and what it forwards to.
 
+use std::time::Duration;
+
 use super::*;
 
 pub(super) fn server(r: &mut Reader, root: &Table<'_>) -> ServerConfig {
@@ -130,19 +132,35 @@ pub(super) fn server(r: &mut Reader, root: &Table<'_>) -> ServerConfig {
 }
 
 pub(super) fn upstream(r: &mut Reader, root: &Table<'_>) -> UpstreamConfig {
-    let t = r.table(
-        root,
-        "upstream",
-        &[
-            "url",
-            "connect_timeout",
-            "response_timeout",
-            "ca_file",
-            "preserve_host",
-            "websocket_idle_timeout",
-        ],
-    );
-    let url = r.string(&t, "url", "http://127.0.0.1:3000");
+    let t = r.table(root, "upstream", UPSTREAM_KEYS);
+    upstream_keys(r, &t, None)
+}
+
+/// The keys of `[upstream]`, which an `[[apps]]` table may also set.
+pub(super) const UPSTREAM_KEYS: &[&str] = &[
+    "url",
+    "connect_timeout",
+    "response_timeout",
+    "ca_file",
+    "preserve_host",
+    "websocket_idle_timeout",
+];
+
+/// Reads the upstream keys of table `t`; a key `t` does not set comes from `inherit`
+/// (an app's table inherits `[upstream]`'s settings), else from the defaults. The URL
+/// is required when inheriting: an app without its own upstream is a mistake.
+pub(super) fn upstream_keys(
+    r: &mut Reader,
+    t: &Table<'_>,
+    inherit: Option<&UpstreamConfig>,
+) -> UpstreamConfig {
+    if inherit.is_some() && !t.has("url") {
+        r.problem(
+            &t.at("url"),
+            "is required: the app's upstream, e.g. \"http://10.0.0.5:8080\"",
+        );
+    }
+    let url = r.string(t, "url", "http://127.0.0.1:3000");
     let fallback = (
         http::uri::Scheme::HTTP,
         http::uri::Authority::from_static("127.0.0.1:3000"),
@@ -177,7 +195,7 @@ pub(super) fn upstream(r: &mut Reader, root: &Table<'_>) -> UpstreamConfig {
             fallback
         }
     };
-    let ca_file = r.optional_string(&t, "ca_file").map(PathBuf::from);
+    let ca_file = r.optional_string(t, "ca_file").map(PathBuf::from);
     if let Some(ca) = &ca_file
         && !ca.is_file()
     {
@@ -186,13 +204,32 @@ pub(super) fn upstream(r: &mut Reader, root: &Table<'_>) -> UpstreamConfig {
             format!("file {} does not exist", ca.display()),
         );
     }
+    let duration = |r: &mut Reader, name: &str, default: &str, base: Option<Duration>| match base {
+        Some(b) if !t.has(name) => b,
+        _ => r.duration(t, name, default),
+    };
     UpstreamConfig {
         scheme,
         authority,
-        connect_timeout: r.duration(&t, "connect_timeout", "5s"),
-        response_timeout: r.duration(&t, "response_timeout", "60s"),
-        ca_file,
-        preserve_host: r.boolean(&t, "preserve_host", true),
-        websocket_idle_timeout: r.duration(&t, "websocket_idle_timeout", "10m"),
+        connect_timeout: duration(
+            r,
+            "connect_timeout",
+            "5s",
+            inherit.map(|u| u.connect_timeout),
+        ),
+        response_timeout: duration(
+            r,
+            "response_timeout",
+            "60s",
+            inherit.map(|u| u.response_timeout),
+        ),
+        ca_file: ca_file.or_else(|| inherit.and_then(|u| u.ca_file.clone())),
+        preserve_host: r.boolean(t, "preserve_host", inherit.is_none_or(|u| u.preserve_host)),
+        websocket_idle_timeout: duration(
+            r,
+            "websocket_idle_timeout",
+            "10m",
+            inherit.map(|u| u.websocket_idle_timeout),
+        ),
     }
 }

@@ -1,0 +1,203 @@
+//! The applications behind the gateway (SPEC §8) as the request path uses them: a
+//! routing table from host and path prefix to an [`AppRoute`] — its upstream, rules,
+//! roles and header names — swapped whole when the configuration is reloaded.
+//!
+//! Routing is a hash lookup of the host and a walk over that host's prefixes, longest
+//! first; with the one app of a configuration without `[[apps]]` it is a single
+//! comparison. Prefixes match on segment boundaries (`/lab` takes `/lab` and `/lab/x`,
+//! never `/laboratory`), and a path is routed under both of its readings (with and
+//! without `;parameters`, as for the rules): when they name different apps, the
+//! request is refused rather than handed to the app one reading picks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::core::path::without_parameters;
+use crate::core::policy::{PathCase, Rule};
+use crate::proxy::forward::Forwarder;
+
+mod build;
+mod reload;
+
+pub(crate) use reload::Reloader;
+
+/// One application, ready to serve.
+pub(crate) struct AppRoute {
+    /// In logs, metrics, audit events and the assertion's `aud`.
+    pub(crate) name: Arc<str>,
+    /// "/" or a prefix without trailing slash.
+    pub(crate) prefix: String,
+    pub(crate) strip_prefix: bool,
+    /// Who may use the app at all (empty: every signed-in user).
+    pub(crate) roles: Vec<String>,
+    /// Evaluated before the gateway-wide rules.
+    pub(crate) rules: Vec<Rule>,
+    /// Its upstream, header names and connection pool.
+    pub(crate) forwarder: Forwarder,
+    /// Where a sign-in without `rd` lands on its hosts.
+    pub(crate) landing: Option<String>,
+    /// Paths whose request, once forwarded, also ends the gateway session.
+    pub(crate) logout_paths: Vec<String>,
+    /// An open WebSocket without traffic this long is closed.
+    pub(crate) websocket_idle_timeout: std::time::Duration,
+    /// Its series of the per-request metrics (`app="<name>"`).
+    pub(crate) metrics: crate::metrics::AppMetrics,
+    /// The upstream's own origin (`http://10.0.0.5:8080`), for mapping `Location`s back.
+    pub(crate) upstream_origin: String,
+}
+
+impl AppRoute {
+    /// Whether `path` (normal form) is one of the app's own logout paths, under either
+    /// of its readings.
+    pub(crate) fn is_logout_path(&self, path: &str, case: PathCase) -> bool {
+        if self.logout_paths.is_empty() {
+            return false;
+        }
+        let same = |a: &str, b: &str| match case {
+            PathCase::Sensitive => a == b,
+            PathCase::Insensitive => a.eq_ignore_ascii_case(b),
+        };
+        let bare = without_parameters(path);
+        self.logout_paths
+            .iter()
+            .any(|p| same(p, path) || same(p, &bare))
+    }
+}
+
+/// Why a request has no app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoApp {
+    /// No app takes this host and path: 404.
+    Unrouted,
+    /// The path's two readings fall to different apps: 400.
+    Ambiguous,
+}
+
+/// The routing table: every app, and per host the candidates, longest prefix first.
+pub(crate) struct Apps {
+    all: Vec<Arc<AppRoute>>,
+    /// Candidates (indices into `all`) of each configured host: its own apps and the
+    /// any-host ones, longest prefix first, a host's own app before an any-host one.
+    by_host: HashMap<String, Vec<usize>>,
+    /// Candidates of a host no app names.
+    any_host: Vec<usize>,
+    /// The gateway-wide rules (`[[policy.rules]]`), reloaded with the apps.
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) path_case: PathCase,
+    /// Every host an app names: the hosts an absolute `rd` may go to.
+    hosts: Vec<String>,
+}
+
+impl Apps {
+    /// The app for `host` (lower-case, without port; None: no Host) and the normal
+    /// `path`.
+    pub(crate) fn route(&self, host: Option<&str>, path: &str) -> Result<&Arc<AppRoute>, NoApp> {
+        let candidates = match host {
+            Some(h) if !self.by_host.is_empty() => self.by_host.get(h).unwrap_or(&self.any_host),
+            _ => &self.any_host,
+        };
+        let literal = self.longest(candidates, path);
+        if path.contains(';') {
+            let bare = self.longest(candidates, &without_parameters(path));
+            if bare.map(Arc::as_ptr) != literal.map(Arc::as_ptr) {
+                return Err(NoApp::Ambiguous);
+            }
+        }
+        literal.ok_or(NoApp::Unrouted)
+    }
+
+    fn longest(&self, candidates: &[usize], path: &str) -> Option<&Arc<AppRoute>> {
+        candidates
+            .iter()
+            .map(|&i| &self.all[i])
+            .find(|a| takes(&a.prefix, path, self.path_case))
+    }
+
+    /// Whether any app names hosts (else routing needs no host at all).
+    pub(crate) fn routes_by_host(&self) -> bool {
+        !self.by_host.is_empty()
+    }
+
+    /// Whether `host` is one an app names (an absolute `rd` may go there).
+    pub(crate) fn is_app_host(&self, host: &str) -> bool {
+        self.hosts.iter().any(|h| h == host)
+    }
+
+    /// Where a sign-in without `rd` lands on `host`: the landing of the app that takes
+    /// the host's `/`, else the landing (or prefix) of the host's first app, else `/`.
+    pub(crate) fn landing(&self, host: Option<&str>) -> &str {
+        let candidates = match host {
+            Some(h) => self.by_host.get(h).unwrap_or(&self.any_host),
+            None => &self.any_host,
+        };
+        if let Some(root) = self.longest(candidates, "/") {
+            return root.landing.as_deref().unwrap_or("/");
+        }
+        // The host's own apps before those of every host, in the order configured.
+        let mut ordered: Vec<usize> = candidates.to_vec();
+        ordered.sort_by_key(|i| (self.any_host.contains(i), *i));
+        ordered
+            .first()
+            .map(|&i| {
+                let a = &self.all[i];
+                a.landing.as_deref().unwrap_or(a.prefix.as_str())
+            })
+            .unwrap_or("/")
+    }
+
+    /// Every app, for the metrics and the health page.
+    pub(crate) fn all(&self) -> &[Arc<AppRoute>] {
+        &self.all
+    }
+}
+
+/// `prefix` takes `path` on a segment boundary, compared as `case` says.
+fn takes(prefix: &str, path: &str, case: PathCase) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    let head = match path.get(..prefix.len()) {
+        Some(h) => h,
+        None => return false,
+    };
+    let same = match case {
+        PathCase::Sensitive => head == prefix,
+        PathCase::Insensitive => head.eq_ignore_ascii_case(prefix),
+    };
+    same && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
+}
+
+/// The table in force, swapped whole on reload; a request holds the version it
+/// started with to its end (a long download outlives a reload untouched).
+pub(crate) struct AppsHandle {
+    current: RwLock<Arc<Apps>>,
+}
+
+impl AppsHandle {
+    pub(crate) fn new(apps: Apps) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(apps)),
+        }
+    }
+
+    /// The table in force now.
+    pub(crate) fn get(&self) -> Arc<Apps> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn replace(&self, apps: Apps) {
+        let new = Arc::new(apps);
+        match self.current.write() {
+            Ok(mut g) => *g = new,
+            Err(p) => *p.into_inner() = new,
+        }
+    }
+}
+
+pub(crate) use build::build;
+
+#[cfg(test)]
+mod tests;
