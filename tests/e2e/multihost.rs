@@ -198,8 +198,19 @@ pub struct HostBrowser {
 }
 
 impl HostBrowser {
+    /// Speaks HTTP/2 or HTTP/1.1 as ALPN decides (HTTP/2 with the gateway: no `Host`
+    /// header, the host travels in `:authority`).
     pub fn new(gw: &Gateway, hosts: &[&str]) -> HostBrowser {
-        let mut b = gw.client_builder();
+        Self::with_builder(gw, gw.client_builder(), hosts)
+    }
+
+    /// HTTP/1.1 only (the host travels in `Host`).
+    pub fn new_h1(gw: &Gateway, hosts: &[&str]) -> HostBrowser {
+        let b = client_builder_for(&gw.p.ca, &["http/1.1"]).http1_only();
+        Self::with_builder(gw, b, hosts)
+    }
+
+    fn with_builder(gw: &Gateway, mut b: reqwest::ClientBuilder, hosts: &[&str]) -> HostBrowser {
         for h in hosts {
             // reqwest takes the port from the URL; the one given here is ignored.
             b = b.resolve(h, SocketAddr::from(([127, 0, 0, 1], gw.port())));
