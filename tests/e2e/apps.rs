@@ -1242,3 +1242,134 @@ async fn the_signed_assertions_audience_is_the_apps_name() {
         assert_eq!(claims["sub"], "pat", "{claims}");
     }
 }
+
+// ---------------------------------------------------------------- reload of roles, WebSocket
+
+#[tokio::test]
+async fn a_changed_file_reloads_an_apps_roles_and_rules_for_the_next_request() {
+    let records = AppUpstream::start("records").await;
+    let gw = base("cookie_domain = \"clinic.test\"")
+        .extra(&reload_apps(&records, None))
+        .start()
+        .await;
+    let b = HostBrowser::new(&gw, ALL_HOSTS);
+    sign_in(&b, RECORDS, &patient()).await;
+    assert_eq!(echo(&b.api(RECORDS, "/secret/x").await)["app"], "records");
+
+    // No SIGHUP: the file changing is enough. records now denies /secret/.
+    let apps = format!(
+        "{}\n[[apps.rules]]\npath_prefix = \"/secret/\"\naccess = \"deny\"\n",
+        reload_apps(&records, None)
+    );
+    rewrite_apps(&gw, &apps);
+    let br = &b;
+    let denied = eventually(Duration::from_secs(10), || async move {
+        br.api(RECORDS, "/secret/x").await.status == 403
+    })
+    .await;
+    assert!(denied, "the new rule never applied\n{}", gw.log_tail());
+    assert_eq!(echo(&b.api(RECORDS, "/open").await)["app"], "records");
+
+    // records for doctors only: the patient's session stays, the app refuses it.
+    let apps = reload_apps(&records, None).replace("url = ", "roles = [\"doctor\"]\nurl = ");
+    rewrite_apps(&gw, &apps);
+    let refused = eventually(Duration::from_secs(10), || async move {
+        br.api(RECORDS, "/open").await.status == 403
+    })
+    .await;
+    assert!(refused, "the new roles never applied\n{}", gw.log_tail());
+}
+
+/// IMPL-FAILS (apps 9a77305): the contract re-reads `policy.require_2fa_roles` on
+/// reload, but `apps::reload::fixed_part` lists it among the settings that need a
+/// restart: the log says "other changed settings take effect only at restart" and the
+/// patient's password-only session stays complete.
+#[tokio::test]
+async fn a_changed_file_reloads_require_2fa_roles_for_the_next_request() {
+    let records = AppUpstream::start("records").await;
+    let gw = base("cookie_domain = \"clinic.test\"")
+        .extra(&reload_apps(&records, None))
+        .start()
+        .await;
+    let b = HostBrowser::new(&gw, ALL_HOSTS);
+    sign_in(&b, RECORDS, &patient()).await;
+    assert_eq!(echo(&b.api(RECORDS, "/open").await)["app"], "records");
+
+    // Patients now need 2FA: the same session is no longer complete.
+    let apps = format!(
+        "{}\n[policy]\nrequire_2fa_roles = [\"doctor\", \"clerk\", \"patient\"]\n",
+        reload_apps(&records, None)
+    );
+    rewrite_apps(&gw, &apps);
+    let br = &b;
+    let to_setup = eventually(Duration::from_secs(10), || async move {
+        let r = br.get(RECORDS, "/open").await;
+        r.status == 302
+            && r.location_url()
+                .is_some_and(|u| u.path().starts_with(&p("/setup")))
+    })
+    .await;
+    assert!(
+        to_setup,
+        "require_2fa_roles never applied\n{}",
+        gw.log_tail()
+    );
+}
+
+#[tokio::test]
+async fn a_websocket_reaches_a_strip_prefix_app_at_its_own_path() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _};
+
+    let up = Upstream::start().await;
+    let gw = base("cookie_domain = \"clinic.test\"")
+        .extra(&format!(
+            "\n[[apps]]\nname = \"lab\"\nhosts = [\"{LAB}\"]\npath_prefix = \"/lab\"\n\
+             strip_prefix = true\nurl = \"{}\"\n",
+            up.url()
+        ))
+        .start()
+        .await;
+    let b = HostBrowser::new(&gw, ALL_HOSTS);
+    sign_in(&b, LAB, &patient()).await;
+    let cookie = b.jar.header_for(&b.url(LAB, "/lab/ws"));
+    let connect = |origin: String| {
+        let cookie = cookie.clone();
+        let tls = gw.tls_config(&["http/1.1"]);
+        let port = gw.port();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+                .connect(rustls::pki_types::ServerName::try_from(LAB).unwrap(), tcp)
+                .await
+                .unwrap();
+            let mut req = format!("wss://{LAB}:{port}/lab/ws")
+                .into_client_request()
+                .unwrap();
+            req.headers_mut().insert("origin", origin.parse().unwrap());
+            req.headers_mut().insert("cookie", cookie.parse().unwrap());
+            tokio_tungstenite::client_async(req, tls).await
+        }
+    };
+    let (mut ws, _) = connect(b.origin(LAB)).await.expect("upgrade through lab");
+    ws.send(Message::text("hello lab")).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("no echo")
+        .expect("closed")
+        .unwrap();
+    assert_eq!(echoed, Message::text("hello lab"));
+    let _ = ws.close(None).await;
+    assert_eq!(
+        up.last().path(),
+        "/ws",
+        "the upgrade reached the app without /lab"
+    );
+
+    match connect(format!("https://{EVIL}:{}", gw.port())).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("a foreign Origin must be refused: {:?}", other.map(|_| ())),
+    }
+}
