@@ -948,6 +948,15 @@ fn rewrite_apps(gw: &Gateway, apps: &str) {
     std::fs::rename(&tmp, &gw.p.config_path).unwrap();
 }
 
+/// The gateway's log lines about reloading (the access lines would drown them).
+fn reload_lines(gw: &Gateway) -> String {
+    gw.logs()
+        .lines()
+        .filter(|l| l.contains("reload"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 async fn health_json(b: &HostBrowser) -> (u16, serde_json::Value) {
     let r = b.api(RECORDS, &p("/health")).await;
     (r.status, serde_json::from_str(&r.body).unwrap_or_default())
@@ -1004,7 +1013,7 @@ async fn sighup_adds_an_app_while_a_download_from_another_continues() {
     assert!(
         reloaded,
         "lab never answered after the reload\n{}",
-        gw.log_tail()
+        reload_lines(&gw)
     );
     assert_eq!(lab.last().uri, "/x");
     assert_eq!(echo(&b.api(RECORDS, "/x").await)["app"], "records");
@@ -1086,7 +1095,11 @@ async fn a_reload_with_an_invalid_file_keeps_the_old_configuration_and_says_so()
         br.api(LAB, "/lab/x").await.status == 200
     })
     .await;
-    assert!(applied, "the fixed file was not applied\n{}", gw.log_tail());
+    assert!(
+        applied,
+        "the fixed file was not applied\n{}",
+        reload_lines(&gw)
+    );
     let cleared = eventually(Duration::from_secs(5), || async move {
         health_json(br).await == (200, serde_json::json!({"status": "ok"}))
     })
@@ -1256,9 +1269,12 @@ async fn a_changed_file_reloads_an_apps_roles_and_rules_for_the_next_request() {
     sign_in(&b, RECORDS, &patient()).await;
     assert_eq!(echo(&b.api(RECORDS, "/secret/x").await)["app"], "records");
 
-    // No SIGHUP: the file changing is enough. records now denies /secret/.
+    assert_eq!(echo(&b.api(RECORDS, "/closed/x").await)["app"], "records");
+    // No SIGHUP: the file changing is enough. records now denies /secret/, and a
+    // gateway-wide rule denies /closed/.
     let apps = format!(
-        "{}\n[[apps.rules]]\npath_prefix = \"/secret/\"\naccess = \"deny\"\n",
+        "{}\n[[apps.rules]]\npath_prefix = \"/secret/\"\naccess = \"deny\"\n\n\
+         [[policy.rules]]\npath_prefix = \"/closed/\"\naccess = \"deny\"\n",
         reload_apps(&records, None)
     );
     rewrite_apps(&gw, &apps);
@@ -1267,7 +1283,12 @@ async fn a_changed_file_reloads_an_apps_roles_and_rules_for_the_next_request() {
         br.api(RECORDS, "/secret/x").await.status == 403
     })
     .await;
-    assert!(denied, "the new rule never applied\n{}", gw.log_tail());
+    assert!(denied, "the new rule never applied\n{}", reload_lines(&gw));
+    assert_eq!(
+        b.api(RECORDS, "/closed/x").await.status,
+        403,
+        "[[policy.rules]] reloaded"
+    );
     assert_eq!(echo(&b.api(RECORDS, "/open").await)["app"], "records");
 
     // records for doctors only: the patient's session stays, the app refuses it.
@@ -1277,7 +1298,11 @@ async fn a_changed_file_reloads_an_apps_roles_and_rules_for_the_next_request() {
         br.api(RECORDS, "/open").await.status == 403
     })
     .await;
-    assert!(refused, "the new roles never applied\n{}", gw.log_tail());
+    assert!(
+        refused,
+        "the new roles never applied\n{}",
+        reload_lines(&gw)
+    );
 }
 
 /// IMPL-FAILS (apps 9a77305): the contract re-reads `policy.require_2fa_roles` on
@@ -1312,7 +1337,7 @@ async fn a_changed_file_reloads_require_2fa_roles_for_the_next_request() {
     assert!(
         to_setup,
         "require_2fa_roles never applied\n{}",
-        gw.log_tail()
+        reload_lines(&gw)
     );
 }
 
