@@ -1398,3 +1398,80 @@ async fn a_websocket_reaches_a_strip_prefix_app_at_its_own_path() {
         other => panic!("a foreign Origin must be refused: {:?}", other.map(|_| ())),
     }
 }
+
+// ---------------------------------------------------------------- raw requests
+
+/// One raw HTTP/1.1 request to the gateway over TLS (SNI `sni`), sent verbatim.
+async fn raw(c: &Clinic, sni: &str, request: String) -> RawResponse {
+    let cfg = c.gw.tls_config(&["http/1.1"]);
+    let tcp = tokio::net::TcpStream::connect(c.gw.addr()).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut chunk = vec![0u8; 16384];
+    while !response_complete(&buf) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, tls.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    parse_raw(&buf)
+}
+
+#[tokio::test]
+async fn requests_route_by_their_normalised_path_and_lower_cased_host() {
+    let c = clinic().await;
+    let b = c.browser();
+    sign_in(&b, RECORDS, &patient()).await;
+    let cookie = b.jar.header_for(&b.url(LAB, "/lab/x"));
+    let port = c.gw.port();
+    let get = |target: &str, host: &str| {
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\
+             Cookie: {cookie}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    for (target, app, seen) in [
+        ("/lab/x/../results/r1", "lab-results", "/lab/results/r1"),
+        ("/lab/results/../../help/x", "help", "/help/x"),
+        ("/lab/%2e%2e/help/y", "help", "/help/y"),
+        ("/lab//results/r2", "lab-results", "/lab/results/r2"),
+        ("/lab/./x", "lab", "/x"),
+    ] {
+        let r = raw(&c, LAB, get(target, &format!("{LAB}:{port}"))).await;
+        assert_eq!(r.status, 200, "{target}: {}", r.raw);
+        assert_eq!(r.header("x-app").as_deref(), Some(app), "{target}");
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["uri"], seen, "{target}");
+    }
+    // The host is compared lower-case, without its port.
+    let r = raw(&c, LAB, get("/lab/z", &format!("LAB.Clinic.TEST:{port}"))).await;
+    assert_eq!(r.header("x-app").as_deref(), Some("lab"), "{}", r.raw);
+    // An absolute-form target naming another host never routes a request past that
+    // host's roles: the patient must not reach pacs whichever host wins.
+    let before = c.pacs.count();
+    let r = raw(
+        &c,
+        RECORDS,
+        get(
+            &format!("https://{PACS}:{port}/study/1"),
+            &format!("{RECORDS}:{port}"),
+        ),
+    )
+    .await;
+    assert_eq!(c.pacs.count(), before, "a patient reached pacs: {}", r.raw);
+    assert!(
+        matches!(r.status, 400 | 403 | 421) || r.header("x-app").as_deref() == Some("records"),
+        "{}",
+        r.raw
+    );
+}
