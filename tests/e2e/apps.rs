@@ -1475,3 +1475,64 @@ async fn requests_route_by_their_normalised_path_and_lower_cased_host() {
         r.raw
     );
 }
+
+#[tokio::test]
+async fn the_gateways_own_logout_and_a_remembered_browser_cover_the_cookie_domain() {
+    let c = clinic().await;
+    let b = c.browser();
+    let phone = enroll(&b, RECORDS, &doctor()).await;
+    assert_eq!(echo(&b.get(PACS, "/study/1").await)["app"], "pacs");
+
+    // Signing out on the lab host signs out of every app host.
+    let acc = b.get(LAB, &p("/account")).await;
+    assert_eq!(acc.status, 200, "{}", acc.describe());
+    let out = b.submit(&acc, &p("/logout"), &[]).await;
+    assert_eq!(out.status, 303, "{}", out.describe());
+    let cleared = set_cookie_of(&out, DOMAIN_SESSION);
+    assert_eq!(
+        cookie_attr(&cleared, "domain").map(|d| d.trim_start_matches('.').to_string()),
+        Some("clinic.test".into()),
+        "{cleared}"
+    );
+    assert!(b.jar.sent_to(&b.url(PACS, "/"), DOMAIN_SESSION).is_none());
+    assert_eq!(b.api(PACS, "/study/1").await.status, 401);
+
+    // Sign in on lab with a code, remembering this browser: the device cookie covers
+    // the domain, so the next sign-in on pacs needs no code.
+    let r = b
+        .login(LAB, "doc", &doctor().password, Some("/lab/x"))
+        .await;
+    let challenge = b.get_url(r.location_url().unwrap()).await;
+    assert!(
+        challenge.url.path().starts_with(&p("/challenge")),
+        "{}",
+        challenge.describe()
+    );
+    let code = phone.fresh().await;
+    let done = b
+        .submit(
+            &challenge,
+            &p("/challenge"),
+            &[("code", &code), ("remember_device", "on")],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.describe());
+    let device = set_cookie_of(&done, "__Secure-vestibule_device");
+    assert_eq!(
+        cookie_attr(&device, "domain").map(|d| d.trim_start_matches('.').to_string()),
+        Some("clinic.test".into()),
+        "{device}"
+    );
+    let acc = b.get(LAB, &p("/account")).await;
+    b.submit(&acc, &p("/logout"), &[]).await;
+    let r = b
+        .login(PACS, "doc", &doctor().password, Some("/study/2"))
+        .await;
+    assert_eq!(r.status, 303, "{}", r.describe());
+    assert_eq!(
+        r.location().as_deref(),
+        Some("/study/2"),
+        "the browser remembered on lab is remembered on pacs"
+    );
+    assert_eq!(echo(&b.get(PACS, "/study/2").await)["app"], "pacs");
+}
