@@ -571,6 +571,28 @@ async fn rd_to_another_app_host_is_honoured_and_a_forged_one_ends_on_site() {
     let landed = b.follow(r).await;
     assert_eq!(echo(&landed)["app"], "lab");
 
+    // A doctor's detour through enrollment keeps the other app's address: the
+    // "continue" link after the backup codes goes there.
+    let study = format!("https://{PACS}:{port}/study/9");
+    let doc = c.browser();
+    let r = doc
+        .login(RECORDS, "doc", &doctor().password, Some(&study))
+        .await;
+    let setup = doc.get_url(r.location_url().unwrap()).await;
+    let shown = read_setup(&setup);
+    let code = Authenticator::new(shown.secret, PERIOD).fresh().await;
+    let done = doc.submit(&setup, &p("/setup"), &[("code", &code)]).await;
+    assert_eq!(done.status, 200, "{}", done.describe());
+    let cont = done
+        .by_id("continue")
+        .and_then(|t| t.attr("href"))
+        .unwrap_or_else(|| panic!("no continue link: {}", done.describe()));
+    assert_eq!(html_unescape(&cont), study);
+    assert_eq!(
+        echo(&doc.get_url(reqwest::Url::parse(&study).unwrap()).await)["app"],
+        "pacs"
+    );
+
     for forged in [
         format!("https://{EVIL}:{port}/steal"),
         format!("https://{EVIL}/steal"),
