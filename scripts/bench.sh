@@ -23,7 +23,7 @@
 #   SERVER_CPUS=0 cores for the servers (proxy under test + upstream)
 #   CLIENT_CPUS=1 cores for the load generators (wrk, login storm, openssl s_time)
 #   HANDSHAKE_SECS=5  seconds per s_time run (0 skips the handshake test)
-#   BASE_PORT=18400   first of 9 consecutive loopback ports (the memory phase uses
+#   BASE_PORT=18400   first of 10 consecutive loopback ports (the memory phase uses
 #                     6 more from BASE_PORT+100)
 #   ACCESS_LOG=on one access-log line per request in both proxies (their shipped default);
 #                 off: nginx `access_log off`, Vestibule `[log] access_log = false`
@@ -33,7 +33,7 @@
 #   ONLY="..."    run only these cases (for quick comparisons while working), e.g.
 #                 ONLY="nginx-http bypass-http auth-http"; names: upstream nginx-http nginx-tls
 #                 bypass-http bypass-tls auth-http auth-tls auth-redis-http auth-redis-tls
-#                 auth-storm-tls handshakes auth-assert-http
+#                 auth-storm-tls handshakes auth-assert-http auth-100apps-http
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,6 +68,7 @@ P_VST_REDIS=$((BASE_PORT + 5))  # vestibule, plain HTTP, Redis backend
 P_REDIS=$((BASE_PORT + 6))      # redis-server for it
 P_VST_REDIS_TLS=$((BASE_PORT + 7))  # vestibule, TLS, Redis backend
 P_VST_ASSERT=$((BASE_PORT + 8))     # vestibule, plain HTTP, signed identity assertion on
+P_VST_APPS=$((BASE_PORT + 9))       # vestibule, plain HTTP, 100 [[apps]] configured
 
 BENCH_USER=bench.patient
 BENCH_PASS='bench-password-0123456789'
@@ -109,7 +110,8 @@ else
     ON_CLIENT=()
 fi
 
-for p in $P_UP $P_NGX_HTTP $P_NGX_TLS $P_VST_HTTP $P_VST_TLS $P_VST_REDIS $P_REDIS $P_VST_REDIS_TLS; do
+for p in $P_UP $P_NGX_HTTP $P_NGX_TLS $P_VST_HTTP $P_VST_TLS $P_VST_REDIS $P_REDIS $P_VST_REDIS_TLS \
+    $P_VST_ASSERT $P_VST_APPS; do
     if ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
         die "port $p is in use; set BASE_PORT to a free range"
     fi
@@ -264,19 +266,35 @@ EOF
     if [[ "${5:-}" == assert ]]; then
         printf '\n[headers]\nassertion = "Remote-Assertion"\nassertion_key_file = "%s"\n' "$WORK/assertion.pem"
     fi
+    if [[ "${5:-}" == apps100 ]]; then
+        # 100 apps (issue 20): 60 more on the measured request's own host (127.0.0.1)
+        # under other prefixes, each with a rule of its own, 39 on other hosts, and the
+        # measured one, /app, among them; the [upstream] above stays as the fallback.
+        local i
+        for i in $(seq 1 99); do
+            if ((i <= 60)); then
+                printf '\n[[apps]]\nname = "a%d"\nhosts = ["127.0.0.1"]\npath_prefix = "/app%d"\nurl = "http://127.0.0.1:%s"\n' "$i" "$i" "$P_UP"
+                printf '[[apps.rules]]\npath_prefix = "/app%d/public/"\naccess = "bypass"\n' "$i"
+            else
+                printf '\n[[apps]]\nname = "h%d"\nhosts = ["h%d.bench.test"]\nurl = "http://127.0.0.1:%s"\n' "$i" "$i" "$P_UP"
+            fi
+        done
+        printf '\n[[apps]]\nname = "measured"\nhosts = ["127.0.0.1"]\npath_prefix = "/app"\nurl = "http://127.0.0.1:%s"\n' "$P_UP"
+    fi
 }
 "$BIN" gen-signing-key >"$WORK/assertion.pem" || die "gen-signing-key failed"
 # The Redis backend's own server, on the servers' core like the upstream.
 "${ON_SERVER[@]}" redis-server --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
 SERVER_PIDS+=($!)
-for v in http tls redis redis-tls assert; do
+for v in http tls redis redis-tls assert apps100; do
     mkdir -p "$WORK/vest-$v"
     port=$P_VST_HTTP proto=http backend=embedded extra=""
     [[ $v == tls ]] && port=$P_VST_TLS proto=tls
     [[ $v == redis ]] && port=$P_VST_REDIS backend=redis
     [[ $v == redis-tls ]] && port=$P_VST_REDIS_TLS proto=tls backend=redis
     [[ $v == assert ]] && port=$P_VST_ASSERT extra=assert
+    [[ $v == apps100 ]] && port=$P_VST_APPS extra=apps100
     vest_conf "$v" "$port" "$proto" "$backend" "$extra" >"$WORK/vest-$v/vestibule.toml"
     "$BIN" --config "$WORK/vest-$v/vestibule.toml" check-config >"$WORK/vest-$v/check.log" 2>&1 \
         || { cat "$WORK/vest-$v/check.log" >&2; die "vestibule ($v) config rejected"; }
@@ -301,6 +319,7 @@ wait_for "https://127.0.0.1:$P_VST_TLS/_vestibule/health"
 wait_for "http://127.0.0.1:$P_VST_REDIS/_vestibule/health"
 wait_for "https://127.0.0.1:$P_VST_REDIS_TLS/_vestibule/health"
 wait_for "http://127.0.0.1:$P_VST_ASSERT/_vestibule/health"
+wait_for "http://127.0.0.1:$P_VST_APPS/_vestibule/health"
 
 # ---------------------------------------------------------------- log in once per instance
 login() { # scheme port cookie-name -> prints the session token
@@ -325,6 +344,9 @@ COOKIE_REDIS_TLS="Cookie: __Host-vestibule_session=$SESS_REDIS_TLS"
 SESS_ASSERT=$(login http "$P_VST_ASSERT" vestibule_session)
 [[ -n "$SESS_ASSERT" ]] || die "no session cookie after login (assertion instance)"
 COOKIE_ASSERT="Cookie: vestibule_session=$SESS_ASSERT"
+SESS_APPS=$(login http "$P_VST_APPS" vestibule_session)
+[[ -n "$SESS_APPS" ]] || die "no session cookie after login (100-apps instance)"
+COOKIE_APPS="Cookie: vestibule_session=$SESS_APPS"
 COOKIE_HTTP="Cookie: vestibule_session=$SESS_HTTP"
 COOKIE_TLS="Cookie: __Host-vestibule_session=$SESS_TLS"
 # The CSRF pair of the TLS jar, reused by the login storm (the token is an HMAC of the cookie).
@@ -345,6 +367,8 @@ check_ok "https://127.0.0.1:$P_VST_TLS/app/x" "$COOKIE_TLS"
 check_ok "http://127.0.0.1:$P_VST_REDIS/app/x" "$COOKIE_REDIS"
 check_ok "https://127.0.0.1:$P_VST_REDIS_TLS/app/x" "$COOKIE_REDIS_TLS"
 check_ok "http://127.0.0.1:$P_VST_ASSERT/app/x" "$COOKIE_ASSERT"
+check_ok "http://127.0.0.1:$P_VST_APPS/app/x" "$COOKIE_APPS"
+grep -q "101 apps" "$WORK/vest-apps100/check.log" || die "the 100-apps instance does not have its apps: $(cat "$WORK/vest-apps100/check.log")"
 code=$(curl -sk --max-time 10 -o /dev/null -w '%{http_code}' "https://127.0.0.1:$P_VST_TLS/app/x")
 [[ "$code" == 401 ]] || die "authenticated path without a cookie answered $code, expected 401"
 log "all endpoints answer; session cookies work"
@@ -504,6 +528,7 @@ for rep in $(seq 1 "$REPS"); do
         run_wrk bypass-tls "$c" "$rep" "https://127.0.0.1:$P_VST_TLS/bench/x"
         run_wrk auth-http "$c" "$rep" "http://127.0.0.1:$P_VST_HTTP/app/x" "$COOKIE_HTTP"
         run_wrk auth-assert-http "$c" "$rep" "http://127.0.0.1:$P_VST_ASSERT/app/x" "$COOKIE_ASSERT"
+        run_wrk auth-100apps-http "$c" "$rep" "http://127.0.0.1:$P_VST_APPS/app/x" "$COOKIE_APPS"
         run_wrk auth-tls "$c" "$rep" "https://127.0.0.1:$P_VST_TLS/app/x" "$COOKIE_TLS"
         run_wrk auth-redis-http "$c" "$rep" "http://127.0.0.1:$P_VST_REDIS/app/x" "$COOKIE_REDIS"
         run_wrk auth-redis-tls "$c" "$rep" "https://127.0.0.1:$P_VST_REDIS_TLS/app/x" "$COOKIE_REDIS_TLS"
@@ -578,6 +603,7 @@ CASES = [
     ("auth-http", "Vestibule, authenticated (session cookie)", "HTTP", "nginx-http"),
     ("auth-tls", "Vestibule, authenticated (session cookie)", "TLS", "nginx-tls"),
     ("auth-assert-http", "Vestibule, authenticated, signed assertion on", "HTTP", "nginx-http"),
+    ("auth-100apps-http", "Vestibule, authenticated, 100 apps configured", "HTTP", "nginx-http"),
     ("auth-redis-http", "Vestibule, authenticated, Redis backend", "HTTP", "nginx-http"),
     ("auth-redis-tls", "Vestibule, authenticated, Redis backend", "TLS", "nginx-tls"),
     ("auth-storm-tls", f"Vestibule, authenticated, {meta['storm']} logins in flight", "TLS", "nginx-tls"),
@@ -636,6 +662,9 @@ for c in conns:
         checks.append(("signed assertion costs ≤ 3% of authenticated req/s (HTTP) — issues 25/26", sa["rps"] / pa["rps"], 0.97, True))
     if sa and na:
         checks.append(("signed assertion on: req/s ≥ 1.0× nginx (HTTP) — issue 25", sa["rps"] / na["rps"], 1.0, True))
+    ma, pa = get("auth-100apps-http"), get("auth-http")
+    if ma and pa:
+        checks.append(("100 apps cost < 2% of authenticated req/s against 1 app (HTTP) — issues 20/26", ma["rps"] / pa["rps"], 0.98, True))
     q, s = get("auth-tls"), get("auth-storm-tls")
     if q and s:
         checks.append(("p99 during login storm ≤ 2× quiet (TLS)", s["p99"] / q["p99"], 2.0, False))

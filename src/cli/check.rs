@@ -128,16 +128,29 @@ pub fn run(path: &Path) -> Result<(), CliError> {
         1 => ", 1 warning".to_string(),
         n => format!(", {n} warnings"),
     };
+    // One app: the upstream, as before; several: their names.
+    let upstream = match cfg.apps.as_slice() {
+        [only] => format!(
+            "upstream {}://{}",
+            only.upstream.scheme, only.upstream.authority
+        ),
+        apps => format!(
+            "{} apps ({})",
+            apps.len(),
+            apps.iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     println!(
-        "configuration OK: listening on {} ({}), upstream {}://{}, {} users, {} access rules, storage {:?}{warned}",
+        "configuration OK: listening on {} ({}), {upstream}, {} users, {} access rules, storage {:?}{warned}",
         cfg.server.listen,
         if cfg.server.tls.is_some() {
             "https"
         } else {
             "plain http"
         },
-        cfg.upstream.scheme,
-        cfg.upstream.authority,
         checked.users,
         cfg.policy.rules.len(),
         cfg.storage.backend,

@@ -16,7 +16,6 @@ use crate::core::totp::TotpSettings;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
-    pub upstream: UpstreamConfig,
     pub headers: HeadersConfig,
     pub users: UsersConfig,
     pub policy: PolicyConfig,

@@ -78,7 +78,6 @@ pub fn validate_all(tree: &Value) -> (Config, Vec<ConfigProblem>) {
     let apps = apps::apps(&mut r, &root, &upstream, &headers);
     let config = Config {
         server: server(&mut r, &root),
-        upstream,
         headers,
         apps,
         users: users(&mut r, &root),
