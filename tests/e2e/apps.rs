@@ -1228,6 +1228,11 @@ fn check_config_accepts_the_clinic() {
     cmd.arg("check-config").arg("--config").arg(&p.config_path);
     let out = run(cmd, None, Duration::from_secs(20));
     assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        out.stdout
+            .contains("5 apps (records, lab, lab-results, pacs, help)"),
+        "the summary names the apps: {out}"
+    );
 }
 
 // ---------------------------------------------------------------- signed assertion
