@@ -537,6 +537,16 @@ async fn location_to_the_upstream_is_rewritten_without_strip_prefix() {
         );
         let r = b.get(RECORDS, "/rel-redirect?to=/chart/3").await;
         assert_eq!(r.location().as_deref(), Some("/chart/3"), "relative stays");
+        // Without strip_prefix, cookie paths are the app's own business.
+        let r = b.get(RECORDS, "/set-cookies").await;
+        assert_eq!(
+            cookie_attr(&set_cookie_of(&r, "root_c"), "path").as_deref(),
+            Some("/")
+        );
+        assert_eq!(
+            cookie_attr(&set_cookie_of(&r, "sub_c"), "path").as_deref(),
+            Some("/sub")
+        );
 
         // help: preserve_host = true (the default); an absolute redirect to the
         // upstream's own address is rewritten all the same, to the host the client used.
