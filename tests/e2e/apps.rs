@@ -1573,3 +1573,25 @@ async fn the_gateways_own_logout_and_a_remembered_browser_cover_the_cookie_domai
     );
     assert_eq!(echo(&b.get(PACS, "/study/2").await)["app"], "pacs");
 }
+
+#[tokio::test]
+async fn an_apps_roles_refuse_a_patients_websocket_before_it_is_forwarded() {
+    let c = clinic().await;
+    let b = c.browser();
+    sign_in(&b, RECORDS, &patient()).await;
+    let port = c.gw.port();
+    let cookie = b.jar.header_for(&b.url(PACS, "/live/ws"));
+    let r = raw(
+        &c,
+        PACS,
+        format!(
+            "GET /live/ws HTTP/1.1\r\nHost: {PACS}:{port}\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: https://{PACS}:{port}\r\n\
+             Cookie: {cookie}\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.raw);
+    assert_eq!(c.pacs.count(), 0, "the upgrade reached pacs");
+}
