@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use super::CliError;
+use super::demo_upstream::{self, DemoApp};
 use crate::core::password::{self, Cost};
 use crate::core::tokens::random_bytes;
 
@@ -88,13 +89,38 @@ fn prepare(dir: &Path) -> Result<Vec<(String, String)>, CliError> {
         .collect())
 }
 
-fn config_text(dir: &Path, listen: SocketAddr, upstream: SocketAddr) -> String {
+/// The header names the staff portal is sent instead of `Remote-User` and
+/// `Remote-Groups` (per-app header names, SPEC §8).
+const STAFF_USER_HEADER: &str = "X-Staff-User";
+const STAFF_ROLES_HEADER: &str = "X-Staff-Roles";
+
+/// The demo's configuration: two apps behind one sign-in (SPEC §8), so a newcomer
+/// sees in the first minute what `[[apps]]` does: `records` at `/` for everyone
+/// signed in, and the `staff` portal at `/staff` (prefix stripped on the way up)
+/// for doctors and clerks only, with its own identity header names.
+fn config_text(dir: &Path, listen: SocketAddr, records: SocketAddr, staff: SocketAddr) -> String {
     let d = dir.display();
     format!(
         "# Written by `vestibule demo` at every start.\n[server]\nlisten = \"{listen}\"\ntls_cert = \"{d}/cert.pem\"\ntls_key = \"{d}/key.pem\"\n\n\
-[upstream]\nurl = \"http://{upstream}\"\n\n[users]\nfile = \"{d}/users.toml\"\n\n[storage]\nbackend = \"embedded\"\npath = \"{d}/data\"\n\
-encryption_key_file = \"{d}/encryption.key\"\n\n[totp]\nissuer = \"Vestibule Demo\"\n"
+[users]\nfile = \"{d}/users.toml\"\n\n[storage]\nbackend = \"embedded\"\npath = \"{d}/data\"\n\
+encryption_key_file = \"{d}/encryption.key\"\n\n[totp]\nissuer = \"Vestibule Demo\"\n\n\
+# Two apps, one sign-in. Every signed-in user may use records; only doctors and\n\
+# clerks the staff portal (a patient gets 403 there).\n\
+[[apps]]\nname = \"records\"\npath_prefix = \"/\"\nurl = \"http://{records}\"\n\n\
+[[apps]]\nname = \"staff\"\npath_prefix = \"/staff\"\nstrip_prefix = true\nurl = \"http://{staff}\"\n\
+roles = [\"doctor\", \"clerk\"]\n\n[apps.headers]\nuser = \"{STAFF_USER_HEADER}\"\nroles = \"{STAFF_ROLES_HEADER}\"\n"
     )
+}
+
+/// The identity headers a demo app highlights: `names` and the `[headers]`
+/// defaults both apps are sent (email, name, mfa), lower-case as on the wire.
+fn identity_names(names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .copied()
+        .chain(["remote-email", "remote-name", "remote-mfa"])
+        .map(str::to_ascii_lowercase)
+        .collect()
 }
 
 /// The address to type into a browser: a wildcard bind is reached on loopback.
@@ -128,6 +154,16 @@ fn banner(bound: SocketAddr, passwords: &[(String, String)]) {
         browser_addr(bound)
     );
     println!();
+    println!("  Two apps sit behind this one sign-in:");
+    println!(
+        "    https://{}/         records: everyone signed in",
+        browser_addr(bound)
+    );
+    println!(
+        "    https://{}/staff/   staff portal: doctor and clerk only (patient gets 403)",
+        browser_addr(bound)
+    );
+    println!();
     println!("  Sign in as one of:");
     for (u, p) in passwords {
         let note = match u.as_str() {
@@ -153,13 +189,34 @@ pub fn run(listen: SocketAddr) -> Result<(), CliError> {
         .build()
         .map_err(CliError::failed)?;
     rt.block_on(async {
-        let upstream = super::demo_upstream::start("/_vestibule".into())
-            .await
-            .map_err(CliError::failed)?;
+        let prefix = "/_vestibule".to_string();
+        let records = demo_upstream::start(DemoApp {
+            title: "Records",
+            blurb: "The records app: every signed-in user may use it (app \"records\", path /).",
+            prefix: prefix.clone(),
+            identity: identity_names(&["remote-user", "remote-groups"]),
+        })
+        .await
+        .map_err(CliError::failed)?;
+        let staff = demo_upstream::start(DemoApp {
+            title: "Staff portal",
+            blurb: "The staff portal: doctors and clerks only (app \"staff\", path /staff, \
+                    which reaches this app as /). It is sent X-Staff-User and X-Staff-Roles \
+                    instead of Remote-User and Remote-Groups.",
+            prefix,
+            identity: identity_names(&[STAFF_USER_HEADER, STAFF_ROLES_HEADER]),
+        })
+        .await
+        .map_err(CliError::failed)?;
         let cfg_path = PathBuf::from(CONFIG_FILE);
         std::fs::write(
             &cfg_path,
-            config_text(&dir.canonicalize().unwrap_or(dir.clone()), listen, upstream),
+            config_text(
+                &dir.canonicalize().unwrap_or(dir.clone()),
+                listen,
+                records,
+                staff,
+            ),
         )
         .map_err(CliError::failed)?;
         let mut cfg = super::check::full(&cfg_path)?.cfg;

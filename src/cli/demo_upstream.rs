@@ -1,8 +1,10 @@
 //! The demo's built-in upstream: a page that shows the request headers it received,
 //! so a trial user sees exactly what the application behind Vestibule would get.
+//! The demo runs two of them as two apps (SPEC §8), each saying which app it is.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Request, Response};
@@ -12,6 +14,18 @@ use tokio::net::TcpListener;
 
 use crate::http::body::{Body, full};
 
+/// What one demo app says about itself on its page.
+pub(super) struct DemoApp {
+    /// The page's heading, e.g. "Records".
+    pub title: &'static str,
+    /// One sentence: who may use it and what the gateway does for it.
+    pub blurb: &'static str,
+    /// The gateway's `server.prefix`, for the account link.
+    pub prefix: String,
+    /// Identity header names (lower-case) this app is sent: highlighted on the page.
+    pub identity: Vec<String>,
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -19,10 +33,10 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn page(req: &Request<Incoming>, prefix: &str) -> String {
+fn page(req: &Request<Incoming>, app: &DemoApp) -> String {
     let mut rows = String::new();
     for (k, v) in req.headers() {
-        let identity = k.as_str().starts_with("remote-");
+        let identity = app.identity.iter().any(|n| n == k.as_str());
         rows.push_str(&format!(
             "<tr{}><th>{}</th><td>{}</td></tr>\n",
             if identity { " class=\"id\"" } else { "" },
@@ -30,13 +44,16 @@ fn page(req: &Request<Incoming>, prefix: &str) -> String {
             escape(&String::from_utf8_lossy(v.as_bytes()))
         ));
     }
+    let prefix = escape(&app.prefix);
     format!(
         "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>Demo clinic application</title><style>body{{font:16px system-ui;margin:2rem;max-width:60rem}}table{{border-collapse:collapse}}\
-th,td{{text-align:left;padding:.25rem .75rem;border-bottom:1px solid #ddd;font-family:monospace}}tr.id{{background:#e6f4ea;font-weight:bold}}</style>\
-<h1>Demo clinic application</h1><p>This page is the <em>upstream</em>: Vestibule forwarded your request here after you signed in. \
-The highlighted <code>Remote-*</code> headers are the identity it vouches for.</p><p>{} {}</p><table>{rows}</table>\
-<p><a href=\"{prefix}/account\">Your account (2FA settings, sign out)</a></p></html>",
+<title>{title} (demo app)</title><style>body{{font:16px system-ui;margin:2rem;max-width:60rem}}table{{border-collapse:collapse}}\
+th,td{{text-align:left;padding:.25rem .75rem;border-bottom:1px solid #ddd;font-family:monospace}}tr.id{{background:#e6f4ea;font-weight:bold}}\
+nav a{{margin-right:1rem}}</style>\
+<nav><a href=\"/\">Records (everyone)</a><a href=\"/staff/\">Staff portal (doctor, clerk)</a><a href=\"{prefix}/account\">Your account (2FA settings, sign out)</a></nav>\
+<h1>{title}</h1><p>{blurb}</p><p>This page is an <em>upstream</em> app: Vestibule forwarded your request here after you signed in, \
+once for both apps. The highlighted rows are the identity headers it vouches for.</p>\
+<p>Request as this app received it: <code>{} {}</code></p><table>{rows}</table></html>",
         escape(req.method().as_str()),
         escape(
             req.uri()
@@ -44,22 +61,25 @@ The highlighted <code>Remote-*</code> headers are the identity it vouches for.</
                 .map(|p| p.as_str())
                 .unwrap_or("/")
         ),
+        title = escape(app.title),
+        blurb = escape(app.blurb),
     )
 }
 
-/// Starts the demo upstream on a free loopback port and returns its address.
-pub async fn start(prefix: String) -> std::io::Result<SocketAddr> {
+/// Starts one demo app on a free loopback port and returns its address.
+pub(super) async fn start(app: DemoApp) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    let app = Arc::new(app);
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
-            let prefix = prefix.clone();
+            let app = app.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let html = page(&req, &prefix);
+                    let html = page(&req, &app);
                     async move {
                         let mut resp: Response<Body> = Response::new(full(html));
                         resp.headers_mut().insert(

@@ -1,7 +1,8 @@
 //! `vestibule demo` as a new user meets it (issue 19): the address printed is the one
 //! bound (`--listen`, `VESTIBULE__SERVER__LISTEN`, port 0), nothing but an error is
 //! printed when the port is busy, `--config` is refused rather than ignored, and the
-//! admin command the demo prints works as printed.
+//! admin command the demo prints works as printed; and (issue 20) it shows two apps
+//! behind one sign-in, the staff portal refusing a patient.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -195,4 +196,92 @@ fn demo_refuses_a_config_flag_instead_of_ignoring_it() {
             "refused before writing anything"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_shows_two_apps_behind_one_sign_in_and_the_staff_portal_refuses_a_patient() {
+    let mut demo = Demo::spawn(&["--listen", "127.0.0.1:0"], &[]);
+    let (code, out) = demo.settle();
+    assert_eq!(code, None, "demo exited\n{out}");
+    let authority = opened_address(&out);
+    assert!(
+        out.stdout.contains(&format!("https://{authority}/staff/")),
+        "the banner names the second app\n{out}"
+    );
+    let port: u16 = authority.rsplit(':').next().unwrap().parse().unwrap();
+    init();
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let b = crate::multihost::HostBrowser::with_client(client, port);
+    let host = "127.0.0.1";
+    let passwords =
+        std::fs::read_to_string(demo.dir.path().join("demo-data/passwords.txt")).unwrap();
+    let pw = passwords
+        .lines()
+        .find_map(|l| l.strip_prefix("patient "))
+        .expect("the patient's password")
+        .to_string();
+    let r = b.login(host, "patient", &pw, Some("/")).await;
+    assert_eq!(r.status, 303, "{}", r.describe());
+
+    let records = b.get(host, "/").await;
+    assert_eq!(records.status, 200, "{}", records.describe());
+    assert!(
+        records.body.contains("<h1>Records</h1>"),
+        "{}",
+        records.describe()
+    );
+    assert!(
+        records.body.contains("remote-user"),
+        "{}",
+        records.describe()
+    );
+    let staff = b.get(host, "/staff/").await;
+    assert_eq!(
+        staff.status,
+        403,
+        "a patient may not use the staff portal: {}",
+        staff.describe()
+    );
+    assert!(
+        !staff.body.contains("Staff portal (demo app)"),
+        "{}",
+        staff.describe()
+    );
+
+    // A clerk, once enrolled, reaches the portal, which sees "/" and its own headers.
+    let clerk = crate::multihost::HostBrowser::with_client(b.client.clone(), port);
+    let pw = passwords
+        .lines()
+        .find_map(|l| l.strip_prefix("clerk "))
+        .expect("the clerk's password")
+        .to_string();
+    let r = clerk.login(host, "clerk", &pw, Some("/staff/")).await;
+    assert_eq!(r.status, 303, "{}", r.describe());
+    let setup = clerk.get_url(r.location_url().unwrap()).await;
+    let shown = crate::flows::read_setup(&setup);
+    let phone = crate::flows::Authenticator::new(shown.secret, 30);
+    let code = phone.fresh().await;
+    let done = clerk
+        .submit(&setup, &crate::flows::p("/setup"), &[("code", &code)])
+        .await;
+    assert_eq!(done.status, 200, "{}", done.describe());
+    let staff = clerk.get(host, "/staff/").await;
+    assert_eq!(staff.status, 200, "{}", staff.describe());
+    assert!(
+        staff.body.contains("<h1>Staff portal</h1>"),
+        "{}",
+        staff.describe()
+    );
+    assert!(
+        staff.body.contains("<code>GET /</code>"),
+        "{}",
+        staff.describe()
+    );
+    assert!(staff.body.contains("x-staff-user"), "{}", staff.describe());
+    assert!(!staff.body.contains("remote-user"), "{}", staff.describe());
 }

@@ -445,12 +445,19 @@ impl TestCa {
     }
 
     pub fn issue(&self, common_name: &str) -> ServerCert {
-        let mut params = CertificateParams::new(vec![
+        self.issue_for(common_name, &[])
+    }
+
+    /// A server certificate for 127.0.0.1, localhost, clinic.example and `more`
+    /// names (one certificate for several app hosts, SPEC §8).
+    pub fn issue_for(&self, common_name: &str, more: &[String]) -> ServerCert {
+        let mut names = vec![
             "127.0.0.1".to_string(),
             "localhost".to_string(),
             "clinic.example".to_string(),
-        ])
-        .unwrap();
+        ];
+        names.extend(more.iter().cloned());
+        let mut params = CertificateParams::new(names).unwrap();
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
@@ -613,6 +620,8 @@ pub struct GatewayBuilder {
     env: Vec<(String, String)>,
     key_file: bool,
     key_env: bool,
+    cert_names: Vec<String>,
+    no_upstream: bool,
 }
 
 /// Everything written to disk for one gateway, before (or without) starting it.
@@ -651,7 +660,19 @@ impl GatewayBuilder {
             env: vec![],
             key_file: true,
             key_env: false,
+            cert_names: vec![],
+            no_upstream: false,
         }
+    }
+    /// More DNS names in the gateway's certificate (test hosts resolved to 127.0.0.1).
+    pub fn cert_names(mut self, names: &[&str]) -> Self {
+        self.cert_names.extend(names.iter().map(|n| n.to_string()));
+        self
+    }
+    /// Leave `[upstream]` out of the file (with `[[apps]]`: no fallback app, SPEC §8).
+    pub fn no_upstream(mut self) -> Self {
+        self.no_upstream = true;
+        self
     }
     pub fn plain_http(mut self) -> Self {
         self.tls = false;
@@ -736,7 +757,7 @@ impl GatewayBuilder {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let ca = TestCa::new();
-        let server = ca.issue("vestibule-test-1");
+        let server = ca.issue_for("vestibule-test-1", &self.cert_names);
         let cert_path = d.join("cert.pem");
         let key_path = d.join("key.pem");
         std::fs::write(&cert_path, &server.cert_pem).unwrap();
@@ -784,18 +805,20 @@ impl GatewayBuilder {
             t.push_str(&format!("max_request_header_bytes = {m}\n"));
         }
         t.push_str(&self.server_extra);
-        t.push_str("\n[upstream]\n");
-        t.push_str(&format!("url = {:?}\n", self.upstream_url));
-        if let Some(v) = &self.connect_timeout {
-            t.push_str(&format!("connect_timeout = {v:?}\n"));
+        if !self.no_upstream {
+            t.push_str("\n[upstream]\n");
+            t.push_str(&format!("url = {:?}\n", self.upstream_url));
+            if let Some(v) = &self.connect_timeout {
+                t.push_str(&format!("connect_timeout = {v:?}\n"));
+            }
+            if let Some(v) = &self.response_timeout {
+                t.push_str(&format!("response_timeout = {v:?}\n"));
+            }
+            if let Some(v) = self.preserve_host {
+                t.push_str(&format!("preserve_host = {v}\n"));
+            }
+            t.push_str(&self.upstream_extra);
         }
-        if let Some(v) = &self.response_timeout {
-            t.push_str(&format!("response_timeout = {v:?}\n"));
-        }
-        if let Some(v) = self.preserve_host {
-            t.push_str(&format!("preserve_host = {v}\n"));
-        }
-        t.push_str(&self.upstream_extra);
         t.push_str(&format!("\n[users]\nfile = {}\n", q(&users_path)));
         t.push_str("\n[storage]\nbackend = \"embedded\"\n");
         t.push_str(&format!("path = {}\n", q(&data)));

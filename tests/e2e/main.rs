@@ -14,10 +14,14 @@
 //!   idle, and count as connections; `TRACE` is refused.
 //! - `differential`: hostile paths and upgrades through the gateway to real Tomcat and
 //!   hypercorn servers, judged from what those servers logged (issue 17).
+//! - `apps`: several applications behind one gateway on several test host names
+//!   (SPEC §8, issue 20); `multihost` holds its browser, cookie jar and upstream.
 
 mod harness;
 mod harness_selftest;
+mod multihost;
 
+mod apps;
 mod assertion;
 mod audit_chain;
 mod burst;
