@@ -20,6 +20,9 @@
 #   REPS=3        repetitions (medians)               CONNS="64 512" space-separated
 #   THREADS=2     wrk threads                         STORM=100  concurrent logins in flight
 #   PIN=1         pin with taskset (0: let the scheduler place everything)
+#   NGINX_WORKERS nginx worker_processes: 1 when pinned (one core each), 2 unpinned — the
+#                 "both cores" comparison of issue 26, where Vestibule runs one worker
+#                 thread per core it may use (two)
 #   SERVER_CPUS=0 cores for the servers (proxy under test + upstream)
 #   CLIENT_CPUS=1 cores for the load generators (wrk, login storm, openssl s_time)
 #   HANDSHAKE_SECS=5  seconds per s_time run (0 skips the handshake test)
@@ -51,6 +54,7 @@ SESSIONS=${SESSIONS:-100000}
 THREADS=${THREADS:-2}
 STORM=${STORM:-100}
 PIN=${PIN:-1}
+if [[ "$PIN" == 1 ]]; then NGINX_WORKERS=${NGINX_WORKERS:-1}; else NGINX_WORKERS=${NGINX_WORKERS:-2}; fi
 SERVER_CPUS=${SERVER_CPUS:-0}
 CLIENT_CPUS=${CLIENT_CPUS:-1}
 HANDSHAKE_SECS=${HANDSHAKE_SECS:-5}
@@ -156,7 +160,7 @@ done
 mkdir -p "$WORK/nginx/tmp"
 nginx_common() {
     cat <<EOF
-worker_processes 1;
+worker_processes $NGINX_WORKERS;
 worker_rlimit_nofile 65536;
 daemon off;
 pid $WORK/nginx/$1.pid;
@@ -608,6 +612,7 @@ META="$WORK/meta.env"
     echo "threads=$THREADS"
     echo "storm=$STORM"
     echo "pin=$PIN"
+    echo "nginx_workers=$NGINX_WORKERS"
     echo "server_cpus=$SERVER_CPUS"
     echo "client_cpus=$CLIENT_CPUS"
     echo "load_start=$LOAD_START"
@@ -656,7 +661,8 @@ o.append(f"- machine: {meta['host_nproc']} cores (nproc), {meta['cpu']}, Linux {
 o.append(f"- vestibule revision: `{meta['rev']}` (release build of {meta['bin_built']}; `-dirty` = uncommitted changes in the tree)")
 o.append(f"- tools: nginx {meta['nginx']}, wrk {meta['wrk']}, OpenSSL {meta['openssl']}")
 pin = (f"servers (proxy under test + upstream nginx) on core {meta['server_cpus']}, "
-       f"load generators (wrk, login storm, s_time) on core {meta['client_cpus']}") if meta["pin"] == "1" else "no pinning"
+       f"load generators (wrk, login storm, s_time) on core {meta['client_cpus']}") if meta["pin"] == "1" else \
+      f"no pinning (nginx worker_processes {meta.get('nginx_workers', '1')}, Vestibule one worker thread per core)"
 o.append(f"- method: wrk -t{meta['threads']} --latency, {meta['duration']} s per run after {meta['warmup']} s warm-up, "
          f"median of {meta['reps']} interleaved repetitions; {pin}; everything on 127.0.0.1")
 o.append("- access log: " + ("on in both proxies (nginx `access_log` to a file, Vestibule `log.access_log` with stdout to a file)"
