@@ -445,12 +445,15 @@ impl TestCa {
     }
 
     pub fn issue(&self, common_name: &str) -> ServerCert {
-        let mut params = CertificateParams::new(vec![
-            "127.0.0.1".to_string(),
-            "localhost".to_string(),
-            "clinic.example".to_string(),
-        ])
-        .unwrap();
+        self.issue_for(common_name, &["127.0.0.1", "localhost", "clinic.example"])
+    }
+
+    /// A server certificate for these names (DNS names or IP addresses), e.g. the
+    /// app hosts a proxy in front of the gateway serves.
+    pub fn issue_for(&self, common_name: &str, names: &[&str]) -> ServerCert {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);

@@ -14,6 +14,8 @@
 //!   idle, and count as connections; `TRACE` is refused.
 //! - `differential`: hostile paths and upgrades through the gateway to real Tomcat and
 //!   hypercorn servers, judged from what those servers logged (issue 17).
+//! - `forward_auth`: forward-auth mode behind real nginx (`auth_request`) and Caddy
+//!   (`forward_auth`), run with the configuration files docs/forward-auth/ ships.
 
 mod harness;
 mod harness_selftest;
@@ -26,6 +28,7 @@ mod config_cli;
 mod demo;
 mod differential;
 mod flows;
+mod forward_auth;
 mod hardening;
 mod keepalive;
 mod lifecycle;
