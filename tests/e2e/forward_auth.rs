@@ -405,6 +405,30 @@ impl Visitor {
     }
 }
 
+/// One request written verbatim to the proxy over TLS for `host` (paths a client
+/// library would normalise first), `Connection: close`; the answer parsed.
+async fn raw_get(e: &Estate, host: &str, target: &str, cookie: &str) -> RawResponse {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", e.port))
+        .await
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(e.ca.client_config(&["http/1.1"])));
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let mut req = format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}:{}\r\nAccept: {NAV_ACCEPT}\r\nConnection: close\r\n",
+        e.port
+    );
+    if !cookie.is_empty() {
+        req.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    req.push_str("\r\n");
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), tls.read_to_end(&mut buf)).await;
+    parse_raw(&buf)
+}
+
 /// Sent from `start` to sign in: the redirect names the portal's sign-in page with the
 /// original URL as `rd`; the password step, then enrollment (`enroll`) or the code
 /// challenge, and back to `start`. Returns the app's answer.
@@ -664,6 +688,38 @@ async fn forgeries(kind: Kind) {
     );
     let page = v.nav(&e.url(RECORDS, "/public/x"), &forged).await;
     assert_eq!(page.status, 200);
+    assert_no_identity(&e.up.last());
+
+    // A path that is not its own normal form never reaches the app: the proxy forwards
+    // it as sent, so "/chart/../public/x" would be decided as the public "/public/x"
+    // while an app that does not resolve dot segments serves "/chart/…" without an
+    // identity. Written raw (a client library would resolve the dots itself).
+    let before = e.up.count();
+    for target in [
+        "/chart/../public/x",
+        "/chart/%2e%2e/public/x",
+        "/chart;x/../public/x",
+        "//public/x",
+        "/public/../chart",
+        "/public/..;/chart",
+    ] {
+        let r = raw_get(&e, RECORDS, target, "").await;
+        assert!(
+            matches!(r.status, 302 | 400 | 403),
+            "{target}: {} {}",
+            r.status,
+            r.body_text()
+        );
+        assert_eq!(
+            e.up.count(),
+            before,
+            "{target} reached the app: {:?}",
+            e.up.last()
+        );
+    }
+    // An ordinary public path still passes.
+    let r = raw_get(&e, RECORDS, "/public/x?y=1", "").await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
     assert_no_identity(&e.up.last());
 
     // The client's own description of "the original request" decides nothing through
