@@ -9,7 +9,8 @@
 #   upstream direct | nginx proxy_pass (keep-alive upstream), HTTP and TLS |
 #   Vestibule bypass path, HTTP and TLS | Vestibule authenticated path with a complete
 #   session cookie, embedded and Redis backend, HTTP and TLS | authenticated TLS while
-#   STORM logins are in flight | new TLS handshakes per second (openssl s_time -new and
+#   STORM logins are in flight | nginx auth_request asking Vestibule in forward-auth mode
+#   (issue 21) | new TLS handshakes per second (openssl s_time -new and
 #   wrk with Connection: close), Vestibule vs nginx | then resident memory with 100,000
 #   live sessions and with 10,000 idle keep-alive connections, Vestibule vs nginx
 #   (scripts/bench-memory.sh, run as the last phase; MEMORY=0 skips it).
@@ -26,7 +27,7 @@
 #   SERVER_CPUS=0 cores for the servers (proxy under test + upstream)
 #   CLIENT_CPUS=1 cores for the load generators (wrk, login storm, openssl s_time)
 #   HANDSHAKE_SECS=5  seconds per s_time run (0 skips the handshake test)
-#   BASE_PORT=18400   first of 10 consecutive loopback ports (the memory phase uses
+#   BASE_PORT=18400   first of 12 consecutive loopback ports (the memory phase uses
 #                     6 more from BASE_PORT+100)
 #   ACCESS_LOG=on one access-log line per request in both proxies (their shipped default);
 #                 off: nginx `access_log off`, Vestibule `[log] access_log = false`
@@ -36,7 +37,7 @@
 #   ONLY="..."    run only these cases (for quick comparisons while working), e.g.
 #                 ONLY="nginx-http bypass-http auth-http"; names: upstream nginx-http nginx-tls
 #                 bypass-http bypass-tls auth-http auth-tls auth-redis-http auth-redis-tls
-#                 auth-storm-tls handshakes auth-assert-http auth-100apps-http
+#                 auth-storm-tls handshakes auth-assert-http auth-100apps-http fwd-auth-http
 #                 h2 (HTTP/2 over TLS with h2load: nginx-tls vs auth-tls, 64x10 and 8x100 streams)
 set -euo pipefail
 
@@ -74,6 +75,8 @@ P_REDIS=$((BASE_PORT + 6))      # redis-server for it
 P_VST_REDIS_TLS=$((BASE_PORT + 7))  # vestibule, TLS, Redis backend
 P_VST_ASSERT=$((BASE_PORT + 8))     # vestibule, plain HTTP, signed identity assertion on
 P_VST_APPS=$((BASE_PORT + 9))       # vestibule, plain HTTP, 100 [[apps]] configured
+P_VST_FWD=$((BASE_PORT + 10))       # vestibule, plain HTTP, answering nginx's auth_request
+P_NGX_FWD=$((BASE_PORT + 11))       # nginx proxy with auth_request to it (forward-auth mode)
 
 BENCH_USER=bench.patient
 BENCH_PASS='bench-password-0123456789'
@@ -117,7 +120,7 @@ else
 fi
 
 for p in $P_UP $P_NGX_HTTP $P_NGX_TLS $P_VST_HTTP $P_VST_TLS $P_VST_REDIS $P_REDIS $P_VST_REDIS_TLS \
-    $P_VST_ASSERT $P_VST_APPS; do
+    $P_VST_ASSERT $P_VST_APPS $P_VST_FWD $P_NGX_FWD; do
     if ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
         die "port $p is in use; set BASE_PORT to a free range"
     fi
@@ -224,6 +227,53 @@ EOF
             proxy_set_header X-Forwarded-Proto \$scheme;
         }
     }
+    # Forward-auth mode (issue 21): the nginx-http server above plus the auth_request
+    # of docs/forward-auth/nginx.conf (same directives; the app is the kept-alive
+    # backend, as for nginx-http, instead of the snippet's per-host map).
+    upstream vestibule_fwd {
+        server 127.0.0.1:$P_VST_FWD;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$P_NGX_FWD backlog=4096;
+        location = /_vestibule/api/authz/auth-request {
+            internal;
+            proxy_pass http://vestibule_fwd;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+            proxy_set_header X-Original-Method \$request_method;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+        }
+        location @vestibule_login {
+            return 302 \$vestibule_login;
+        }
+        location / {
+            auth_request /_vestibule/api/authz/auth-request;
+            auth_request_set \$vestibule_login  \$upstream_http_location;
+            auth_request_set \$vestibule_user   \$upstream_http_remote_user;
+            auth_request_set \$vestibule_email  \$upstream_http_remote_email;
+            auth_request_set \$vestibule_name   \$upstream_http_remote_name;
+            auth_request_set \$vestibule_groups \$upstream_http_remote_groups;
+            auth_request_set \$vestibule_mfa    \$upstream_http_remote_mfa;
+            error_page 401 = @vestibule_login;
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header Remote-User   \$vestibule_user;
+            proxy_set_header Remote-Email  \$vestibule_email;
+            proxy_set_header Remote-Name   \$vestibule_name;
+            proxy_set_header Remote-Groups \$vestibule_groups;
+            proxy_set_header Remote-MFA    \$vestibule_mfa;
+        }
+    }
 }
 EOF
 } >"$WORK/nginx/proxy.conf"
@@ -237,11 +287,15 @@ for n in upstream proxy; do
 done
 
 # ---------------------------------------------------------------- vestibule: HTTP and TLS
-vest_conf() { # name port tls? [backend] [assert]
+vest_conf() { # name port tls? [backend] [assert|apps100|fwd]
     cat <<EOF
 [server]
 listen = "127.0.0.1:$2"
 EOF
+    if [[ "${5:-}" == fwd ]]; then
+        # Forward-auth mode: nginx (on loopback) is the proxy allowed to ask.
+        echo 'trusted_proxies = ["127.0.0.1/32"]'
+    fi
     if [[ "$3" == tls ]]; then
         printf 'tls_cert = "%s"\ntls_key = "%s"\n' "$WORK/cert.pem" "$WORK/key.pem"
     fi
@@ -293,7 +347,7 @@ EOF
 "${ON_SERVER[@]}" redis-server --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
 SERVER_PIDS+=($!)
-for v in http tls redis redis-tls assert apps100; do
+for v in http tls redis redis-tls assert apps100 fwd; do
     mkdir -p "$WORK/vest-$v"
     port=$P_VST_HTTP proto=http backend=embedded extra=""
     [[ $v == tls ]] && port=$P_VST_TLS proto=tls
@@ -301,6 +355,7 @@ for v in http tls redis redis-tls assert apps100; do
     [[ $v == redis-tls ]] && port=$P_VST_REDIS_TLS proto=tls backend=redis
     [[ $v == assert ]] && port=$P_VST_ASSERT extra=assert
     [[ $v == apps100 ]] && port=$P_VST_APPS extra=apps100
+    [[ $v == fwd ]] && port=$P_VST_FWD extra=fwd
     vest_conf "$v" "$port" "$proto" "$backend" "$extra" >"$WORK/vest-$v/vestibule.toml"
     "$BIN" --config "$WORK/vest-$v/vestibule.toml" check-config >"$WORK/vest-$v/check.log" 2>&1 \
         || { cat "$WORK/vest-$v/check.log" >&2; die "vestibule ($v) config rejected"; }
@@ -326,6 +381,8 @@ wait_for "http://127.0.0.1:$P_VST_REDIS/_vestibule/health"
 wait_for "https://127.0.0.1:$P_VST_REDIS_TLS/_vestibule/health"
 wait_for "http://127.0.0.1:$P_VST_ASSERT/_vestibule/health"
 wait_for "http://127.0.0.1:$P_VST_APPS/_vestibule/health"
+wait_for "http://127.0.0.1:$P_VST_FWD/_vestibule/health"
+wait_for "http://127.0.0.1:$P_NGX_FWD/bench/x"
 
 # ---------------------------------------------------------------- log in once per instance
 login() { # scheme port cookie-name -> prints the session token
@@ -353,6 +410,10 @@ COOKIE_ASSERT="Cookie: vestibule_session=$SESS_ASSERT"
 SESS_APPS=$(login http "$P_VST_APPS" vestibule_session)
 [[ -n "$SESS_APPS" ]] || die "no session cookie after login (100-apps instance)"
 COOKIE_APPS="Cookie: vestibule_session=$SESS_APPS"
+# Forward-auth: signed in at Vestibule's own pages, the cookie then sent to nginx.
+SESS_FWD=$(login http "$P_VST_FWD" vestibule_session)
+[[ -n "$SESS_FWD" ]] || die "no session cookie after login (forward-auth instance)"
+COOKIE_FWD="Cookie: vestibule_session=$SESS_FWD"
 COOKIE_HTTP="Cookie: vestibule_session=$SESS_HTTP"
 COOKIE_TLS="Cookie: __Host-vestibule_session=$SESS_TLS"
 # The CSRF pair of the TLS jar, reused by the login storm (the token is an HMAC of the cookie).
@@ -374,6 +435,10 @@ check_ok "http://127.0.0.1:$P_VST_REDIS/app/x" "$COOKIE_REDIS"
 check_ok "https://127.0.0.1:$P_VST_REDIS_TLS/app/x" "$COOKIE_REDIS_TLS"
 check_ok "http://127.0.0.1:$P_VST_ASSERT/app/x" "$COOKIE_ASSERT"
 check_ok "http://127.0.0.1:$P_VST_APPS/app/x" "$COOKIE_APPS"
+check_ok "http://127.0.0.1:$P_NGX_FWD/app/x" "$COOKIE_FWD"
+check_ok "http://127.0.0.1:$P_NGX_FWD/bench/x"
+code=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_NGX_FWD/app/x")
+[[ "$code" == 302 ]] || die "forward-auth without a cookie answered $code, expected nginx's 302 to sign in"
 grep -q "101 apps" "$WORK/vest-apps100/check.log" || die "the 100-apps instance does not have its apps: $(cat "$WORK/vest-apps100/check.log")"
 code=$(curl -sk --max-time 10 -o /dev/null -w '%{http_code}' "https://127.0.0.1:$P_VST_TLS/app/x")
 [[ "$code" == 401 ]] || die "authenticated path without a cookie answered $code, expected 401"
@@ -565,6 +630,7 @@ for rep in $(seq 1 "$REPS"); do
         run_wrk bypass-http "$c" "$rep" "http://127.0.0.1:$P_VST_HTTP/bench/x"
         run_wrk bypass-tls "$c" "$rep" "https://127.0.0.1:$P_VST_TLS/bench/x"
         run_wrk auth-http "$c" "$rep" "http://127.0.0.1:$P_VST_HTTP/app/x" "$COOKIE_HTTP"
+        run_wrk fwd-auth-http "$c" "$rep" "http://127.0.0.1:$P_NGX_FWD/app/x" "$COOKIE_FWD"
         run_wrk auth-assert-http "$c" "$rep" "http://127.0.0.1:$P_VST_ASSERT/app/x" "$COOKIE_ASSERT"
         run_wrk auth-100apps-http "$c" "$rep" "http://127.0.0.1:$P_VST_APPS/app/x" "$COOKIE_APPS"
         run_wrk auth-tls "$c" "$rep" "https://127.0.0.1:$P_VST_TLS/app/x" "$COOKIE_TLS"
@@ -648,6 +714,7 @@ CASES = [
     ("auth-tls", "Vestibule, authenticated (session cookie)", "TLS", "nginx-tls"),
     ("auth-assert-http", "Vestibule, authenticated, signed assertion on", "HTTP", "nginx-http"),
     ("auth-100apps-http", "Vestibule, authenticated, 100 apps configured", "HTTP", "nginx-http"),
+    ("fwd-auth-http", "nginx `auth_request` + Vestibule forward-auth, authenticated (session cookie)", "HTTP", "nginx-http"),
     ("auth-redis-http", "Vestibule, authenticated, Redis backend", "HTTP", "nginx-http"),
     ("auth-redis-tls", "Vestibule, authenticated, Redis backend", "TLS", "nginx-tls"),
     ("auth-storm-tls", f"Vestibule, authenticated, {meta['storm']} logins in flight", "TLS", "nginx-tls"),
@@ -710,6 +777,16 @@ for c in conns:
     ma, pa = get("auth-100apps-http"), get("auth-http")
     if ma and pa:
         checks.append(("100 apps cost < 2% of authenticated req/s against 1 app (HTTP) — issues 20/26", ma["rps"] / pa["rps"], 0.98, True))
+    # Forward-auth (issue 21): nginx asks Vestibule, then proxies itself. Its cost over
+    # nginx alone must not exceed what proxy mode costs over nginx alone, i.e. its req/s
+    # at least the authenticated proxy's (both HTTP, same cores, same upstream).
+    fa, pa, na = get("fwd-auth-http"), get("auth-http"), get("nginx-http")
+    if fa and pa:
+        label = "forward-auth decision costs no more than a proxied authenticated request: req/s ≥ 1.0× Vestibule authenticated (HTTP) — issue 21"
+        if na:
+            label += (f" (below nginx alone: forward-auth {100 * (1 - fa['rps'] / na['rps']):.0f}%, "
+                      f"proxy mode {100 * (1 - pa['rps'] / na['rps']):.0f}%)")
+        checks.append((label, fa["rps"] / pa["rps"], 1.0, True))
     q, s = get("auth-tls"), get("auth-storm-tls")
     if q and s:
         checks.append(("p99 during login storm ≤ 2× quiet (TLS)", s["p99"] / q["p99"], 2.0, False))

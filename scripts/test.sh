@@ -21,11 +21,27 @@ command -v java >/dev/null 2>&1 || packages+=(default-jre-headless)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v adduser >/dev/null 2>&1 || packages+=(adduser)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
+# The forward-auth tests (tests/e2e/forward_auth.rs) run a real nginx (auth_request) and
+# a real Caddy (forward_auth, 2.6.2 in Debian 12) from their binaries, with the files of
+# docs/forward-auth/ on free loopback ports — never their system services.
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || packages+=(nginx)
+command -v caddy >/dev/null 2>&1 || packages+=(caddy)
 if [ "${#packages[@]}" -gt 0 ]; then
   echo "test.sh: installing ${packages[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
+  # The packages' services (nginx, caddy on ports 80/443) are not started: the tests
+  # run their own instances, and a machine's port 80 is not the test suite's to take.
+  no_start=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    no_start=1
+  fi
+  installed=0
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null || installed=$?
+  if [ -n "$no_start" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+  [ "$installed" -eq 0 ] || exit "$installed"
 fi
 
 # Python packages of the tests, from PyPI: hypercorn (an h2c-capable upstream for the

@@ -48,6 +48,12 @@ impl Target<'_> {
         Ok(pq)
     }
 
+    /// Whether the request's own path was already its normal form. Forward-auth needs
+    /// it: there the proxy forwards the path as the client sent it, not this one.
+    pub(super) fn is_normal(&self) -> bool {
+        self.unchanged
+    }
+
     /// The app that takes this request (by its host and this normal path).
     pub(super) fn app<'t, B>(
         &self,

@@ -457,7 +457,18 @@ impl TestCa {
             "clinic.example".to_string(),
         ];
         names.extend(more.iter().cloned());
-        let mut params = CertificateParams::new(names).unwrap();
+        self.issue_names(
+            common_name,
+            &names.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    }
+
+    /// A server certificate for exactly these names (DNS names or IP addresses), e.g.
+    /// the app hosts a proxy in front of the gateway serves.
+    pub fn issue_names(&self, common_name: &str, names: &[&str]) -> ServerCert {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);

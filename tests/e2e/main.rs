@@ -16,6 +16,8 @@
 //!   hypercorn servers, judged from what those servers logged (issue 17).
 //! - `apps`: several applications behind one gateway on several test host names
 //!   (SPEC §8, issue 20); `multihost` holds its browser, cookie jar and upstream.
+//! - `forward_auth`: forward-auth mode behind real nginx (`auth_request`) and Caddy
+//!   (`forward_auth`), run with the configuration files docs/forward-auth/ ships.
 
 mod harness;
 mod harness_selftest;
@@ -30,6 +32,7 @@ mod config_cli;
 mod demo;
 mod differential;
 mod flows;
+mod forward_auth;
 mod hardening;
 mod keepalive;
 mod lifecycle;

@@ -177,6 +177,15 @@ async fn decide(
         return Err(GatewayError::MisdirectedHost);
     }
     let target = target::resolve(app, &req)?;
+    // The proxy forwards the path as the client sent it, not its normal form: a path
+    // that normalises to another ("/chart/../public/x" is "/public/x") would be decided
+    // on a path the app never sees, and an app that does not resolve dot segments
+    // serves "/chart/…" without an identity. Only a path already normal is decided.
+    if !target.is_normal() {
+        return Err(GatewayError::BadRequest(
+            "the original path is not in normal form",
+        ));
+    }
     let apps = app.apps.get();
     let route = target.app(&apps, &req)?;
     trace.app = Some(route.clone());
