@@ -111,7 +111,8 @@ impl App {
             tls,
             cfg.session.idle_timeout,
             cfg.session.absolute_timeout,
-        );
+        )
+        .with_role_timeouts(&cfg.session.role_timeouts);
         let csrf = Csrf::new(keys.get().derive("vestibule csrf v1"), tls);
         let device_cookie = cookies::wire_name(DEVICE_COOKIE_BASE, tls);
         let own_cookies = vec![

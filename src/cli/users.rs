@@ -8,6 +8,7 @@ use crate::UsersCommand;
 use crate::audit::AuditEvent;
 use crate::config::Config;
 use crate::core::password::{self, Cost};
+use crate::core::password_rules;
 use crate::core::user::{validate_role, validate_username};
 use crate::users::edit::UsersDoc;
 
@@ -24,15 +25,14 @@ fn check_roles(roles: &[String]) -> Result<(), CliError> {
     }
 }
 
-fn new_hash(cfg: &Config) -> Result<String, CliError> {
+/// Reads the new password of `username` and hashes it, after the rules of SPEC §12:
+/// `users.min_password_length`, not containing the username, not a common or
+/// breached password.
+fn new_hash(cfg: &Config, username: &str) -> Result<String, CliError> {
     let pw = read_password("New password: ")?;
     let min = cfg.users.min_password_length;
-    if pw.chars().count() < min {
-        return Err(CliError::Invalid(vec![format!(
-            "password: too short ({} characters); users.min_password_length is {min}",
-            pw.chars().count()
-        )]));
-    }
+    password_rules::check(&pw, username, min)
+        .map_err(|e| CliError::Invalid(vec![format!("password: {e}")]))?;
     password::hash(pw.as_bytes(), Cost::DEFAULT).map_err(CliError::failed)
 }
 
@@ -118,7 +118,7 @@ pub fn run(config: &Path, cmd: UsersCommand) -> Result<(), CliError> {
                     "NAME: a user named {stored:?} already exists{same}"
                 )]));
             }
-            let hash = new_hash(&cfg)?;
+            let hash = new_hash(&cfg, &name)?;
             doc.add(
                 &name,
                 display_name.as_deref().unwrap_or(&name),
@@ -161,8 +161,8 @@ pub fn run(config: &Path, cmd: UsersCommand) -> Result<(), CliError> {
             println!("enabled {n}");
         }
         UsersCommand::SetPassword { name } => {
-            doc.find(&name).map_err(edit_err)?;
-            let hash = new_hash(&cfg)?;
+            let (_, stored) = doc.find(&name).map_err(edit_err)?;
+            let hash = new_hash(&cfg, &stored)?;
             let n = doc.set_password_hash(&name, &hash).map_err(edit_err)?;
             doc.save(file).map_err(edit_err)?;
             end_sessions_and_devices(&cfg, &n, "password changed");

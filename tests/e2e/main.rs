@@ -34,6 +34,7 @@ mod operator;
 mod proxy;
 mod redis;
 mod rotation;
+mod selfservice;
 mod signin;
 mod twofa;
 mod upgrades;

@@ -3,6 +3,7 @@
 //! slept on.
 
 mod bounded;
+mod listing;
 mod lockout;
 mod sessions;
 
@@ -18,6 +19,7 @@ fn session(user: &str, now: u64) -> SessionRecord {
         created_ms: now,
         last_seen_ms: now,
         credential: [1; 8],
+        meta: Default::default(),
     }
 }
 
@@ -42,6 +44,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     devices_are_taken_once_and_only_by_their_user(&*store).await;
     lockout::run_all(store.clone()).await;
     sessions::run_all(store.clone()).await;
+    listing::run_all(&*store).await;
     purge_drops_expired_records(&*store).await;
     secrets_can_be_listed_and_swapped_for_rotation(&*store).await;
 }
