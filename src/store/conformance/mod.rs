@@ -309,6 +309,32 @@ async fn embedded_store_conforms() {
     run_all(Arc::new(store)).await;
 }
 
+/// A database made before sessions carried their metadata keeps its sessions: the
+/// migration adds the column, and old rows read with empty metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_sessions_of_an_earlier_version_survive_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = rusqlite::Connection::open(dir.path().join("vestibule.sqlite3")).unwrap();
+        c.execute_batch(
+            "CREATE TABLE sessions(id BLOB PRIMARY KEY, user TEXT NOT NULL, stage TEXT NOT NULL,
+               created_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL, credential BLOB NOT NULL,
+               expires_ms INTEGER NOT NULL) WITHOUT ROWID;",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO sessions VALUES(?1,'lee','\"password_done\"',1,2,?2,?3)",
+            rusqlite::params![&[7u8; 32][..], &[1u8; 8][..], i64::MAX],
+        )
+        .unwrap();
+    }
+    let store = super::embedded::EmbeddedStore::open(dir.path()).unwrap();
+    let got = store.session_get(&[7; 32]).await.unwrap().unwrap();
+    assert_eq!(got.user, "lee");
+    assert_eq!(got.meta, SessionMeta::default());
+    assert_eq!(store.sessions_list("lee", 3).await.unwrap().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_store_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
