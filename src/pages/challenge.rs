@@ -41,8 +41,10 @@ fn page(
 }
 
 /// Whether a complete session with a second factor must give a fresh one before `rd`:
-/// the rule deciding `rd` (as a navigation) has a `max_factor_age` that the session's
-/// last proof does not meet. The same rules and path reading as the proxy's decision.
+/// a rule deciding `rd` has a `max_factor_age` that the session's last proof does not
+/// meet. The same rules and path reading as the proxy's decision, for every method a
+/// rule may name (an API call's step-up for a `POST`-only rule comes here as a
+/// navigation), the shortest age holding.
 fn step_up_for(ctx: &Ctx<'_>, rd: &str, cur: &Current, factor: Option<SecondFactor>) -> bool {
     if factor.is_none() {
         return false;
@@ -52,12 +54,18 @@ fn step_up_for(ctx: &Ctx<'_>, rd: &str, cur: &Current, factor: Option<SecondFact
         return false;
     };
     let rules = &ctx.app.cfg.policy;
-    let decision = policy::decide(&rules.rules, rules.path_case, "GET", &path);
-    let Decision::Authenticated {
-        max_factor_age_ms: Some(max_age),
-        ..
-    } = decision
-    else {
+    let max_age = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+        .into_iter()
+        .filter_map(
+            |m| match policy::decide(&rules.rules, rules.path_case, m, &path) {
+                Decision::Authenticated {
+                    max_factor_age_ms, ..
+                } => max_factor_age_ms,
+                _ => None,
+            },
+        )
+        .min();
+    let Some(max_age) = max_age else {
         return false;
     };
     cur.record
