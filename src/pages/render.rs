@@ -153,8 +153,6 @@ pub struct AccountPage<'a> {
     /// Whether there is a session besides the current one.
     pub others: bool,
     pub min_password_length: usize,
-    /// Passwords are not kept in the users file (a directory): no change form.
-    pub password_unavailable: bool,
     /// The password form's errors, per field.
     pub pw: PasswordErrors<'a>,
     pub can_disable: bool,

@@ -708,7 +708,12 @@ async fn a_step_up_for_a_post_only_rule_is_asked_on_the_code_step() {
     let page = b
         .get(&format!("{}?rd={}", p("/challenge"), enc("/export/all")))
         .await;
-    assert_eq!(page.status, 200, "the code step must ask: {}", page.describe());
+    assert_eq!(
+        page.status,
+        200,
+        "the code step must ask: {}",
+        page.describe()
+    );
     let code = auth.fresh().await;
     let done = b.submit(&page, &p("/challenge"), &[("code", &code)]).await;
     assert_eq!(done.status, 303, "{}", done.describe());
