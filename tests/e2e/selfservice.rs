@@ -719,3 +719,45 @@ async fn a_step_up_for_a_post_only_rule_is_asked_on_the_code_step() {
     assert_eq!(done.status, 303, "{}", done.describe());
     assert_eq!(b.api(Method::POST, "/export/all").await.status, 200);
 }
+
+// ---------------------------------------------------------------- on Redis, two instances
+
+/// Two gateways on one real Redis: a session started on B is listed on A's account
+/// page, revoking it there ends it on B at once, and "everywhere else" reaches B too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_sessions_are_listed_and_revoked_across_instances() {
+    init();
+    let redis = crate::redis::Redis::start();
+    let up = Upstream::start().await;
+    let (a, b) = crate::redis::pair(&up, &redis.url(), "").await;
+    let patient = crate::redis::user("patient");
+    let on_a = signed_in(&a, &patient, None).await;
+    let on_b = signed_in(&b, &patient, Some(CHROME_WINDOWS)).await;
+    let on_b2 = signed_in(&b, &patient, None).await;
+    let acc = on_a.get(&p("/account")).await;
+    assert!(acc.body.contains("Chrome on Windows"), "{}", acc.body);
+    let hs = handles(&acc);
+    assert_eq!(hs.len(), 2, "{}", acc.body);
+    let r = revoke(&on_a, &[("session", &hs[0])]).await;
+    assert_eq!(r.status, 303, "{}", r.describe());
+    let statuses = [on_b.get("/").await.status, on_b2.get("/").await.status];
+    assert!(
+        statuses == [302, 200] || statuses == [200, 302],
+        "revoked on A, exactly that session must end on B: {statuses:?}"
+    );
+    let r = revoke(&on_a, &[("all_others", "1")]).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(on_b.get("/").await.status, 302);
+    assert_eq!(on_b2.get("/").await.status, 302);
+    assert_eq!(on_a.get("/").await.status, 200);
+    let out = admin(&b, &["sessions", "list", "patient"], None).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(
+        out.stdout
+            .lines()
+            .filter(|l| l.starts_with("patient"))
+            .count(),
+        1,
+        "only A's session is left: {out}"
+    );
+}
