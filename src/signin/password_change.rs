@@ -15,10 +15,12 @@ use zeroize::Zeroizing;
 use super::code_step::Confirmed;
 use super::regulator::Regulated;
 use super::{SignIn, SignInError};
+use crate::audit::{AuditEvent, LoginFailure};
 use crate::core::lockout::{LockState, Step};
 use crate::core::password_rules::{self, Refused};
 use crate::core::user::{User, lockout_key};
 use crate::hash_pool::HashPoolError;
+use crate::metrics::LockStep;
 
 /// What was typed into the password form.
 pub struct PasswordChange<'a> {
@@ -115,6 +117,34 @@ impl SignIn {
                 Ok::<_, SignInError>(ok.then_some(()))
             })
             .await?;
+        // A wrong current password is audited like a wrong sign-in (and a lock it
+        // imposes like a sign-in lock): the same secret, the same counter.
+        if let Regulated::Wrong {
+            record,
+            imposed_lock,
+            ..
+        } = &attempt
+        {
+            self.audit(
+                &user.username,
+                ip,
+                &AuditEvent::LoginFailure {
+                    reason: LoginFailure::WrongPassword,
+                    failures: Some(record.failures),
+                },
+            );
+            if *imposed_lock {
+                self.metrics.lockout(LockStep::Password);
+                self.audit(
+                    &user.username,
+                    ip,
+                    &AuditEvent::LoginLocked {
+                        failures: record.failures,
+                        locks: record.locks,
+                    },
+                );
+            }
+        }
         match attempt {
             Regulated::Right(()) => {}
             Regulated::Refused(state) | Regulated::Wrong { state, .. }

@@ -592,6 +592,12 @@ async fn a_password_change_is_refused_field_by_field_and_changes_nothing() {
         "a refused change ended the session"
     );
     assert!(!gw.logs().contains(&pat.password));
+    assert!(
+        audit_events(&gw.logs())
+            .iter()
+            .any(|e| e["event"] == "login.failure" && e["user"] == "pat"),
+        "a wrong current password is audited"
+    );
 }
 
 #[tokio::test]
