@@ -117,7 +117,8 @@ impl App {
             cfg.session.cookie_domain.as_deref(),
             &cfg.session.cookie_name,
             tls,
-        );
+        )
+        .with_role_timeouts(&cfg.session.role_timeouts);
         let csrf = Csrf::new(keys.get().derive("vestibule csrf v1"), tls);
         let device_cookie = cookies::OwnCookie::new(
             DEVICE_COOKIE_BASE,

@@ -15,10 +15,19 @@ use crate::core::password;
 /// Jobs waiting beyond this are refused.
 const QUEUE: usize = 4096;
 
-struct Job {
-    password: Zeroizing<String>,
-    hash: String,
-    reply: tokio::sync::oneshot::Sender<bool>,
+/// One piece of hashing work.
+enum Job {
+    /// Check `password` against the PHC string `hash`.
+    Verify {
+        password: Zeroizing<String>,
+        hash: String,
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
+    /// Hash a new password (a password change) at the default cost.
+    Hash {
+        password: Zeroizing<String>,
+        reply: tokio::sync::oneshot::Sender<Result<String, String>>,
+    },
 }
 
 /// Why a check could not run.
@@ -28,6 +37,8 @@ pub enum HashPoolError {
     Busy,
     #[error("the hashing threads are gone")]
     Gone,
+    #[error("hashing failed: {0}")]
+    Failed(String),
 }
 
 /// The pool of low-priority hashing threads.
@@ -44,8 +55,20 @@ fn worker(rx: Arc<Mutex<Receiver<Job>>>) {
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        let ok = password::verify(job.password.as_bytes(), &job.hash);
-        let _ = job.reply.send(ok);
+        match job {
+            Job::Verify {
+                password,
+                hash,
+                reply,
+            } => {
+                let _ = reply.send(password::verify(password.as_bytes(), &hash));
+            }
+            Job::Hash { password, reply } => {
+                let hashed = password::hash(password.as_bytes(), password::Cost::DEFAULT)
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(hashed);
+            }
+        }
     }
 }
 
@@ -70,12 +93,28 @@ impl HashPool {
         hash: String,
     ) -> Result<bool, HashPoolError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        match self.tx.try_send(Job {
+        self.submit(Job::Verify {
             password,
             hash,
             reply,
-        }) {
-            Ok(()) => answer.await.map_err(|_| HashPoolError::Gone),
+        })?;
+        answer.await.map_err(|_| HashPoolError::Gone)
+    }
+
+    /// Hashes a new `password` (argon2id, default cost) on a hashing thread.
+    pub async fn hash(&self, password: Zeroizing<String>) -> Result<String, HashPoolError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(Job::Hash { password, reply })?;
+        answer
+            .await
+            .map_err(|_| HashPoolError::Gone)?
+            .map_err(HashPoolError::Failed)
+    }
+
+    /// Queues `job`, refusing when the queue is full.
+    fn submit(&self, job: Job) -> Result<(), HashPoolError> {
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(HashPoolError::Busy),
             Err(TrySendError::Disconnected(_)) => Err(HashPoolError::Gone),
         }
@@ -101,5 +140,16 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn hashes_on_the_pool() {
+        let pool = HashPool::new(1).unwrap();
+        let h = pool
+            .hash(Zeroizing::new("violet staple harbour".into()))
+            .await
+            .unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(password::verify(b"violet staple harbour", &h));
     }
 }

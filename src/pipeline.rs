@@ -127,6 +127,7 @@ async fn decide<B: RequestBody>(
         access::Access::SignIn(current) => {
             return Box::pin(access::sign_in(app, &req, current.as_ref(), trace)).await;
         }
+        access::Access::StepUp => return Ok(access::step_up(app, &req, trace)),
     };
     // One forward call for both branches: the request's future then holds the
     // upstream exchange once, not once per branch.

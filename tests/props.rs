@@ -285,6 +285,7 @@ fn rule_strategy() -> impl Strategy<Value = Rule> {
             methods: methods.map(|ms| ms.into_iter().map(String::from).collect()),
             access,
             roles: vec![],
+            max_factor_age_ms: None,
         })
 }
 
@@ -304,11 +305,15 @@ fn reference_decide<'a>(rules: &'a [Rule], method: &str, path: &str) -> Decision
                 Access::Deny => Decision::Deny,
                 Access::Authenticated => Decision::Authenticated {
                     roles: Roles::one(&r.roles),
+                    max_factor_age_ms: r.max_factor_age_ms,
                 },
             };
         }
     }
-    Decision::Authenticated { roles: Roles::ANY }
+    Decision::Authenticated {
+        roles: Roles::ANY,
+        max_factor_age_ms: None,
+    }
 }
 
 /// Who may pass a decision: no session, or a complete session with these roles.
@@ -316,7 +321,7 @@ fn allows(d: Decision<'_>, client: Option<&[String]>) -> bool {
     match d {
         Decision::Bypass => true,
         Decision::Deny => false,
-        Decision::Authenticated { roles } => client.is_some_and(|have| roles.allow(have)),
+        Decision::Authenticated { roles, .. } => client.is_some_and(|have| roles.allow(have)),
     }
 }
 
@@ -336,6 +341,7 @@ fn clinic_rules() -> Vec<Rule> {
         methods: None,
         access,
         roles: roles.iter().map(|r| r.to_string()).collect(),
+        max_factor_age_ms: None,
     };
     vec![
         rule("/static/", Access::Bypass, &[]),
@@ -466,7 +472,7 @@ proptest! {
     fn a_bypass_prefix_cannot_be_left_by_dot_segments(tail in prop::collection::vec(path_piece(), 0..10)) {
         // Only `/static/` bypasses; whatever follows it, if the result is a bypass, the
         // normalised (forwarded) path really is under `/static/`, read either way.
-        let rules = vec![Rule { matcher: PathMatch::Prefix("/static/".into()), methods: None, access: Access::Bypass, roles: vec![] }];
+        let rules = vec![Rule { matcher: PathMatch::Prefix("/static/".into()), methods: None, access: Access::Bypass, roles: vec![], max_factor_age_ms: None }];
         let raw = format!("/static/{}", tail.concat());
         if let Ok(path) = normalise(&raw) {
             let d = policy::decide(&rules, PathCase::Sensitive, "GET", &path);

@@ -34,6 +34,8 @@ pub enum CodeContext {
     Setup,
     Challenge,
     Account,
+    /// The code step again for a `max_factor_age` rule.
+    StepUp,
 }
 
 impl CodeContext {
@@ -42,6 +44,7 @@ impl CodeContext {
             CodeContext::Setup => "setup",
             CodeContext::Challenge => "challenge",
             CodeContext::Account => "account",
+            CodeContext::StepUp => "step_up",
         }
     }
 }
@@ -116,6 +119,21 @@ pub enum AuditEvent<'a> {
         reason: Option<&'a str>,
     },
     UserUnlocked,
+    /// A fresh second factor for a `max_factor_age` rule.
+    StepUpSuccess {
+        method: SecondFactor,
+    },
+    /// The user ended sessions of their own from the account page.
+    SessionsRevokedByUser {
+        sessions: u64,
+        all_others: bool,
+    },
+    /// The user changed their password on the account page; their other sessions
+    /// and remembered browsers ended.
+    PasswordChanged {
+        sessions_ended: u64,
+        devices_forgotten: u64,
+    },
     KeyRotated {
         primary: &'a str,
         reencrypted: usize,
@@ -148,6 +166,9 @@ impl AuditEvent<'_> {
             Logout | LogoutAtApp { .. } => "session.logout",
             SessionsRevoked { .. } => "session.revoked",
             UserUnlocked => "user.unlocked",
+            StepUpSuccess { .. } => "mfa.step_up.success",
+            SessionsRevokedByUser { .. } => "session.revoked",
+            PasswordChanged { .. } => "user.password_changed",
             KeyRotated { .. } => "key.rotated",
             KeyOldDropped { .. } => "key.old_dropped",
         }
@@ -206,6 +227,19 @@ impl AuditEvent<'_> {
                 None => json!({ "by": "admin", "sessions": sessions }),
             },
             UserUnlocked => json!({ "by": "admin" }),
+            StepUpSuccess { method } => json!({ "method": mfa_label(Some(*method)) }),
+            SessionsRevokedByUser {
+                sessions,
+                all_others,
+            } => json!({ "by": "user", "sessions": sessions, "all_others": all_others }),
+            PasswordChanged {
+                sessions_ended,
+                devices_forgotten,
+            } => json!({
+                "by": "user",
+                "sessions_ended": sessions_ended,
+                "devices_forgotten": devices_forgotten
+            }),
             KeyRotated {
                 primary,
                 reencrypted,
@@ -296,6 +330,13 @@ mod tests {
                 reason: None,
             },
             AuditEvent::UserUnlocked,
+            AuditEvent::StepUpSuccess {
+                method: SecondFactor::Totp,
+            },
+            AuditEvent::PasswordChanged {
+                sessions_ended: 1,
+                devices_forgotten: 0,
+            },
         ];
         for e in all {
             assert!(

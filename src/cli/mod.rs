@@ -10,6 +10,7 @@ mod demo_upstream;
 mod keys;
 mod rotate;
 mod serve;
+mod sessions;
 mod users;
 
 use std::net::SocketAddr;
@@ -220,6 +221,8 @@ pub enum TwoFaCommand {
 pub enum SessionsCommand {
     /// End all sessions of a user.
     Revoke { name: String },
+    /// List the sessions and remembered browsers of a user, or of every user.
+    List { name: Option<String> },
 }
 
 /// Runs the parsed command.
@@ -267,6 +270,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::TwoFa(TwoFaCommand::Reset { name }) => admin::twofa_reset(&config, &name),
         Command::Sessions(SessionsCommand::Revoke { name }) => {
             admin::sessions_revoke(&config, &name)
+        }
+        Command::Sessions(SessionsCommand::List { name }) => {
+            sessions::list(&config, name.as_deref())
         }
         Command::Audit(AuditCommand::Verify { files }) => audit::verify(&config, &files),
     }

@@ -8,6 +8,7 @@ use crate::UsersCommand;
 use crate::audit::AuditEvent;
 use crate::config::Config;
 use crate::core::password::{self, Cost};
+use crate::core::password_rules;
 use crate::core::user::{validate_role, validate_username};
 use crate::users::edit::UsersDoc;
 
@@ -24,14 +25,25 @@ fn check_roles(roles: &[String]) -> Result<(), CliError> {
     }
 }
 
+/// Reads a new password and hashes it, after `users.min_password_length` and the
+/// built-in list of common and breached passwords (SPEC §12: the same list as the
+/// account page's password change). The account page also refuses a password that
+/// contains the username; an operator setting one here may have reasons (SPEC §2's
+/// contract for these commands is unchanged there).
 fn new_hash(cfg: &Config) -> Result<String, CliError> {
     let pw = read_password("New password: ")?;
     let min = cfg.users.min_password_length;
-    if pw.chars().count() < min {
+    let len = pw.chars().count();
+    if len < min {
         return Err(CliError::Invalid(vec![format!(
-            "password: too short ({} characters); users.min_password_length is {min}",
-            pw.chars().count()
+            "password: too short ({len} characters); users.min_password_length is {min}"
         )]));
+    }
+    if password_rules::is_common(&pw) || password_rules::is_common(&pw.to_lowercase()) {
+        return Err(CliError::Invalid(vec![
+            "password: is in the built-in list of common and breached passwords; choose another"
+                .to_string(),
+        ]));
     }
     password::hash(pw.as_bytes(), Cost::DEFAULT).map_err(CliError::failed)
 }

@@ -136,6 +136,16 @@ pub struct SessionConfig {
     pub cookie_domain: Option<String>,
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
+    /// `[[session.role_timeouts]]`: shorter (or longer) automatic log-off per role.
+    pub role_timeouts: Vec<RoleTimeout>,
+}
+
+/// One `[[session.role_timeouts]]` entry; a missing value is the `[session]` one.
+#[derive(Debug, Clone)]
+pub struct RoleTimeout {
+    pub role: String,
+    pub idle_timeout: Option<Duration>,
+    pub absolute_timeout: Option<Duration>,
 }
 
 /// Which storage backend holds sessions and 2FA state.

@@ -13,6 +13,15 @@ pub enum SecondFactor {
     RememberedDevice,
 }
 
+impl SecondFactor {
+    /// Whether giving this factor proves the person is present now (a code, a key);
+    /// a remembered browser only recalls an earlier proof, so a step-up
+    /// (`max_factor_age`) does not count it.
+    pub fn is_fresh_proof(self) -> bool {
+        !matches!(self, SecondFactor::RememberedDevice)
+    }
+}
+
 /// How far a session has come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -10,6 +10,7 @@ pub(crate) mod clock;
 pub(crate) mod lang;
 pub(crate) mod lockout;
 pub(crate) mod password;
+pub(crate) mod password_rules;
 pub mod path;
 pub mod policy;
 pub mod redirect;

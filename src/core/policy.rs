@@ -42,6 +42,9 @@ pub struct Rule {
     pub access: Access,
     /// With `Authenticated`: the user needs at least one of these (empty: any user).
     pub roles: Vec<String>,
+    /// With `Authenticated`: the session's last second-factor proof must be at most
+    /// this old (milliseconds), else a step-up (`max_factor_age`).
+    pub max_factor_age_ms: Option<u64>,
 }
 
 /// The role lists a request must satisfy: one role of each list (an empty list asks
@@ -91,7 +94,11 @@ impl<'a> Roles<'a> {
 pub enum Decision<'a> {
     Bypass,
     Deny,
-    Authenticated { roles: Roles<'a> },
+    Authenticated {
+        roles: Roles<'a>,
+        /// How old the last second-factor proof may be (`None`: any age).
+        max_factor_age_ms: Option<u64>,
+    },
 }
 
 /// `path` starts with `prefix`, compared as `case` says (bytes: no allocation).
@@ -132,12 +139,16 @@ fn first_match<'a>(
         .flatten()
         .find(|r| r.matches(case, method, path))
     {
-        None => Decision::Authenticated { roles: Roles::ANY },
+        None => Decision::Authenticated {
+            roles: Roles::ANY,
+            max_factor_age_ms: None,
+        },
         Some(r) => match r.access {
             Access::Bypass => Decision::Bypass,
             Access::Deny => Decision::Deny,
             Access::Authenticated => Decision::Authenticated {
                 roles: Roles::one(&r.roles),
+                max_factor_age_ms: r.max_factor_age_ms,
             },
         },
     }
@@ -149,9 +160,22 @@ fn stricter<'a>(a: Decision<'a>, b: Decision<'a>) -> Decision<'a> {
     use Decision::*;
     match (a, b) {
         (Deny, _) | (_, Deny) => Deny,
-        (Authenticated { roles: x }, Authenticated { roles: y }) => {
-            Authenticated { roles: x.and(y) }
-        }
+        (
+            Authenticated {
+                roles: x,
+                max_factor_age_ms: ax,
+            },
+            Authenticated {
+                roles: y,
+                max_factor_age_ms: ay,
+            },
+        ) => Authenticated {
+            roles: x.and(y),
+            max_factor_age_ms: match (ax, ay) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        },
         (Authenticated { .. }, Bypass) => a,
         (Bypass, other) => other,
     }
@@ -176,8 +200,12 @@ pub fn decide_for_app<'a>(
     let rules = [app_rules, rules];
     let decision = decide_readings(rules, case, method, path);
     match decision {
-        Decision::Authenticated { roles } if !app_roles.is_empty() => Decision::Authenticated {
+        Decision::Authenticated {
+            roles,
+            max_factor_age_ms,
+        } if !app_roles.is_empty() => Decision::Authenticated {
             roles: roles.and_app(app_roles),
+            max_factor_age_ms,
         },
         other => other,
     }
@@ -212,10 +240,14 @@ mod tests {
             methods: methods.map(|ms| ms.iter().map(|s| s.to_string()).collect()),
             access,
             roles: vec![],
+            max_factor_age_ms: None,
         }
     }
 
-    const ANY: Decision<'static> = Decision::Authenticated { roles: Roles::ANY };
+    const ANY: Decision<'static> = Decision::Authenticated {
+        roles: Roles::ANY,
+        max_factor_age_ms: None,
+    };
 
     fn d<'a>(rules: &'a [Rule], method: &str, path: &str) -> Decision<'a> {
         decide(rules, PathCase::Sensitive, method, path)
@@ -259,6 +291,7 @@ mod tests {
         let rules = clinic();
         let doctor = Decision::Authenticated {
             roles: Roles::one(&rules[1].roles),
+            max_factor_age_ms: None,
         };
         assert_eq!(d(&rules, "GET", "/admin;x/y"), doctor);
         assert_eq!(d(&rules, "GET", "/;x/admin/y"), doctor);
@@ -288,7 +321,7 @@ mod tests {
         let mut b = rule(PathMatch::Prefix("/a/".into()), None, Access::Authenticated);
         b.roles = vec!["y".to_string()];
         let rules = vec![a, b];
-        let Decision::Authenticated { roles } = d(&rules, "GET", "/a;b/c") else {
+        let Decision::Authenticated { roles, .. } = d(&rules, "GET", "/a;b/c") else {
             panic!("not authenticated")
         };
         assert!(!roles.allow(&["x".to_string()]));
@@ -308,7 +341,8 @@ mod tests {
         assert_eq!(
             ci("/aDmIn/x"),
             Decision::Authenticated {
-                roles: Roles::one(&rules[1].roles)
+                roles: Roles::one(&rules[1].roles),
+                max_factor_age_ms: None,
             }
         );
         let exact = vec![rule(PathMatch::Exact("/exact".into()), None, Access::Deny)];
@@ -320,6 +354,37 @@ mod tests {
             decide(&exact, PathCase::Insensitive, "GET", "/EXACTLY"),
             ANY
         );
+    }
+
+    #[test]
+    fn the_stricter_step_up_of_two_readings_holds() {
+        let mut a = rule(
+            PathMatch::Prefix("/rx;b/".into()),
+            None,
+            Access::Authenticated,
+        );
+        a.max_factor_age_ms = Some(60_000);
+        let mut b = rule(
+            PathMatch::Prefix("/rx/".into()),
+            None,
+            Access::Authenticated,
+        );
+        b.max_factor_age_ms = Some(300_000);
+        let rules = vec![a, b];
+        let Decision::Authenticated {
+            max_factor_age_ms, ..
+        } = d(&rules, "GET", "/rx;b/c")
+        else {
+            panic!("not authenticated")
+        };
+        assert_eq!(max_factor_age_ms, Some(60_000));
+        let Decision::Authenticated {
+            max_factor_age_ms, ..
+        } = d(&rules, "GET", "/rx/c")
+        else {
+            panic!("not authenticated")
+        };
+        assert_eq!(max_factor_age_ms, Some(300_000));
     }
 
     #[test]

@@ -21,6 +21,26 @@ pub(crate) struct SessionRecord {
     pub last_seen_ms: u64,
     /// The user's credential fingerprint at sign-in; a password change voids the session.
     pub credential: [u8; 8],
+    /// What the account page shows about the session; absent in records written by an
+    /// earlier version.
+    #[serde(default)]
+    pub meta: SessionMeta,
+}
+
+/// Facts about a session for its owner (the account page, `sessions list`) and for a
+/// step-up rule. Written when the session is issued or rotated, never per request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SessionMeta {
+    /// Unix milliseconds of the last second-factor proof (a code or a key; a remembered
+    /// browser does not count), for `max_factor_age`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor_ms: Option<u64>,
+    /// The client address that signed in.
+    #[serde(default)]
+    pub address: String,
+    /// A short description of the browser ("Firefox on Linux").
+    #[serde(default)]
+    pub browser: String,
 }
 
 /// A user's active TOTP enrollment.
@@ -115,6 +135,14 @@ pub(crate) trait Store: Send + Sync {
     /// on ends the user's other sessions but not the one that just enrolled).
     async fn sessions_delete_others(&self, user: &str, keep: &Fingerprint) -> StoreResult<u64>;
     async fn sessions_count(&self) -> StoreResult<u64>;
+    /// The sessions of `user` that have not expired by `now_ms`, with their ids'
+    /// fingerprints, oldest first. Read from the per-user index, which expired sessions
+    /// leave, so the answer stays as small as the user's live sessions.
+    async fn sessions_list(
+        &self,
+        user: &str,
+        now_ms: u64,
+    ) -> StoreResult<Vec<(Fingerprint, SessionRecord)>>;
 
     async fn mfa_get(&self, user: &str) -> StoreResult<Option<MfaRecord>>;
     async fn pending_get(&self, user: &str) -> StoreResult<Option<PendingEnrollment>>;
@@ -148,6 +176,9 @@ pub(crate) trait Store: Send + Sync {
     ) -> StoreResult<Option<DeviceRecord>>;
     async fn devices_list(&self, user: &str) -> StoreResult<Vec<DeviceRecord>>;
     async fn devices_forget(&self, user: &str) -> StoreResult<u64>;
+    /// As [`Store::devices_list`], with each device's token fingerprint, so that one
+    /// device can be revoked ([`Store::device_take`]).
+    async fn devices_entries(&self, user: &str) -> StoreResult<Vec<(Fingerprint, DeviceRecord)>>;
 
     /// Reserves one attempt at `step` of `key` before its secret is checked, in one
     /// atomic step across every instance: refuses while the step is locked or

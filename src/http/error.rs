@@ -15,6 +15,9 @@ pub enum GatewayError {
     Denied,
     #[error("user lacks a required role")]
     MissingRole,
+    /// A `max_factor_age` rule, and the user has no second factor to prove.
+    #[error("a second factor is required and the user has none")]
+    NoSecondFactor,
     #[error("missing or invalid CSRF token")]
     Csrf,
     #[error("not found")]
@@ -49,7 +52,7 @@ impl GatewayError {
         match self {
             BadRequest(_) => StatusCode::BAD_REQUEST,
             MisdirectedHost => StatusCode::MISDIRECTED_REQUEST,
-            Denied | MissingRole | Csrf | ForeignOrigin => StatusCode::FORBIDDEN,
+            Denied | MissingRole | NoSecondFactor | Csrf | ForeignOrigin => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -69,6 +72,7 @@ impl GatewayError {
             BadRequest(_) => "bad_request",
             MisdirectedHost => "misdirected_request",
             Denied | MissingRole | ForeignOrigin => "forbidden",
+            NoSecondFactor => "second_factor_required",
             Csrf => "csrf_token_invalid",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
@@ -92,6 +96,7 @@ impl GatewayError {
             MisdirectedHost => "misdirected",
             Denied | ForeignOrigin => "denied",
             MissingRole => "missing_role",
+            NoSecondFactor => "no_second_factor",
             Csrf => "csrf",
             NotFound => "not_found",
             MethodNotAllowed => "method",
@@ -127,7 +132,7 @@ impl From<crate::signin::SignInError> for GatewayError {
             S::HashingBusy => GatewayError::RateLimited {
                 retry_after_secs: 5,
             },
-            S::HashingGone(d) => GatewayError::Internal(d),
+            S::HashingGone(d) | S::UsersFile(d) => GatewayError::Internal(d),
         }
     }
 }

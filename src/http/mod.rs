@@ -12,3 +12,4 @@ pub(crate) mod hop_by_hop;
 pub(crate) mod peer;
 pub(crate) mod rate;
 pub(crate) mod request_id;
+pub(crate) mod user_agent;

@@ -78,6 +78,13 @@ impl Store for MeteredStore {
     async fn sessions_count(&self) -> StoreResult<u64> {
         timed!(self.sessions_count())
     }
+    async fn sessions_list(
+        &self,
+        user: &str,
+        now_ms: u64,
+    ) -> StoreResult<Vec<(Fingerprint, SessionRecord)>> {
+        timed!(self.sessions_list(user, now_ms))
+    }
     async fn mfa_get(&self, user: &str) -> StoreResult<Option<MfaRecord>> {
         timed!(self.mfa_get(user))
     }
@@ -125,6 +132,9 @@ impl Store for MeteredStore {
     }
     async fn devices_list(&self, user: &str) -> StoreResult<Vec<DeviceRecord>> {
         timed!(self.devices_list(user))
+    }
+    async fn devices_entries(&self, user: &str) -> StoreResult<Vec<(Fingerprint, DeviceRecord)>> {
+        timed!(self.devices_entries(user))
     }
     async fn devices_forget(&self, user: &str) -> StoreResult<u64> {
         timed!(self.devices_forget(user))

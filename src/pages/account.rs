@@ -3,14 +3,17 @@
 
 use http::{Response, StatusCode};
 
-use super::render::{self, AccountPage, human_time_in};
+use super::render::{self, AccountPage, DeviceRow, PasswordErrors, SessionRow, human_time_in};
 use super::{Ctx, Form, current, to_login};
+use crate::audit::AuditEvent;
 use crate::core::auth_flow::Stage;
 use crate::core::clock::now_ms;
+use crate::core::password_rules::Refused;
 use crate::http::body::Body;
 use crate::http::error::GatewayError;
 use crate::session::Current;
 use crate::signin::code_step::Confirmed;
+use crate::signin::password_change::{Changed, CodeProblem, NewProblem, PasswordChange};
 
 /// A complete session, or where to go instead.
 async fn complete(ctx: &Ctx<'_>) -> Result<Result<Current, Response<Body>>, GatewayError> {
@@ -33,30 +36,71 @@ async fn page(
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Result<Response<Body>, GatewayError> {
+    page_with(ctx, cur, status, notice, error, PasswordErrors::default()).await
+}
+
+/// The account page, with the password form's field errors.
+async fn page_with(
+    ctx: &Ctx<'_>,
+    cur: &Current,
+    status: StatusCode,
+    notice: Option<&str>,
+    error: Option<&str>,
+    pw: PasswordErrors<'_>,
+) -> Result<Response<Body>, GatewayError> {
     let app = ctx.app;
     let user = &cur.user;
+    let now = now_ms();
+    let key = handle_key(ctx);
     let mfa = app.store.mfa_get(&user.username).await?;
     let (backup_left, devices) = if mfa.is_some() {
         let left = app.store.backup_count(&user.username).await?;
-        let now = now_ms();
-        let devices: Vec<String> = app
-            .store
-            .devices_list(&user.username)
+        let devices: Vec<DeviceRow> = app
+            .sessions
+            .devices(&key, user, now)
             .await?
             .into_iter()
-            .filter(|d| d.expires_ms > now && d.credential == user.credential_fingerprint())
             .map(|d| {
-                ctx.tr.f2(
-                    "account.device",
-                    &d.label,
-                    human_time_in(Some(d.created_ms), ctx.tr),
-                )
+                let added = human_time_in(Some(d.record.created_ms), ctx.tr);
+                DeviceRow {
+                    label: ctx.tr.f2("account.device", &d.record.label, &added),
+                    revoke_label: ctx.tr.f2(
+                        "sessions.device_revoke_label",
+                        &d.record.label,
+                        &added,
+                    ),
+                    handle: d.handle,
+                }
             })
             .collect();
         (left, devices)
     } else {
         (0, Vec::new())
     };
+    let sessions: Vec<SessionRow> = app
+        .sessions
+        .list(&key, user, Some(&cur.id), now)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let browser = if s.record.meta.browser.is_empty() {
+                ctx.t("sessions.browser").to_string()
+            } else {
+                s.record.meta.browser.clone()
+            };
+            let started = human_time_in(Some(s.record.created_ms), ctx.tr);
+            SessionRow {
+                revoke_label: ctx.tr.f2("sessions.revoke_label", &browser, &started),
+                browser,
+                started,
+                last_seen: human_time_in(Some(s.record.last_seen_ms), ctx.tr),
+                address: s.record.meta.address,
+                current: s.current,
+                handle: s.handle,
+            }
+        })
+        .collect();
+    let others = sessions.iter().any(|s| !s.current);
     let (token, set) = app.csrf.issue(&ctx.headers);
     let roles = user.roles.join(", ");
     let account_rd = super::encode_rd(&ctx.p("/account"));
@@ -72,6 +116,10 @@ async fn page(
         last_used: &human_time_in(mfa.as_ref().and_then(|m| m.last_used_ms), ctx.tr),
         backup_left,
         devices: &devices,
+        sessions: &sessions,
+        others,
+        min_password_length: app.cfg.users.min_password_length,
+        pw,
         can_disable: !app.roles.requires_2fa(&user.roles),
         account_path_encoded: &account_rd,
         notice,
@@ -85,12 +133,31 @@ async fn page(
     ))
 }
 
+/// The key of the page's session and device handles.
+fn handle_key(ctx: &Ctx<'_>) -> [u8; 32] {
+    ctx.app.keys.get().derive(crate::session::HANDLE_PURPOSE)
+}
+
+/// Back to the account page with a notice.
+fn done(ctx: &Ctx<'_>, what: &str, cookies: &[String]) -> Response<Body> {
+    render::redirect(
+        StatusCode::SEE_OTHER,
+        &format!("{}?done={what}", ctx.p("/account")),
+        ctx.tls,
+        cookies,
+    )
+}
+
 pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
     match complete(ctx).await? {
         Ok(cur) => {
             let notice = match ctx.query.get("done").map(String::as_str) {
                 Some("forgotten") => Some(ctx.t("account.forgotten")),
                 Some("disabled") => Some(ctx.t("account.disabled")),
+                Some("revoked") => Some(ctx.t("sessions.revoked")),
+                Some("all-revoked") => Some(ctx.t("sessions.all_revoked")),
+                Some("device-forgotten") => Some(ctx.t("sessions.device_revoked")),
+                Some("password") => Some(ctx.t("password.changed")),
                 _ => None,
             };
             page(ctx, &cur, StatusCode::OK, notice, None).await
@@ -182,4 +249,163 @@ pub async fn disable_2fa(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Ga
         ctx.tls,
         &[cookie],
     ))
+}
+
+/// `POST P/account/sessions/revoke`: ends one of the user's sessions by its handle
+/// (`session`), or all but this one (`all_others = 1`). A handle that names none of
+/// the user's sessions (ended already, or someone else's) changes nothing.
+pub async fn revoke_session(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, GatewayError> {
+    let cur = match complete(ctx).await? {
+        Ok(c) => c,
+        Err(resp) => return Ok(resp),
+    };
+    let app = ctx.app;
+    if form.get("all_others") == "1" {
+        let n = app.sessions.revoke_others(&cur.user, &cur.id).await?;
+        app.audit.record(
+            &cur.user.username,
+            Some(ctx.ip),
+            &AuditEvent::SessionsRevokedByUser {
+                sessions: n,
+                all_others: true,
+            },
+        );
+        return Ok(done(ctx, "all-revoked", &[]));
+    }
+    let ended = app
+        .sessions
+        .revoke_handle(&handle_key(ctx), &cur.user, form.get("session"), now_ms())
+        .await?;
+    if !ended {
+        return page(
+            ctx,
+            &cur,
+            StatusCode::NOT_FOUND,
+            None,
+            Some(ctx.t("sessions.unknown")),
+        )
+        .await;
+    }
+    app.audit.record(
+        &cur.user.username,
+        Some(ctx.ip),
+        &AuditEvent::SessionsRevokedByUser {
+            sessions: 1,
+            all_others: false,
+        },
+    );
+    Ok(done(ctx, "revoked", &[]))
+}
+
+/// `POST P/account/devices/revoke`: forgets one remembered browser (`device`, a handle).
+pub async fn revoke_device(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, GatewayError> {
+    let cur = match complete(ctx).await? {
+        Ok(c) => c,
+        Err(resp) => return Ok(resp),
+    };
+    let app = ctx.app;
+    let forgotten = app
+        .sessions
+        .forget_device_handle(&handle_key(ctx), &cur.user, form.get("device"))
+        .await?;
+    if !forgotten {
+        return page(
+            ctx,
+            &cur,
+            StatusCode::NOT_FOUND,
+            None,
+            Some(ctx.t("sessions.unknown")),
+        )
+        .await;
+    }
+    app.audit.record(
+        &cur.user.username,
+        Some(ctx.ip),
+        &AuditEvent::DevicesForgotten {
+            count: 1,
+            by_admin: false,
+            reason: None,
+        },
+    );
+    Ok(done(ctx, "device-forgotten", &[]))
+}
+
+/// `POST P/account/password`: changes the user's password (SPEC §12). Problems are
+/// answered per field on the account page (422; a wrong current password or code
+/// 401); the typed passwords are never sent back.
+pub async fn change_password(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, GatewayError> {
+    let cur = match complete(ctx).await? {
+        Ok(c) => c,
+        Err(resp) => return Ok(resp),
+    };
+    let app = ctx.app;
+    let min = app.cfg.users.min_password_length;
+    let change = PasswordChange {
+        current: form.get("current_password"),
+        new: form.get("new_password"),
+        confirm: form.get("new_password_confirm"),
+        code: form.get("code"),
+    };
+    let user = match app
+        .signin
+        .change_password(&cur.user, change, min, ctx.ip)
+        .await?
+    {
+        Changed::Done { user } => user,
+        Changed::Refused(p) => {
+            let too_short = ctx.tr.f("password.too_short", min);
+            let errors = PasswordErrors {
+                current: p.current_wrong.then(|| ctx.t("password.wrong_current")),
+                new: p.new.map(|n| match n {
+                    NewProblem::Rules(Refused::TooShort { .. }) => too_short.as_str(),
+                    NewProblem::Rules(Refused::ContainsUsername) => {
+                        ctx.t("password.contains_username")
+                    }
+                    NewProblem::Rules(Refused::Common) => ctx.t("password.common"),
+                    NewProblem::SameAsCurrent => ctx.t("password.same"),
+                }),
+                confirm: p.mismatch.then(|| ctx.t("password.mismatch")),
+                code: p.code.map(|c| match c {
+                    CodeProblem::Missing => ctx.t("password.code_needed"),
+                    CodeProblem::Wrong => ctx.t("password.code_wrong"),
+                }),
+            };
+            let status = if p.current_wrong || p.code == Some(CodeProblem::Wrong) {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            return page_with(ctx, &cur, status, None, None, errors).await;
+        }
+    };
+    // This session moves to the new password; every other one ends, and so does
+    // every remembered browser (they were remembered under the old password).
+    let moved = Current {
+        id: cur.id,
+        record: cur.record.clone(),
+        user: user.clone(),
+    };
+    let Some((cookie, sessions_ended)) = app
+        .sessions
+        .rotate_ending_others_since(
+            &moved,
+            cur.record.stage,
+            Some(cur.record.created_ms),
+            now_ms(),
+        )
+        .await?
+    else {
+        return Ok(to_login(ctx, &ctx.p("/account")));
+    };
+    let devices_forgotten = app.store.devices_forget(&user.username).await?;
+    app.audit.record(
+        &user.username,
+        Some(ctx.ip),
+        &AuditEvent::PasswordChanged {
+            sessions_ended,
+            devices_forgotten,
+        },
+    );
+    let clear_device = app.device_cookie.clear();
+    Ok(done(ctx, "password", &[cookie, clear_device]))
 }

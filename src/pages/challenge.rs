@@ -7,13 +7,21 @@ use super::render::{self, ChallengePage};
 use super::{Ctx, Form, current, to_login};
 use crate::core::auth_flow::{SecondFactor, Stage};
 use crate::core::clock::now_ms;
+use crate::core::policy::{self, Decision};
 use crate::http::body::Body;
 use crate::http::error::GatewayError;
+use crate::http::user_agent;
 use crate::session::Current;
 use crate::signin::Next;
 use crate::signin::code_step::Challenged;
 
-fn page(ctx: &Ctx<'_>, rd: &str, status: StatusCode, error: Option<&str>) -> Response<Body> {
+fn page(
+    ctx: &Ctx<'_>,
+    rd: &str,
+    status: StatusCode,
+    error: Option<&str>,
+    step_up: bool,
+) -> Response<Body> {
     let (token, set) = ctx.app.csrf.issue(&ctx.headers);
     let rm = &ctx.app.cfg.remember_device;
     let page = ChallengePage {
@@ -26,22 +34,61 @@ fn page(ctx: &Ctx<'_>, rd: &str, status: StatusCode, error: Option<&str>) -> Res
         remember_days: rm.duration.as_secs().div_ceil(86_400),
         period: ctx.app.cfg.totp.period,
         error,
+        step_up,
     };
     render::html(status, &page, ctx.tls, &set.into_iter().collect::<Vec<_>>())
 }
 
-/// A password-done session of a user with 2FA on, or where to go instead (as the
-/// sign-in service's next step says).
+/// Whether a complete session with a second factor must give a fresh one before `rd`:
+/// a rule deciding `rd` has a `max_factor_age` that the session's last proof does not
+/// meet. The same rules and path reading as the proxy's decision, for every method a
+/// rule may name (an API call's step-up for a `POST`-only rule comes here as a
+/// navigation), the shortest age holding.
+fn step_up_for(ctx: &Ctx<'_>, rd: &str, cur: &Current, factor: Option<SecondFactor>) -> bool {
+    if factor.is_none() {
+        return false;
+    }
+    let path = rd.split(['?', '#']).next().unwrap_or("/");
+    let Ok(path) = crate::core::path::normalise(path) else {
+        return false;
+    };
+    let rules = &ctx.app.cfg.policy;
+    let max_age = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+        .into_iter()
+        .filter_map(
+            |m| match policy::decide(&rules.rules, rules.path_case, m, &path) {
+                Decision::Authenticated {
+                    max_factor_age_ms, ..
+                } => max_factor_age_ms,
+                _ => None,
+            },
+        )
+        .min();
+    let Some(max_age) = max_age else {
+        return false;
+    };
+    cur.record
+        .meta
+        .factor_ms
+        .is_none_or(|at| now_ms().saturating_sub(at) > max_age)
+}
+
+/// A password-done session of a user with 2FA on, or a complete one that needs a
+/// step-up for `rd` (`true`), or where to go instead (as the sign-in service's next
+/// step says).
 async fn eligible(
     ctx: &Ctx<'_>,
     rd: &str,
-) -> Result<Result<Current, Response<Body>>, GatewayError> {
+) -> Result<Result<(Current, bool), Response<Body>>, GatewayError> {
     let cur = current(ctx).await?;
     let next = super::next_step(ctx, cur.as_ref()).await?;
     let to = |target: &str| render::redirect(StatusCode::SEE_OTHER, target, ctx.tls, &[]);
     match (next, cur) {
-        (Next::Challenge, Some(cur)) => Ok(Ok(cur)),
+        (Next::Challenge, Some(cur)) => Ok(Ok((cur, false))),
         (Next::Login, _) | (Next::Challenge, None) => Ok(Err(to_login(ctx, rd))),
+        (Next::Complete { factor }, Some(cur)) if step_up_for(ctx, rd, &cur, factor) => {
+            Ok(Ok((cur, true)))
+        }
         (Next::Complete { .. }, _) => Ok(Err(to(rd))),
         // 2FA is off: enrolling is what is left (whether or not a role requires it).
         (Next::Enroll | Next::SignInAgain, _) => Ok(Err(to(&format!(
@@ -55,7 +102,7 @@ async fn eligible(
 pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
     let rd = ctx.rd_from_query();
     match eligible(ctx, &rd).await? {
-        Ok(_) => Ok(page(ctx, &rd, StatusCode::OK, None)),
+        Ok((_, step_up)) => Ok(page(ctx, &rd, StatusCode::OK, None, step_up)),
         Err(resp) => Ok(resp),
     }
 }
@@ -63,16 +110,19 @@ pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
 pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, GatewayError> {
     let app = ctx.app;
     let rd = ctx.rd(form.get("rd"));
-    let cur = match eligible(ctx, &rd).await? {
+    let (cur, step_up) = match eligible(ctx, &rd).await? {
         Ok(x) => x,
         Err(resp) => return Ok(resp),
     };
     let user = cur.user.clone();
-    let verified = match app
-        .signin
-        .challenge(&user, form.get("code"), ctx.ip)
-        .await?
-    {
+    let checked = if step_up {
+        app.signin.step_up(&user, form.get("code"), ctx.ip).await?
+    } else {
+        app.signin
+            .challenge(&user, form.get("code"), ctx.ip)
+            .await?
+    };
+    let verified = match checked {
         Challenged::Right(v) => v,
         Challenged::Wrong => {
             return Ok(page(
@@ -80,6 +130,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
                 &rd,
                 StatusCode::UNAUTHORIZED,
                 Some(ctx.t("challenge.wrong")),
+                step_up,
             ));
         }
         Challenged::NotEnrolled => {
@@ -95,27 +146,25 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
     let stage = Stage::Complete {
         factor: Some(factor),
     };
-    let Some(cookie) = app.sessions.rotate(&cur, stage, None, now_ms()).await? else {
+    // A step-up keeps the session's start (its absolute timeout runs on).
+    let started = step_up.then_some(cur.record.created_ms);
+    let Some(cookie) = app.sessions.rotate(&cur, stage, started, now_ms()).await? else {
         // Revoked or signed out while the code was checked.
         return Ok(to_login(ctx, &rd));
     };
     let mut cookies_out = vec![cookie];
-    if form.has("remember_device") && factor != SecondFactor::RememberedDevice {
-        let ua = ctx
-            .headers
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("unknown browser");
-        if let Some(device) = app
+    if form.has("remember_device")
+        && factor != SecondFactor::RememberedDevice
+        && !step_up
+        && let Some(device) = app
             .signin
-            .remember_browser(&user, browser_label(ua), ctx.ip)
+            .remember_browser(&user, user_agent::describe(&ctx.headers), ctx.ip)
             .await?
-        {
-            cookies_out.push(
-                app.device_cookie
-                    .set(&device.token, Some(device.max_age_secs as i64)),
-            );
-        }
+    {
+        cookies_out.push(
+            app.device_cookie
+                .set(&device.token, Some(device.max_age_secs as i64)),
+        );
     }
     Ok(render::redirect(
         StatusCode::SEE_OTHER,
@@ -123,24 +172,4 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
         ctx.tls,
         &cookies_out,
     ))
-}
-
-/// A short, human description of a browser for the account page.
-fn browser_label(ua: &str) -> String {
-    let browser = ["Edg/", "Firefox/", "Chrome/", "Safari/"]
-        .iter()
-        .find(|b| ua.contains(*b))
-        .map(|b| match *b {
-            "Edg/" => "Edge",
-            "Firefox/" => "Firefox",
-            "Chrome/" => "Chrome",
-            _ => "Safari",
-        })
-        .unwrap_or("Browser");
-    let os = ["Windows", "Android", "iPhone", "iPad", "Mac OS", "Linux"]
-        .iter()
-        .find(|o| ua.contains(*o))
-        .copied()
-        .unwrap_or("unknown system");
-    format!("{browser} on {os}")
 }

@@ -116,7 +116,7 @@ pub async fn session_api(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> 
     let Some(factor) = completed(cur.record.stage, app.signin.requires_2fa(&cur.user)) else {
         return Ok(authentication_required(&app.cfg.server.prefix, ctx.tls));
     };
-    let expires = app.sessions.expires_at_ms(&cur.record);
+    let expires = app.sessions.expires_at_ms(&cur);
     let expires_at =
         humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(expires))
             .to_string();

@@ -95,7 +95,14 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
     let previous = app.sessions.presented(&ctx.headers);
     cookies_out.push(
         app.sessions
-            .issue(&user, stage, previous.as_ref(), None, now_ms())
+            .issue(
+                &user,
+                stage,
+                previous.as_ref(),
+                None,
+                now_ms(),
+                ctx.session_meta(),
+            )
             .await?,
     );
     app.signin.signed_in(&user, next, ctx.ip);

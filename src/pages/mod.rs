@@ -68,6 +68,15 @@ impl Ctx<'_> {
         format!("{}{sub}", self.app.cfg.server.prefix)
     }
 
+    /// Where this request comes from, recorded with a session it starts.
+    pub(crate) fn session_meta(&self) -> crate::core::store::SessionMeta {
+        crate::core::store::SessionMeta {
+            factor_ms: None,
+            address: self.ip.to_string(),
+            browser: crate::http::user_agent::describe(&self.headers),
+        }
+    }
+
     /// The validated redirect target from the query.
     pub fn rd_from_query(&self) -> String {
         self.rd(self.query.get("rd").map(String::as_str).unwrap_or(""))
@@ -197,6 +206,15 @@ async fn dispatch<B: RequestBody>(
         "/account/disable-2fa" if post => {
             account::disable_2fa(ctx, read_form(ctx, body).await?).await
         }
+        "/account/sessions/revoke" if post => {
+            account::revoke_session(ctx, read_form(ctx, body).await?).await
+        }
+        "/account/devices/revoke" if post => {
+            account::revoke_device(ctx, read_form(ctx, body).await?).await
+        }
+        "/account/password" if post => {
+            account::change_password(ctx, read_form(ctx, body).await?).await
+        }
         "/logout" if post => logout::submit(ctx, read_form(ctx, body).await?).await,
         "/health" if get => health::health(ctx).await,
         "/metrics" if get => metrics::serve(ctx, peer.addr.ip()).await,
@@ -216,6 +234,9 @@ async fn dispatch<B: RequestBody>(
         | "/account/backup-codes"
         | "/account/forget-devices"
         | "/account/disable-2fa"
+        | "/account/sessions/revoke"
+        | "/account/devices/revoke"
+        | "/account/password"
         | "/logout"
         | "/health"
         | "/metrics"

@@ -130,6 +130,8 @@ pub struct ChallengePage<'a> {
     pub remember_days: u64,
     pub period: u64,
     pub error: Option<&'a str>,
+    /// A step-up for a `max_factor_age` rule (the session is already complete).
+    pub step_up: bool,
 }
 
 #[derive(Template)]
@@ -145,11 +147,46 @@ pub struct AccountPage<'a> {
     pub since: &'a str,
     pub last_used: &'a str,
     pub backup_left: u32,
-    pub devices: &'a [String],
+    pub devices: &'a [DeviceRow],
+    /// The user's sessions (SPEC §12), the current one marked.
+    pub sessions: &'a [SessionRow],
+    /// Whether there is a session besides the current one.
+    pub others: bool,
+    pub min_password_length: usize,
+    /// The password form's errors, per field.
+    pub pw: PasswordErrors<'a>,
     pub can_disable: bool,
     pub account_path_encoded: &'a str,
     pub notice: Option<&'a str>,
     pub error: Option<&'a str>,
+}
+
+/// A session as the account page lists it.
+pub struct SessionRow {
+    pub handle: String,
+    pub browser: String,
+    pub started: String,
+    pub last_seen: String,
+    pub address: String,
+    pub current: bool,
+    /// The revoke button's accessible name (which browser it signs out).
+    pub revoke_label: String,
+}
+
+/// A remembered browser as the account page lists it.
+pub struct DeviceRow {
+    pub handle: String,
+    pub label: String,
+    pub revoke_label: String,
+}
+
+/// What was wrong with each field of a password change.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PasswordErrors<'a> {
+    pub current: Option<&'a str>,
+    pub new: Option<&'a str>,
+    pub confirm: Option<&'a str>,
+    pub code: Option<&'a str>,
 }
 
 #[derive(Template)]

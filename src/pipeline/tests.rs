@@ -155,7 +155,7 @@ impl Fixture {
         let set_cookie = self
             .app
             .sessions
-            .issue(&user, complete, None, None, now)
+            .issue(&user, complete, None, None, now, Default::default())
             .await
             .unwrap();
         set_cookie.split(';').next().unwrap().to_string()

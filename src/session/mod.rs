@@ -2,13 +2,18 @@
 //! and enforces the idle and absolute timeouts on the server. It never answers the
 //! client itself.
 
+mod listing;
+
+pub(crate) use listing::HANDLE_PURPOSE;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
 
+use crate::config::RoleTimeout;
 use crate::core::auth_flow::Stage;
-use crate::core::store::{Fingerprint, SessionRecord, Store, StoreError};
+use crate::core::store::{Fingerprint, SessionMeta, SessionRecord, Store, StoreError};
 use crate::core::tokens::{fingerprint, looks_like_token, new_token};
 use crate::core::user::User;
 use crate::http::cookies;
@@ -21,13 +26,29 @@ pub struct Current {
     pub user: Arc<User>,
 }
 
+/// The idle and absolute timeouts that apply to one user's sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub idle_ms: u64,
+    pub absolute_ms: u64,
+}
+
+impl Limits {
+    /// "Last seen" writes are throttled: at most one per quarter of the idle timeout.
+    fn touch_every_ms(self) -> u64 {
+        (self.idle_ms / 4).clamp(250, 60_000)
+    }
+}
+
 /// Session handling, configured once.
 pub struct Sessions {
     store: Arc<dyn Store>,
     cookie: cookies::OwnCookie,
     idle_ms: u64,
     absolute_ms: u64,
-    touch_every_ms: u64,
+    /// `[[session.role_timeouts]]`: (role, idle, absolute), a missing value being the
+    /// `[session]` one. Empty (the default): every user gets `[session]`'s values.
+    role_limits: Vec<(String, Limits)>,
 }
 
 impl Sessions {
@@ -38,14 +59,12 @@ impl Sessions {
         idle: Duration,
         absolute: Duration,
     ) -> Self {
-        let idle_ms = idle.as_millis() as u64;
         Self {
             store,
             cookie: cookies::OwnCookie::new(cookie_base, tls, None),
-            idle_ms,
+            idle_ms: idle.as_millis() as u64,
             absolute_ms: absolute.as_millis() as u64,
-            // "Last seen" writes are throttled: at most one per quarter of the idle timeout.
-            touch_every_ms: (idle_ms / 4).clamp(250, 60_000),
+            role_limits: Vec::new(),
         }
     }
 
@@ -58,6 +77,56 @@ impl Sessions {
     ) -> Self {
         self.cookie = cookies::OwnCookie::new(base, tls, domain);
         self
+    }
+
+    /// Adds `[[session.role_timeouts]]`.
+    pub fn with_role_timeouts(mut self, roles: &[RoleTimeout]) -> Self {
+        self.role_limits = roles
+            .iter()
+            .map(|r| {
+                let ms = |d: Option<Duration>, default| {
+                    d.map(|d| d.as_millis() as u64).unwrap_or(default)
+                };
+                (
+                    r.role.clone(),
+                    Limits {
+                        idle_ms: ms(r.idle_timeout, self.idle_ms),
+                        absolute_ms: ms(r.absolute_timeout, self.absolute_ms),
+                    },
+                )
+            })
+            .collect();
+        self
+    }
+
+    /// The timeouts of `user`'s sessions: the strictest (shortest) of their roles'
+    /// values, a role without an entry counting with `[session]`'s. Without role
+    /// timeouts configured this is a field read.
+    pub fn limits(&self, user: &User) -> Limits {
+        let default = Limits {
+            idle_ms: self.idle_ms,
+            absolute_ms: self.absolute_ms,
+        };
+        if self.role_limits.is_empty() || user.roles.is_empty() {
+            return default;
+        }
+        let mut out: Option<Limits> = None;
+        for role in &user.roles {
+            let l = self
+                .role_limits
+                .iter()
+                .find(|(r, _)| r == role)
+                .map(|(_, l)| *l)
+                .unwrap_or(default);
+            out = Some(match out {
+                None => l,
+                Some(o) => Limits {
+                    idle_ms: o.idle_ms.min(l.idle_ms),
+                    absolute_ms: o.absolute_ms.min(l.absolute_ms),
+                },
+            });
+        }
+        out.unwrap_or(default)
     }
 
     /// The session cookie's name on the wire.
@@ -109,12 +178,13 @@ impl Sessions {
         let Some(record) = self.store.session_get(&id).await? else {
             return Ok(None);
         };
-        let idle_expired = now_ms.saturating_sub(record.last_seen_ms) > self.idle_ms;
-        let absolute_expired = now_ms.saturating_sub(record.created_ms) > self.absolute_ms;
         let user = users.directory.holder(&record.user, &record.credential);
         let Some(user) = user.cloned() else {
             return Ok(None);
         };
+        let limits = self.limits(&user);
+        let idle_expired = now_ms.saturating_sub(record.last_seen_ms) > limits.idle_ms;
+        let absolute_expired = now_ms.saturating_sub(record.created_ms) > limits.absolute_ms;
         if idle_expired || absolute_expired {
             let store = self.store.clone();
             tokio::spawn(async move {
@@ -122,9 +192,9 @@ impl Sessions {
             });
             return Ok(None);
         }
-        if activity && now_ms.saturating_sub(record.last_seen_ms) >= self.touch_every_ms {
+        if activity && now_ms.saturating_sub(record.last_seen_ms) >= limits.touch_every_ms() {
             let store = self.store.clone();
-            let ttl = self.idle_ms;
+            let ttl = limits.idle_ms;
             tokio::spawn(async move {
                 let _ = store.session_touch(&id, now_ms, ttl).await;
             });
@@ -134,7 +204,8 @@ impl Sessions {
 
     /// Starts a session at `stage` under a new id (ending `previous`, whatever cookie
     /// the browser brought, if any): the sign-in's first step. Later privilege changes
-    /// use [`Sessions::rotate`]. Returns the `Set-Cookie` value.
+    /// use [`Sessions::rotate`]. `meta` says where the sign-in came from. Returns the
+    /// `Set-Cookie` value.
     pub async fn issue(
         &self,
         user: &User,
@@ -142,6 +213,7 @@ impl Sessions {
         previous: Option<&Fingerprint>,
         created_ms: Option<u64>,
         now_ms: u64,
+        meta: SessionMeta,
     ) -> Result<String, StoreError> {
         if let Some(old) = previous {
             self.store.session_delete(old).await?;
@@ -153,9 +225,10 @@ impl Sessions {
             created_ms: created_ms.unwrap_or(now_ms),
             last_seen_ms: now_ms,
             credential: user.credential_fingerprint(),
+            meta,
         };
         self.store
-            .session_put(&fingerprint(&token), &rec, self.idle_ms)
+            .session_put(&fingerprint(&token), &rec, self.limits(user).idle_ms)
             .await?;
         Ok(self.cookie.set(&token, None))
     }
@@ -186,13 +259,32 @@ impl Sessions {
         stage: Stage,
         now_ms: u64,
     ) -> Result<Option<String>, StoreError> {
-        let Some((cookie, id)) = self.rotate_to_new_id(cur, stage, None, now_ms).await? else {
+        Ok(self
+            .rotate_ending_others_since(cur, stage, None, now_ms)
+            .await?
+            .map(|(cookie, _)| cookie))
+    }
+
+    /// As [`Sessions::rotate_ending_others`], keeping the session's start when
+    /// `created_ms` says so (a password change); also says how many others ended.
+    pub async fn rotate_ending_others_since(
+        &self,
+        cur: &Current,
+        stage: Stage,
+        created_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<Option<(String, u64)>, StoreError> {
+        let Some((cookie, id)) = self
+            .rotate_to_new_id(cur, stage, created_ms, now_ms)
+            .await?
+        else {
             return Ok(None);
         };
-        self.store
+        let ended = self
+            .store
             .sessions_delete_others(&cur.user.username, &id)
             .await?;
-        Ok(Some(cookie))
+        Ok(Some((cookie, ended)))
     }
 
     /// The rotation itself: the `Set-Cookie` value and the new session's fingerprint.
@@ -205,16 +297,26 @@ impl Sessions {
     ) -> Result<Option<(String, Fingerprint)>, StoreError> {
         let token = new_token();
         let id = fingerprint(&token);
+        let mut meta = cur.record.meta.clone();
+        // A rotation to a stage reached with a code or a key is a fresh proof.
+        if let Stage::Complete {
+            factor: Some(factor),
+        } = stage
+            && factor.is_fresh_proof()
+        {
+            meta.factor_ms = Some(now_ms);
+        }
         let rec = SessionRecord {
             user: cur.user.username.clone(),
             stage,
             created_ms: created_ms.unwrap_or(now_ms),
             last_seen_ms: now_ms,
             credential: cur.user.credential_fingerprint(),
+            meta,
         };
         let rotated = self
             .store
-            .session_rotate(&cur.id, &id, &rec, self.idle_ms)
+            .session_rotate(&cur.id, &id, &rec, self.limits(&cur.user).idle_ms)
             .await?;
         Ok(rotated.then(|| (self.cookie.set(&token, None), id)))
     }
@@ -230,7 +332,8 @@ impl Sessions {
     }
 
     /// When the session will end at the latest, for `P/api/session`.
-    pub fn expires_at_ms(&self, rec: &SessionRecord) -> u64 {
-        (rec.last_seen_ms + self.idle_ms).min(rec.created_ms + self.absolute_ms)
+    pub fn expires_at_ms(&self, cur: &Current) -> u64 {
+        let l = self.limits(&cur.user);
+        (cur.record.last_seen_ms + l.idle_ms).min(cur.record.created_ms + l.absolute_ms)
     }
 }

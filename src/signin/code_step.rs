@@ -129,6 +129,30 @@ impl SignIn {
         typed: &str,
         ip: IpAddr,
     ) -> Result<Challenged, SignInError> {
+        self.code_step(user, typed, ip, CodeContext::Challenge)
+            .await
+    }
+
+    /// A step-up: the challenge again for a complete session whose last proof is too
+    /// old for a `max_factor_age` rule (audited as `mfa.step_up.success`). The same
+    /// factors and the same lockout as the challenge.
+    pub async fn step_up(
+        &self,
+        user: &User,
+        typed: &str,
+        ip: IpAddr,
+    ) -> Result<Challenged, SignInError> {
+        self.code_step(user, typed, ip, CodeContext::StepUp).await
+    }
+
+    /// The challenge or a step-up (`context` says which).
+    async fn code_step(
+        &self,
+        user: &User,
+        typed: &str,
+        ip: IpAddr,
+        context: CodeContext,
+    ) -> Result<Challenged, SignInError> {
         let Some(mfa) = self.store.mfa_get(&user.username).await? else {
             return Ok(Challenged::NotEnrolled);
         };
@@ -145,13 +169,7 @@ impl SignIn {
         };
         let factors: [&dyn Factor; 2] = [&totp, &backup];
         let Some(verified) = self
-            .code_attempt(
-                user,
-                Proof::Typed(typed),
-                &factors,
-                CodeContext::Challenge,
-                ip,
-            )
+            .code_attempt(user, Proof::Typed(typed), &factors, context, ip)
             .await?
         else {
             return Ok(Challenged::Wrong);
@@ -167,13 +185,16 @@ impl SignIn {
                 &AuditEvent::BackupCodeUsed { remaining },
             );
         }
-        self.audit(
-            &user.username,
-            ip,
-            &AuditEvent::ChallengeSuccess {
+        let event = if context == CodeContext::StepUp {
+            AuditEvent::StepUpSuccess {
                 method: verified.factor,
-            },
-        );
+            }
+        } else {
+            AuditEvent::ChallengeSuccess {
+                method: verified.factor,
+            }
+        };
+        self.audit(&user.username, ip, &event);
         Ok(Challenged::Right(verified))
     }
 

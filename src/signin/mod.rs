@@ -18,6 +18,7 @@ pub mod code_step;
 pub mod factors;
 pub mod next_step;
 pub mod password;
+pub mod password_change;
 pub mod regulator;
 #[cfg(test)]
 mod test_support;
@@ -61,6 +62,9 @@ pub enum SignInError {
     HashingBusy,
     #[error("password hashing stopped: {0}")]
     HashingGone(String),
+    /// A password change could not be written to (or reloaded from) the users file.
+    #[error("the users file could not take the new password: {0}")]
+    UsersFile(String),
 }
 
 /// What the sign-in flow is configured with (from `[totp]`, `[backup_codes]`,

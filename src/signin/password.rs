@@ -185,7 +185,9 @@ impl SignIn {
             .await
             .map_err(|e| match e {
                 HashPoolError::Busy => SignInError::HashingBusy,
-                HashPoolError::Gone => SignInError::HashingGone(e.to_string()),
+                HashPoolError::Gone | HashPoolError::Failed(_) => {
+                    SignInError::HashingGone(e.to_string())
+                }
             })?;
         match user {
             Some(u) if matches && !u.disabled => Ok(Some(u)),

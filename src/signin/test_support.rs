@@ -51,6 +51,13 @@ impl Store for DownStore {
     async fn sessions_count(&self) -> StoreResult<u64> {
         down()
     }
+    async fn sessions_list(
+        &self,
+        _: &str,
+        _: u64,
+    ) -> StoreResult<Vec<(Fingerprint, SessionRecord)>> {
+        down()
+    }
     async fn mfa_get(&self, _: &str) -> StoreResult<Option<MfaRecord>> {
         down()
     }
@@ -88,6 +95,9 @@ impl Store for DownStore {
         down()
     }
     async fn devices_list(&self, _: &str) -> StoreResult<Vec<DeviceRecord>> {
+        down()
+    }
+    async fn devices_entries(&self, _: &str) -> StoreResult<Vec<(Fingerprint, DeviceRecord)>> {
         down()
     }
     async fn devices_forget(&self, _: &str) -> StoreResult<u64> {

@@ -24,7 +24,8 @@ use super::session_cache::SessionCache;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions(id BLOB PRIMARY KEY, user TEXT NOT NULL, stage TEXT NOT NULL,
-  created_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL, credential BLOB NOT NULL, expires_ms INTEGER NOT NULL) WITHOUT ROWID;
+  created_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL, credential BLOB NOT NULL, expires_ms INTEGER NOT NULL,
+  meta TEXT NOT NULL DEFAULT '{}') WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);
 CREATE TABLE IF NOT EXISTS mfa(user TEXT PRIMARY KEY, secret BLOB NOT NULL, enabled_ms INTEGER NOT NULL, last_used_ms INTEGER);
 CREATE TABLE IF NOT EXISTS pending(user TEXT PRIMARY KEY, secret BLOB NOT NULL, created_ms INTEGER NOT NULL);
@@ -85,6 +86,13 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.execute_batch(
         "CREATE INDEX IF NOT EXISTS lockouts_expiry ON lockouts(expires_ms) WHERE step='password';",
     )?;
+    // Sessions gained what the account page shows about them (a JSON object).
+    let has_meta = tx
+        .prepare("SELECT 1 FROM pragma_table_info('sessions') WHERE name='meta'")?
+        .exists([])?;
+    if !has_meta {
+        tx.execute_batch("ALTER TABLE sessions ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';")?;
+    }
     tx.commit()
 }
 
@@ -185,7 +193,7 @@ fn insert_session(
     ttl_ms: u64,
 ) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "INSERT OR REPLACE INTO sessions(id,user,stage,created_ms,last_seen_ms,credential,expires_ms) VALUES(?1,?2,?3,?4,?5,?6,?7)",
+        "INSERT OR REPLACE INTO sessions(id,user,stage,created_ms,last_seen_ms,credential,expires_ms,meta) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
     )?
     .execute(params![
         &id[..],
@@ -194,9 +202,29 @@ fn insert_session(
         rec.created_ms as i64,
         rec.last_seen_ms as i64,
         &rec.credential[..],
-        rec.last_seen_ms.saturating_add(ttl_ms) as i64
+        rec.last_seen_ms.saturating_add(ttl_ms) as i64,
+        serde_json::to_string(&rec.meta).map_err(corrupt)?
     ])
     .map(|_| ())
+}
+
+/// A session row (`user,stage,created_ms,last_seen_ms,credential,meta`) as a record.
+fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
+    let stage: String = r.get(1)?;
+    let cred: Vec<u8> = r.get(4)?;
+    let mut credential = [0u8; 8];
+    if cred.len() == 8 {
+        credential.copy_from_slice(&cred);
+    }
+    let meta: String = r.get(5)?;
+    Ok(SessionRecord {
+        user: r.get(0)?,
+        stage: serde_json::from_str(&stage).map_err(corrupt)?,
+        created_ms: r.get::<_, i64>(2)? as u64,
+        last_seen_ms: r.get::<_, i64>(3)? as u64,
+        credential,
+        meta: serde_json::from_str(&meta).map_err(corrupt)?,
+    })
 }
 
 fn lock_from(data: Option<String>) -> rusqlite::Result<LockRecord> {
@@ -272,23 +300,9 @@ impl Store for EmbeddedStore {
         };
         let found = self.read(|c| {
             c.prepare_cached(
-                "SELECT user,stage,created_ms,last_seen_ms,credential FROM sessions WHERE id=?1",
+                "SELECT user,stage,created_ms,last_seen_ms,credential,meta FROM sessions WHERE id=?1",
             )?
-            .query_row([&id[..]], |r| {
-                let stage: String = r.get(1)?;
-                let cred: Vec<u8> = r.get(4)?;
-                let mut credential = [0u8; 8];
-                if cred.len() == 8 {
-                    credential.copy_from_slice(&cred);
-                }
-                Ok(SessionRecord {
-                    user: r.get(0)?,
-                    stage: serde_json::from_str(&stage).map_err(corrupt)?,
-                    created_ms: r.get::<_, i64>(2)? as u64,
-                    last_seen_ms: r.get::<_, i64>(3)? as u64,
-                    credential,
-                })
-            })
+            .query_row([&id[..]], session_row)
             .optional()
         })?;
         if let (Some(ticket), Some(rec)) = (ticket, &found) {
@@ -361,6 +375,26 @@ impl Store for EmbeddedStore {
         self.read(|c| {
             c.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get::<_, i64>(0))
                 .map(|n| n as u64)
+        })
+    }
+
+    async fn sessions_list(
+        &self,
+        user: &str,
+        now_ms: u64,
+    ) -> StoreResult<Vec<(Fingerprint, SessionRecord)>> {
+        let user = user.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT user,stage,created_ms,last_seen_ms,credential,meta,id FROM sessions
+                 WHERE user=?1 AND expires_ms >= ?2 ORDER BY created_ms",
+            )?;
+            let rows = stmt.query_map(params![user, now_ms as i64], |r| {
+                let id: Vec<u8> = r.get(6)?;
+                let fp: Fingerprint = id.try_into().map_err(|_| corrupt("session id"))?;
+                Ok((fp, session_row(r)?))
+            })?;
+            rows.collect()
         })
     }
 
@@ -571,6 +605,24 @@ impl Store for EmbeddedStore {
             let mut out = Vec::new();
             for row in rows {
                 out.push(serde_json::from_str(&row?).map_err(corrupt)?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn devices_entries(&self, user: &str) -> StoreResult<Vec<(Fingerprint, DeviceRecord)>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT token,data FROM devices WHERE user=?1 ORDER BY expires_ms",
+            )?;
+            let rows = stmt.query_map([user], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (token, data) = row?;
+                let fp: Fingerprint = token.try_into().map_err(|_| corrupt("device token"))?;
+                out.push((fp, serde_json::from_str(&data).map_err(corrupt)?));
             }
             Ok(out)
         })

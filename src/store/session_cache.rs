@@ -168,6 +168,7 @@ mod tests {
             created_ms: 1,
             last_seen_ms: 2,
             credential: [7; 8],
+            meta: Default::default(),
         }
     }
 

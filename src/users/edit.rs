@@ -24,6 +24,23 @@ pub enum EditError {
     Write(String, String),
 }
 
+/// Serialises this process's read-modify-write edits of the users file, so two
+/// password changes at once cannot lose one another.
+static EDITS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Replaces `name`'s password hash in the file at `path` (read, edit, validate,
+/// atomic replace), as the account page's password change does while the gateway
+/// runs. Blocking: call it off the async workers. Returns the stored username.
+pub fn set_password_hash_in(path: &Path, name: &str, hash: &str) -> Result<String, EditError> {
+    let _guard = EDITS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut doc = UsersDoc::open(path)?;
+    let stored = doc.set_password_hash(name, hash)?;
+    doc.save(path)?;
+    Ok(stored)
+}
+
 /// A loaded users file being edited.
 pub struct UsersDoc {
     doc: DocumentMut,

@@ -70,6 +70,11 @@ impl UsersHandle {
         })
     }
 
+    /// The users file this handle watches.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The users in force now.
     pub fn get(&self) -> Arc<UsersSnapshot> {
         match self.current.read() {

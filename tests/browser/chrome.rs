@@ -255,6 +255,12 @@ impl Chrome {
 
     /// Saves the page as `target/screenshots/NAME-desktop.png` and `NAME-phone.png`.
     pub async fn shot(&self, name: &str) {
+        self.shot_at(name, None).await;
+    }
+
+    /// As [`Chrome::shot`], with the element `css` scrolled to the top of the picture
+    /// (a section further down a page, for the staff guide).
+    pub async fn shot_at(&self, name: &str, css: Option<&str>) {
         let dir = screenshot_dir();
         for (label, w, h) in SIZES {
             self.c.set_window_size(w, h).await.unwrap();
@@ -275,11 +281,30 @@ impl Chrome {
                     (w as u64, h as u64),
                     "viewport of the {label} screenshot"
                 );
-                self.js("window.scrollTo(0, 0); return document.readyState;")
-                    .await;
+                match css {
+                    None => {
+                        self.js("window.scrollTo(0, 0); return document.readyState;")
+                            .await;
+                    }
+                    Some(css) => {
+                        self.js(&format!(
+                            "document.querySelector({css:?}).scrollIntoView({{block: 'start'}}); return 1;"
+                        ))
+                        .await;
+                    }
+                }
             }
             let png = self.c.screenshot().await.unwrap();
             std::fs::write(dir.join(format!("{name}-{label}.png")), png).unwrap();
+        }
+        self.c.set_window_size(1280, 900).await.unwrap();
+    }
+
+    /// Runs axe-core on the page at desktop and at phone size (see [`Chrome::axe`]).
+    pub async fn axe_sizes(&self, name: &str) {
+        for (label, w, h) in SIZES {
+            self.c.set_window_size(w, h).await.unwrap();
+            self.axe(&format!("{name} ({label})")).await;
         }
         self.c.set_window_size(1280, 900).await.unwrap();
     }

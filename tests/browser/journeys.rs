@@ -289,7 +289,7 @@ async fn doctor_enrolls_from_the_screen_then_meets_challenges_and_the_account_pa
     // Account: one remembered browser; new backup codes with a current code.
     b.goto(&gw.url(&p("/account"))).await;
     assert_eq!(
-        b.find_all("main ul li").await.len(),
+        b.find_all("main ul.devices li").await.len(),
         1,
         "one remembered browser"
     );

@@ -19,3 +19,4 @@ mod flows;
 
 mod chrome;
 mod journeys;
+mod selfservice;

@@ -462,6 +462,7 @@ fn help_is_available_for_every_command() {
         &["2fa", "reset"],
         &["sessions"],
         &["sessions", "revoke"],
+        &["sessions", "list"],
     ];
     let mut failures = vec![];
     for c in commands {

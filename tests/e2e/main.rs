@@ -42,6 +42,7 @@ mod proxy;
 mod redis;
 mod redis_cache;
 mod rotation;
+mod selfservice;
 mod signin;
 mod twofa;
 mod upgrades;

@@ -143,7 +143,14 @@ pub(super) fn policy(r: &mut Reader, root: &Table<'_>) -> PolicyConfig {
     for rt in r.tables(
         &t,
         "rules",
-        &["path_prefix", "path", "methods", "access", "roles"],
+        &[
+            "path_prefix",
+            "path",
+            "methods",
+            "access",
+            "roles",
+            "max_factor_age",
+        ],
     ) {
         if let Some(rule) = rule(r, &rt) {
             rules.push(rule);
@@ -218,11 +225,22 @@ pub(super) fn rule(r: &mut Reader, t: &Table<'_>) -> Option<Rule> {
             "only applies with access = \"authenticated\"",
         );
     }
+    let max_factor_age_ms = t.has("max_factor_age").then(|| {
+        let d = r.duration(t, "max_factor_age", "5m");
+        if access != Access::Authenticated {
+            r.problem(
+                &t.at("max_factor_age"),
+                "only applies with access = \"authenticated\"",
+            );
+        }
+        d.as_millis() as u64
+    });
     Some(Rule {
         matcher,
         methods,
         access,
         roles,
+        max_factor_age_ms,
     })
 }
 

@@ -114,6 +114,7 @@ fn session(r: &mut Reader, root: &Table<'_>) -> SessionConfig {
             "cookie_domain",
             "idle_timeout",
             "absolute_timeout",
+            "role_timeouts",
         ],
     );
     let cookie_domain = r
@@ -140,12 +141,58 @@ fn session(r: &mut Reader, root: &Table<'_>) -> SessionConfig {
     if !token_ok {
         r.problem(&t.at("cookie_name"), "must be letters, digits, - _ . and not start with \"__\" (the __Host- prefix is added under TLS)");
     }
+    let role_timeouts = role_timeouts(r, &t);
     SessionConfig {
         cookie_name,
         cookie_domain,
         idle_timeout: r.duration(&t, "idle_timeout", "30m"),
         absolute_timeout: r.duration(&t, "absolute_timeout", "12h"),
+        role_timeouts,
     }
+}
+
+/// `[[session.role_timeouts]]`: each entry names a valid role once and sets at least
+/// one of the two timeouts.
+fn role_timeouts(r: &mut Reader, t: &Table<'_>) -> Vec<crate::config::types::RoleTimeout> {
+    let mut out: Vec<crate::config::types::RoleTimeout> = Vec::new();
+    for rt in r.tables(
+        t,
+        "role_timeouts",
+        &["role", "idle_timeout", "absolute_timeout"],
+    ) {
+        let role = r.string(&rt, "role", "");
+        if role.is_empty() {
+            r.problem(
+                &rt.at("role"),
+                "is required: the role these timeouts apply to",
+            );
+            continue;
+        }
+        if !crate::core::user::validate_role(&role) {
+            r.problem(
+                &rt.at("role"),
+                format!("{role:?} may only contain letters, digits and . _ @ -"),
+            );
+        }
+        if out.iter().any(|o| o.role == role) {
+            r.problem(&rt.at("role"), format!("{role:?} is listed twice"));
+        }
+        let idle_timeout = rt
+            .has("idle_timeout")
+            .then(|| r.duration(&rt, "idle_timeout", "30m"));
+        let absolute_timeout = rt
+            .has("absolute_timeout")
+            .then(|| r.duration(&rt, "absolute_timeout", "12h"));
+        if idle_timeout.is_none() && absolute_timeout.is_none() {
+            r.problem(&rt.key, "set idle_timeout, absolute_timeout or both");
+        }
+        out.push(crate::config::types::RoleTimeout {
+            role,
+            idle_timeout,
+            absolute_timeout,
+        });
+    }
+    out
 }
 
 fn totp(r: &mut Reader, root: &Table<'_>) -> TotpSettings {

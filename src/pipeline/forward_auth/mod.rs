@@ -208,7 +208,23 @@ async fn decide(
                 None => Next::Login,
                 Some(c) => app.signin.next(Some((c.record.stage, &*c.user))).await?,
             };
-            return Ok(sign_in(app, &original, &req, step, endpoint, trace));
+            let to = match step {
+                Next::Enroll => Continue::Setup,
+                Next::Challenge => Continue::Challenge,
+                Next::Login | Next::SignInAgain | Next::Complete { .. } => Continue::Login,
+            };
+            return Ok(sign_in(app, &original, &req, to, endpoint, trace));
+        }
+        // A fresh second factor first (`max_factor_age`, SPEC §12).
+        Access::StepUp => {
+            return Ok(sign_in(
+                app,
+                &original,
+                &req,
+                Continue::StepUp,
+                endpoint,
+                trace,
+            ));
         }
     };
     let roles = holder.user.roles_joined();
@@ -255,6 +271,16 @@ fn allowed(
     resp
 }
 
+/// The portal page a request that may not pass yet continues at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Continue {
+    Login,
+    Setup,
+    Challenge,
+    /// The challenge again for a complete session whose second factor is too old.
+    StepUp,
+}
+
 /// Not signed in far enough: where the portal continues, with the original URL as
 /// `rd` — a 302 for a browser navigation through Traefik or Caddy, else 401 (with
 /// the sign-in URL in `Location` for nginx, which redirects itself).
@@ -262,14 +288,14 @@ fn sign_in(
     app: &App,
     original: &Original,
     req: &Request<()>,
-    next: Next,
+    to: Continue,
     endpoint: Endpoint,
     trace: &mut Trace,
 ) -> Response<Body> {
-    let step = match next {
-        Next::Enroll => "setup",
-        Next::Challenge => "challenge",
-        Next::Login | Next::SignInAgain | Next::Complete { .. } => "login",
+    let step = match to {
+        Continue::Setup => "setup",
+        Continue::Challenge | Continue::StepUp => "challenge",
+        Continue::Login => "login",
     };
     let prefix = &app.cfg.server.prefix;
     // The portal: its own host when configured, else the protected host itself
@@ -289,7 +315,14 @@ fn sign_in(
         return render::redirect(StatusCode::FOUND, &location, tls, &[]);
     }
     trace.outcome = Some(Outcome::Unauthorized401);
-    let mut resp = render::authentication_required(prefix, tls);
+    let mut resp = match to {
+        Continue::StepUp => render::json(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({ "error": "step_up_required", "login": format!("{prefix}/challenge") }),
+            tls,
+        ),
+        _ => render::authentication_required(prefix, tls),
+    };
     if endpoint == Endpoint::AuthRequest
         && let Ok(v) = HeaderValue::from_str(&location)
     {

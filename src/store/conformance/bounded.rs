@@ -139,6 +139,7 @@ async fn redis_session_index_drops_expired_and_ended_sessions() {
         created_ms: now,
         last_seen_ms: now,
         credential: [1; 8],
+        meta: Default::default(),
     };
     for n in 0..20u8 {
         store.session_put(&[n; 32], &rec, 50).await.unwrap();

@@ -3,6 +3,7 @@
 //! slept on.
 
 mod bounded;
+mod listing;
 mod lockout;
 mod sessions;
 
@@ -18,6 +19,7 @@ fn session(user: &str, now: u64) -> SessionRecord {
         created_ms: now,
         last_seen_ms: now,
         credential: [1; 8],
+        meta: Default::default(),
     }
 }
 
@@ -42,6 +44,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     devices_are_taken_once_and_only_by_their_user(&*store).await;
     lockout::run_all(store.clone()).await;
     sessions::run_all(store.clone()).await;
+    listing::run_all(&*store).await;
     purge_drops_expired_records(&*store).await;
     secrets_can_be_listed_and_swapped_for_rotation(&*store).await;
 }
@@ -304,6 +307,32 @@ async fn embedded_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let store = super::embedded::EmbeddedStore::open(dir.path()).unwrap();
     run_all(Arc::new(store)).await;
+}
+
+/// A database made before sessions carried their metadata keeps its sessions: the
+/// migration adds the column, and old rows read with empty metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_sessions_of_an_earlier_version_survive_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = rusqlite::Connection::open(dir.path().join("vestibule.sqlite3")).unwrap();
+        c.execute_batch(
+            "CREATE TABLE sessions(id BLOB PRIMARY KEY, user TEXT NOT NULL, stage TEXT NOT NULL,
+               created_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL, credential BLOB NOT NULL,
+               expires_ms INTEGER NOT NULL) WITHOUT ROWID;",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO sessions VALUES(?1,'lee','\"password_done\"',1,2,?2,?3)",
+            rusqlite::params![&[7u8; 32][..], &[1u8; 8][..], i64::MAX],
+        )
+        .unwrap();
+    }
+    let store = super::embedded::EmbeddedStore::open(dir.path()).unwrap();
+    let got = store.session_get(&[7; 32]).await.unwrap().unwrap();
+    assert_eq!(got.user, "lee");
+    assert_eq!(got.meta, SessionMeta::default());
+    assert_eq!(store.sessions_list("lee", 3).await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

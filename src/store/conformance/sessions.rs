@@ -15,6 +15,7 @@ fn session(user: &str) -> SessionRecord {
         created_ms: now,
         last_seen_ms: now,
         credential: [1; 8],
+        meta: Default::default(),
     }
 }
 

@@ -57,6 +57,15 @@ fn hex(b: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(b)
 }
 
+/// A fingerprint from its key spelling; `None` for anything else.
+fn unhex(s: &str) -> Option<Fingerprint> {
+    data_encoding::HEXLOWER
+        .decode(s.as_bytes())
+        .ok()?
+        .try_into()
+        .ok()
+}
+
 const PENDING_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
 
 impl RedisStore {
@@ -360,6 +369,14 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn sessions_list(
+        &self,
+        user: &str,
+        now_ms: u64,
+    ) -> StoreResult<Vec<(Fingerprint, SessionRecord)>> {
+        self.list_user_sessions(user, now_ms).await
+    }
+
     async fn mfa_get(&self, user: &str) -> StoreResult<Option<MfaRecord>> {
         let (secret, enabled, used): (Option<Vec<u8>>, Option<u64>, Option<String>) = self
             .call(
@@ -564,6 +581,15 @@ impl Store for RedisStore {
     }
 
     async fn devices_list(&self, user: &str) -> StoreResult<Vec<DeviceRecord>> {
+        Ok(self
+            .devices_entries(user)
+            .await?
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect())
+    }
+
+    async fn devices_entries(&self, user: &str) -> StoreResult<Vec<(Fingerprint, DeviceRecord)>> {
         let index = self.user_key(user, "devices");
         let mut c = self.conn();
         let ids: Vec<String> = self
@@ -578,19 +604,20 @@ impl Store for RedisStore {
                         .query_async(&mut c),
                 )
                 .await?;
-            match raw {
-                Some(r) => out.push(
+            match (raw, unhex(&id)) {
+                (Some(r), Some(token)) => out.push((
+                    token,
                     serde_json::from_str::<DeviceRecord>(&r)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                ),
-                None => {
+                )),
+                _ => {
                     let _: () = self
                         .call(redis::cmd("SREM").arg(&index).arg(&id).query_async(&mut c))
                         .await?;
                 }
             }
         }
-        out.sort_by_key(|d| d.expires_ms);
+        out.sort_by_key(|(_, d)| d.expires_ms);
         Ok(out)
     }
 

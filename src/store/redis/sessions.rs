@@ -17,7 +17,7 @@
 
 use crate::core::store::{Fingerprint, SessionRecord, Store, StoreError, StoreResult};
 
-use super::{RedisStore, hex};
+use super::{RedisStore, hex, unhex};
 
 impl RedisStore {
     /// The sorted set listing `user`'s sessions by expiry.
@@ -218,5 +218,53 @@ impl RedisStore {
                 .await?;
         }
         Ok(ended)
+    }
+
+    /// The live sessions of `user`: each index member's record (Redis expires the
+    /// records; the index is pruned of expired members by every listing script, on
+    /// Redis's clock). A member whose record is gone ended (a key is written before
+    /// it is listed and never written again once deleted), so it is unlisted here.
+    /// `_now_ms` is not used: expiry is Redis's, and the caller applies the timeouts.
+    pub(super) async fn list_user_sessions(
+        &self,
+        user: &str,
+        _now_ms: u64,
+    ) -> StoreResult<Vec<(Fingerprint, SessionRecord)>> {
+        let index = self.session_index(user);
+        let ids: Vec<String> = self
+            .call(
+                redis::cmd("ZRANGE")
+                    .arg(&index)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut self.conn()),
+            )
+            .await?;
+        let mut out = Vec::new();
+        for id in ids {
+            let raw: Option<String> = self
+                .call(
+                    redis::cmd("GET")
+                        .arg(format!("{}s:{id}", self.prefix))
+                        .query_async(&mut self.conn()),
+                )
+                .await?;
+            let rec = raw.and_then(|r| serde_json::from_str::<SessionRecord>(&r).ok());
+            match (rec, unhex(&id)) {
+                (Some(rec), Some(fp)) if rec.user == user => out.push((fp, rec)),
+                _ => {
+                    let _: () = self
+                        .call(
+                            redis::cmd("ZREM")
+                                .arg(&index)
+                                .arg(&id)
+                                .query_async(&mut self.conn()),
+                        )
+                        .await?;
+                }
+            }
+        }
+        out.sort_by_key(|(_, r)| r.created_ms);
+        Ok(out)
     }
 }
