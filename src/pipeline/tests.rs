@@ -102,7 +102,8 @@ impl Fixture {
              [storage]\nbackend = \"embedded\"\npath = {}\nencryption_key_file = {}\n\n\
              [[policy.rules]]\npath_prefix = \"/static/\"\naccess = \"bypass\"\n\n\
              [[policy.rules]]\npath_prefix = \"/admin/\"\naccess = \"authenticated\"\nroles = [\"doctor\"]\n\n\
-             [[policy.rules]]\npath_prefix = \"/internal/\"\naccess = \"deny\"\n",
+             [[policy.rules]]\npath_prefix = \"/internal/\"\naccess = \"deny\"\n\n\
+             [[policy.rules]]\npath_prefix = \"/rx/\"\naccess = \"authenticated\"\nmax_factor_age = \"5m\"\n",
             upstream.addr,
             q("users.toml"),
             q("data"),
@@ -156,6 +157,36 @@ impl Fixture {
             .app
             .sessions
             .issue(&user, complete, None, None, now, Default::default())
+            .await
+            .unwrap();
+        set_cookie.split(';').next().unwrap().to_string()
+    }
+
+    /// The `Cookie` header of a complete session of `pat` whose second factor
+    /// (`factor`) was last proven `proven_ago_ms` ago.
+    pub(super) async fn signed_in_with(
+        &self,
+        factor: Option<crate::core::auth_flow::SecondFactor>,
+        proven_ago_ms: u64,
+    ) -> String {
+        let users = self.app.users.get();
+        let user = users.directory.find("pat").unwrap().clone();
+        let now = crate::core::clock::now_ms();
+        let meta = crate::core::store::SessionMeta {
+            factor_ms: factor.map(|_| now - proven_ago_ms),
+            ..Default::default()
+        };
+        let set_cookie = self
+            .app
+            .sessions
+            .issue(
+                &user,
+                crate::core::auth_flow::Stage::Complete { factor },
+                None,
+                None,
+                now,
+                meta,
+            )
             .await
             .unwrap();
         set_cookie.split(';').next().unwrap().to_string()

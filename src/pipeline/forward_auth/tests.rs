@@ -152,3 +152,54 @@ async fn rules_and_roles_decide_on_the_original_path() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_step_up_rule_sends_the_portal_to_the_challenge() {
+    use crate::core::auth_flow::SecondFactor;
+    let f = Fixture::new().await;
+    let fa = format!("{}/api/authz/forward-auth", f.prefix());
+    let ar = format!("{}/api/authz/auth-request", f.prefix());
+    let with = |cookie: &str, extra: &[(&'static str, &'static str)]| {
+        let mut h = described("/rx/order", extra);
+        h.push(("cookie", cookie.to_string()));
+        h
+    };
+    // A code proven ten minutes ago is too old for max_factor_age = 5m.
+    let stale = f
+        .signed_in_with(Some(SecondFactor::Totp), 10 * 60_000)
+        .await;
+    let (status, h, _) = f
+        .send_from(PROXY, ask(&fa, &with(&stale, &[BROWSER])))
+        .await;
+    assert_eq!(status, StatusCode::FOUND);
+    let location = h.get("location").unwrap().to_str().unwrap();
+    assert!(
+        location.contains(&format!("{}/challenge?rd=", f.prefix())),
+        "{location}"
+    );
+    let (status, _, body) = f.send_from(PROXY, ask(&fa, &with(&stale, &[]))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(String::from_utf8_lossy(&body).contains("step_up_required"));
+    let mut nginx = vec![(
+        "x-original-url",
+        "https://records.clinic.test/rx/order".to_string(),
+    )];
+    nginx.push(("cookie", stale.clone()));
+    let (status, h, _) = f.send_from(PROXY, ask(&ar, &nginx)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        h.get("location")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("/challenge?rd=")
+    );
+    // A fresh one passes; a user without a second factor is refused.
+    let fresh = f.signed_in_with(Some(SecondFactor::Totp), 1_000).await;
+    let (status, h, _) = f.send_from(PROXY, ask(&fa, &with(&fresh, &[]))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.get("remote-mfa").unwrap(), "totp");
+    let none = f.signed_in_with(None, 0).await;
+    let (status, _, _) = f.send_from(PROXY, ask(&fa, &with(&none, &[]))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
