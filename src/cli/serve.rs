@@ -90,7 +90,7 @@ pub async fn serve(
         listen = %bound,
         tls = tls.is_some(),
         upstream = %format!("{}://{}", app.cfg.upstream.scheme, app.cfg.upstream.authority),
-        users = app.users.get().directory.len(),
+        users = app.users.count(),
         "vestibule serving"
     );
     let shutdown = async move {
@@ -163,19 +163,26 @@ fn spawn_maintenance(app: Arc<App>) {
             .await;
         }
     });
-    let watcher_app = app.clone();
-    tokio::spawn(app.users.clone().watch(move |change| {
-        let app = watcher_app.clone();
-        async move {
-            for user in change.newly_disabled {
-                let sessions = app.store.sessions_delete_user(&user).await;
-                let devices = app.store.devices_forget(&user).await;
-                if sessions.is_err() || devices.is_err() {
-                    tracing::error!(user = %user, "could not end sessions of a disabled user; they stop working anyway");
+    match &app.user_upkeep {
+        crate::app::UserUpkeep::File(handle) => {
+            let watcher_app = app.clone();
+            tokio::spawn(handle.clone().watch(move |change| {
+                let app = watcher_app.clone();
+                async move {
+                    for user in change.newly_disabled {
+                        let sessions = app.store.sessions_delete_user(&user).await;
+                        let devices = app.store.devices_forget(&user).await;
+                        if sessions.is_err() || devices.is_err() {
+                            tracing::error!(user = %user, "could not end sessions of a disabled user; they stop working anyway");
+                        }
+                    }
                 }
-            }
+            }));
         }
-    }));
+        crate::app::UserUpkeep::Ldap(dir) => {
+            tokio::spawn(super::directory::refresh_forever(app.clone(), dir.clone()));
+        }
+    }
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {

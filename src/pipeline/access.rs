@@ -58,8 +58,10 @@ pub(super) async fn check<'a, B>(
         Decision::Bypass => return Ok(Access::Open),
         Decision::Authenticated { roles } => roles,
     };
-    let users = app.users.get();
-    let current = app.sessions.load(req.headers(), &users, now_ms()).await?;
+    let current = app
+        .sessions
+        .load(req.headers(), &*app.users, now_ms())
+        .await?;
     let complete = current
         .as_ref()
         .and_then(|c| completed(c.record.stage, app.signin.requires_2fa(&c.user)).map(|f| (c, f)));

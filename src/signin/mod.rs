@@ -35,10 +35,9 @@ use crate::core::lockout::{LockPolicy, LockState};
 use crate::core::store::{SecretKind, Store, StoreError};
 use crate::core::totp::TotpSettings;
 use crate::core::user::{RolePolicy, User};
-use crate::hash_pool::HashPool;
 use crate::keys::KeyringHandle;
 use crate::metrics::Metrics;
-use crate::users::UsersHandle;
+use crate::users::source::UserSource;
 
 pub use next_step::Next;
 use regulator::Regulator;
@@ -61,6 +60,20 @@ pub enum SignInError {
     HashingBusy,
     #[error("password hashing stopped: {0}")]
     HashingGone(String),
+    /// No directory server answered (SPEC §11): 503, nothing guessed.
+    #[error("directory unavailable: {0}")]
+    DirectoryUnavailable(String),
+}
+
+impl From<crate::users::source::SourceError> for SignInError {
+    fn from(e: crate::users::source::SourceError) -> Self {
+        use crate::users::source::SourceError as S;
+        match e {
+            S::HashingBusy => SignInError::HashingBusy,
+            S::HashingGone(d) => SignInError::HashingGone(d),
+            S::DirectoryUnavailable(d) => SignInError::DirectoryUnavailable(d),
+        }
+    }
 }
 
 /// What the sign-in flow is configured with (from `[totp]`, `[backup_codes]`,
@@ -76,10 +89,9 @@ pub struct Settings {
 /// The sign-in service, built once by the wiring and shared by every request.
 pub struct SignIn {
     store: Arc<dyn Store>,
-    users: Arc<UsersHandle>,
+    users: Arc<dyn UserSource>,
     keys: Arc<KeyringHandle>,
     roles: RolePolicy,
-    hashing: Arc<HashPool>,
     audit: Arc<Audit>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
@@ -90,10 +102,11 @@ pub struct SignIn {
 /// What the service is built from: the shared parts of the gateway.
 pub struct Parts {
     pub store: Arc<dyn Store>,
-    pub users: Arc<UsersHandle>,
+    /// Where users and their passwords are checked: the users file (argon2 on the
+    /// hash pool) or a directory.
+    pub users: Arc<dyn UserSource>,
     pub keys: Arc<KeyringHandle>,
     pub roles: RolePolicy,
-    pub hashing: Arc<HashPool>,
     pub audit: Arc<Audit>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
@@ -112,7 +125,6 @@ impl SignIn {
             users: parts.users,
             keys: parts.keys,
             roles: parts.roles,
-            hashing: parts.hashing,
             audit: parts.audit,
             metrics: parts.metrics,
             clock: parts.clock,

@@ -14,6 +14,8 @@
 //!   idle, and count as connections; `TRACE` is refused.
 //! - `differential`: hostile paths and upgrades through the gateway to real Tomcat and
 //!   hypercorn servers, judged from what those servers logged (issue 17).
+//! - `ldap`: users from a real OpenLDAP slapd (SPEC §11, issue 23): sign-in, roles from
+//!   groups, escaping, disabled accounts, refresh, outage, fail-over, lockout before bind.
 
 mod harness;
 mod harness_selftest;
@@ -28,6 +30,7 @@ mod differential;
 mod flows;
 mod hardening;
 mod keepalive;
+mod ldap;
 mod lifecycle;
 mod observability;
 mod operator;

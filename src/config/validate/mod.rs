@@ -17,6 +17,7 @@ use crate::core::policy::{Access, PathMatch, Rule};
 use crate::core::totp::{Algorithm, TotpSettings};
 
 mod access;
+mod ldap;
 mod network;
 mod storage;
 mod ui;
@@ -41,6 +42,7 @@ const SECTIONS: &[&str] = &[
     "log",
     "limits",
     "ui",
+    "ldap",
 ];
 
 /// Default extra header names removed from every client request (SPEC §3).
@@ -71,11 +73,13 @@ pub fn validate(tree: &Value) -> Result<Config, Vec<ConfigProblem>> {
 pub fn validate_all(tree: &Value) -> (Config, Vec<ConfigProblem>) {
     let mut r = Reader::default();
     let root = r.root(tree, SECTIONS);
+    let users = users(&mut r, &root);
+    let ldap = ldap::ldap(&mut r, &root, users.source);
     let config = Config {
         server: server(&mut r, &root),
         upstream: upstream(&mut r, &root),
         headers: headers(&mut r, &root),
-        users: users(&mut r, &root),
+        users,
         policy: policy(&mut r, &root),
         session: session(&mut r, &root),
         storage: storage(&mut r, &root),
@@ -86,16 +90,19 @@ pub fn validate_all(tree: &Value) -> (Config, Vec<ConfigProblem>) {
         log: log(&mut r, &root),
         limits: limits(&mut r, &root),
         ui: ui(&mut r, &root),
+        ldap,
     };
     cross_checks(&mut r, &config);
     (config, r.problems)
 }
 
 fn users(r: &mut Reader, root: &Table<'_>) -> UsersConfig {
-    let t = r.table(root, "users", &["file", "min_password_length"]);
+    let t = r.table(root, "users", &["file", "min_password_length", "source"]);
     UsersConfig {
         file: PathBuf::from(r.string(&t, "file", "config/users.toml")),
         min_password_length: r.integer(&t, "min_password_length", 12, 8, 1024) as usize,
+        source: [UserSourceKind::File, UserSourceKind::Ldap]
+            [r.choice(&t, "source", "file", &["file", "ldap"])],
     }
 }
 
