@@ -119,6 +119,14 @@ pub enum AuditEvent<'a> {
     KeyOldDropped {
         primary: &'a str,
     },
+    /// The directory refresh (SPEC §11) ended a user's sessions and remembered
+    /// browsers: removed, disabled, moved, or other groups. Wire name
+    /// `session.revoked` with `by: "directory"`.
+    SessionsEndedByDirectory {
+        sessions: u64,
+        devices: u64,
+        reason: &'a str,
+    },
 }
 
 impl AuditEvent<'_> {
@@ -145,6 +153,7 @@ impl AuditEvent<'_> {
             UserUnlocked => "user.unlocked",
             KeyRotated { .. } => "key.rotated",
             KeyOldDropped { .. } => "key.old_dropped",
+            SessionsEndedByDirectory { .. } => "session.revoked",
         }
     }
 
@@ -206,6 +215,13 @@ impl AuditEvent<'_> {
                 skipped,
             } => json!({ "primary": primary, "reencrypted": reencrypted, "skipped": skipped }),
             KeyOldDropped { primary } => json!({ "primary": primary }),
+            SessionsEndedByDirectory {
+                sessions,
+                devices,
+                reason,
+            } => {
+                json!({ "by": "directory", "sessions": sessions, "devices": devices, "reason": reason })
+            }
         }
     }
 }
@@ -290,6 +306,11 @@ mod tests {
                 reason: None,
             },
             AuditEvent::UserUnlocked,
+            AuditEvent::SessionsEndedByDirectory {
+                sessions: 1,
+                devices: 0,
+                reason: "r",
+            },
         ];
         for e in all {
             assert!(

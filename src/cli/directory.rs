@@ -26,32 +26,25 @@ pub(super) async fn refresh_forever(app: Arc<App>, dir: Arc<LdapDirectory>) {
 /// Ends `user`'s sessions and remembered browsers, auditing why. The cache already
 /// refuses them; this also clears them from the store for every instance.
 async fn end(app: &App, user: &str, why: &str) {
-    match app.store.sessions_delete_user(user).await {
-        Ok(n) => app.audit.record(
+    let sessions = app.store.sessions_delete_user(user).await;
+    let devices = app.store.devices_forget(user).await;
+    match (sessions, devices) {
+        (Ok(sessions), Ok(devices)) => app.audit.record(
             user,
             None,
-            &AuditEvent::SessionsRevoked {
-                sessions: n,
-                reason: Some(why),
+            &AuditEvent::SessionsEndedByDirectory {
+                sessions,
+                devices,
+                reason: why,
             },
         ),
-        Err(e) => {
-            tracing::error!(user = %user, error = %e, "could not end the sessions of a user the directory changed; they are refused anyway")
-        }
-    }
-    match app.store.devices_forget(user).await {
-        Ok(0) => {}
-        Ok(n) => app.audit.record(
-            user,
-            None,
-            &AuditEvent::DevicesForgotten {
-                count: n,
-                by_admin: false,
-                reason: Some(why),
-            },
-        ),
-        Err(e) => {
-            tracing::error!(user = %user, error = %e, "could not forget the remembered browsers of a user the directory changed; they are refused anyway")
+        (s, d) => {
+            let e = s
+                .err()
+                .or(d.err())
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            tracing::error!(user = %user, error = %e, "could not end the sessions or remembered browsers of a user the directory changed; they are refused anyway")
         }
     }
 }

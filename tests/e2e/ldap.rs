@@ -485,9 +485,9 @@ async fn removed_from_the_doctors_group_loses_staff_access_within_refresh() {
     );
     assert!(
         eventually(Duration::from_secs(3), || async {
-            audit_events(&gw.logs())
-                .iter()
-                .any(|e| e["event"] == "session.revoked" && e["user"] == "doc")
+            audit_events(&gw.logs()).iter().any(|e| {
+                e["event"] == "session.revoked" && e["user"] == "doc" && e["by"] == "directory"
+            })
         })
         .await,
         "no session.revoked for doc: {}",
@@ -741,4 +741,37 @@ async fn check_config_binds_once_and_admin_commands_follow_the_directory() {
     assert_eq!(un.code, Some(0), "{un}");
     let none = admin(&gw, &["2fa", "status", "nobody"], None).await;
     assert_eq!(none.code, Some(2), "{none}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_lists_every_ldap_problem_at_once() {
+    let up = Upstream::start().await;
+    let prepared = Gateway::builder(&up)
+        .env("VESTIBULE__USERS__SOURCE", "ldap")
+        .extra(
+            "[ldap]\nurl = [\"ldap://dc1.clinic.example\", \"ftp://x\"]\nuser_filter = \"(uid=x)\"\nbogus = 1\n\n[ldap.group_roles]\n\"cn=doctors,dc=x\" = \"doc tor\"\n",
+        )
+        .prepare();
+    let mut cmd = prepared.cmd();
+    cmd.arg("--config")
+        .arg(&prepared.config_path)
+        .arg("check-config");
+    let out = tokio::task::spawn_blocking(move || run(cmd, None, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(out.code, Some(2), "{out}");
+    for key in [
+        "ldap.url[0]: ldap:// without ldap.start_tls",
+        "ldap.url[1]:",
+        "ldap.user_filter:",
+        "ldap.bogus: unknown key",
+        "ldap.bind_dn:",
+        "ldap.base_dn:",
+        "ldap.bind_password_file:",
+        "ldap.group_roles.cn=doctors,dc=x:",
+    ] {
+        assert!(out.stderr.contains(key), "{key} not reported: {out}");
+    }
+    // The users file is not read with source = "ldap": no complaint about it.
+    assert!(!out.stderr.contains("users.file"), "{out}");
 }

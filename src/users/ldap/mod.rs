@@ -300,6 +300,9 @@ impl UserSource for LdapDirectory {
         {
             Ok(Checked::Right(self.remember(found.user)))
         } else {
+            // Known from now on for naming audit events (an enabled user, confirmed just
+            // now; a session still needs a matching credential to be accepted).
+            self.remember(found.user);
             Ok(Checked::Wrong(Refusal::WrongPassword))
         }
     }
