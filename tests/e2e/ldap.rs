@@ -775,3 +775,43 @@ async fn check_config_lists_every_ldap_problem_at_once() {
     // The users file is not read with source = "ldap": no complaint about it.
     assert!(!out.stderr.contains("users.file"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_tls_works_and_an_untrusted_directory_certificate_is_refused() {
+    let ca = TestCa::new();
+    let slapd = Slapd::start(&ca, &base_ldif());
+    let up = Upstream::start().await;
+    let start_tls = Gateway::builder(&up)
+        .env("VESTIBULE__USERS__SOURCE", "ldap")
+        .env("VESTIBULE_LDAP_BIND_PASSWORD", SERVICE_PW)
+        .extra(&ldap_toml(
+            &[format!("ldap://127.0.0.1:{}", slapd.port)],
+            &slapd.ca_file(),
+            "5m",
+            "start_tls = true",
+        ))
+        .start()
+        .await;
+    Browser::new(&start_tls).login_ok(&patient(), "/").await;
+    assert_eq!(slapd.binds(Some(&dn("pat"))), 1);
+
+    // A CA that did not sign slapd's certificate: nothing is sent, sign-in fails closed.
+    let other = TestCa::new();
+    let other_ca = start_tls.p.dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, &other.cert_pem).unwrap();
+    let untrusted = gateway(&up, &[slapd.ldaps()], &other_ca, "5m", "").await;
+    let r = Browser::new(&untrusted)
+        .login(&patient().name, &patient().password, "/")
+        .await;
+    assert_eq!(r.status, 503, "{}", r.describe());
+    assert_eq!(
+        slapd.binds(Some(&dn("pat"))),
+        1,
+        "a bind crossed an untrusted connection"
+    );
+    assert_eq!(
+        slapd.binds(Some(SERVICE_DN)),
+        1,
+        "the service password crossed an untrusted connection"
+    );
+}

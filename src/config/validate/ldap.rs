@@ -361,3 +361,40 @@ mod tests {
         assert_eq!(pairs[1], ("CN=Clerks,DC=x".into(), "clerk".into()));
     }
 }
+
+#[cfg(test)]
+mod file_tests {
+    /// Group DNs are table keys with `=` and `,` (and, in AD, capitals): read from a
+    /// real file they must arrive exactly as written.
+    #[test]
+    fn group_dns_are_read_from_the_file_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("bind.pw");
+        std::fs::write(&pw, "secret\n").unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[users]\nsource = \"ldap\"\n\n[ldap]\nurl = \"ldaps://dc1.clinic.example\"\nbind_dn = \"CN=svc,DC=clinic,DC=example\"\nbind_password_file = {:?}\nbase_dn = \"DC=clinic,DC=example\"\n\n[ldap.group_roles]\n\"CN=Doctors,OU=Groups,DC=clinic,DC=example\" = \"doctor\"\n\"CN=Front Desk,OU=Groups,DC=clinic,DC=example\" = \"clerk\"\n",
+                pw.display().to_string()
+            ),
+        )
+        .unwrap();
+        let cfg = crate::config::load(&path).unwrap();
+        let mut got = cfg.ldap.unwrap().group_roles;
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "CN=Doctors,OU=Groups,DC=clinic,DC=example".to_string(),
+                    "doctor".to_string()
+                ),
+                (
+                    "CN=Front Desk,OU=Groups,DC=clinic,DC=example".to_string(),
+                    "clerk".to_string()
+                ),
+            ]
+        );
+    }
+}
