@@ -815,3 +815,123 @@ async fn start_tls_works_and_an_untrusted_directory_certificate_is_refused() {
         "the service password crossed an untrusted connection"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_in_the_directory_ends_the_session_and_remembered_browser_within_refresh() {
+    let ca = TestCa::new();
+    let slapd = Slapd::start(&ca, &base_ldif());
+    let up = Upstream::start().await;
+    let gw = gateway(&up, &[slapd.ldaps()], &slapd.ca_file(), "1s", "").await;
+    let doc = doctor();
+    // The doctor enrolls, then remembers a browser: the next sign-in skips the code.
+    let b = Browser::new(&gw);
+    let auth = enroll_doctor(&b, &doc).await;
+    let b2 = Browser::new(&gw);
+    let loc = b2.login_ok(&doc, "/staff/a").await;
+    let ch = b2.get(&loc).await;
+    let code = auth.fresh().await;
+    let r = b2
+        .submit(
+            &ch,
+            &p("/challenge"),
+            &[("code", &code), ("remember_device", "on")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.describe());
+    assert!(b2.cookie(DEVICE_COOKIE).is_some(), "no remembered browser");
+    b2.remove_cookie(SESSION_COOKIE);
+    assert_eq!(
+        b2.login_ok(&doc, "/staff/b").await,
+        "/staff/b",
+        "the remembered browser must skip the code before the change"
+    );
+    // A patient too.
+    let bp = Browser::new(&gw);
+    bp.login_ok(&patient(), "/").await;
+    assert_eq!(bp.get("/r").await.status, 200);
+
+    // Disabled in the directory: both sessions end within refresh.
+    for who in ["doc", "pat"] {
+        slapd.modify(&format!(
+            "dn: {}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 514\n",
+            dn(who)
+        ));
+    }
+    assert!(
+        eventually(Duration::from_secs(6), || async {
+            b.get("/staff/x").await.status != 200 && bp.get("/r").await.status != 200
+        })
+        .await,
+        "sessions survived the disabling: {}",
+        gw.log_tail()
+    );
+    let logs = gw.logs();
+    assert!(
+        audit_events(&logs)
+            .iter()
+            .any(|e| e["event"] == "session.revoked"
+                && e["user"] == "doc"
+                && e["by"] == "directory"
+                && e["devices"] == 1
+                && e["reason"] == "account disabled in the directory"),
+        "{logs}"
+    );
+    // Enabled again, the doctor signs in, but the remembered browser is void: the code
+    // is asked again.
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 512\n",
+        dn("doc")
+    ));
+    b2.remove_cookie(SESSION_COOKIE);
+    let loc = b2.login_ok(&doc, "/staff/c").await;
+    assert!(
+        loc.starts_with(&p("/challenge")),
+        "a remembered browser survived the disabling: {loc}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_from_another_instance_is_confirmed_with_the_directory() {
+    let ca = TestCa::new();
+    let slapd = Slapd::start(&ca, &base_ldif());
+    let redis = crate::redis::Redis::start();
+    let up = Upstream::start().await;
+    let key = gen_key_b64();
+    let mk = || {
+        Gateway::builder(&up)
+            .no_key_file()
+            .env("VESTIBULE_ENCRYPTION_KEY", &key)
+            .env("VESTIBULE__STORAGE__BACKEND", "redis")
+            .env("VESTIBULE__STORAGE__REDIS_URL", &redis.url())
+            .env("VESTIBULE__USERS__SOURCE", "ldap")
+            .env("VESTIBULE_LDAP_BIND_PASSWORD", SERVICE_PW)
+            .extra(&ldap_toml(&[slapd.ldaps()], &slapd.ca_file(), "5m", ""))
+    };
+    let a = mk().start().await;
+    let b = mk().start().await;
+    let on_a = Browser::new(&a);
+    on_a.login_ok(&patient(), "/").await;
+    // slapd logs each search's filter once, on its "SRCH base=" line.
+    let searches = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("SRCH base=") && l.contains("(uid=pat))"))
+            .count()
+    };
+    let before = searches(&slapd.log());
+    let on_b = Browser::new(&b);
+    on_b.set_cookie(SESSION_COOKIE, &on_a.cookie(SESSION_COOKIE).unwrap());
+    let r = on_b.get("/chart").await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(up.last().header("remote-user").as_deref(), Some("pat"));
+    assert_eq!(
+        up.last().header("remote-groups").as_deref(),
+        Some("patient")
+    );
+    assert_eq!(
+        searches(&slapd.log()),
+        before + 1,
+        "instance b read the user once"
+    );
+    assert_eq!(on_b.get("/chart2").await.status, 200);
+    assert_eq!(searches(&slapd.log()), before + 1, "then from its cache");
+}
