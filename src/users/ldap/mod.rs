@@ -99,14 +99,7 @@ impl LdapDirectory {
             }
             UserSearch::One(e) => e,
         };
-        let group_filter = entry::group_filter(&e.dn, self.cfg.nested_groups);
-        let mut member_of = Vec::new();
-        for (i, (group, _)) in self.cfg.group_roles.iter().enumerate() {
-            if self.client.group_matches(group, &group_filter).await? {
-                member_of.push(i);
-            }
-        }
-        let roles = entry::roles_of(&self.cfg.group_roles, &member_of);
+        let roles = self.roles_of(&e.dn).await?;
         match entry::to_user(
             &e.dn,
             &e.attrs,
@@ -121,6 +114,27 @@ impl LdapDirectory {
                 Ok(None)
             }
         }
+    }
+
+    /// The roles of the entry `dn`: every mapped group is asked at once (the searches
+    /// share the pooled connection, so a sign-in waits for one round trip, not one per
+    /// group).
+    async fn roles_of(&self, dn: &str) -> Result<Vec<String>, Unavailable> {
+        let group_filter = entry::group_filter(dn, self.cfg.nested_groups);
+        let answers = futures_util::future::join_all(
+            self.cfg
+                .group_roles
+                .iter()
+                .map(|(group, _)| self.client.group_matches(group, &group_filter)),
+        )
+        .await;
+        let mut member_of = Vec::new();
+        for (i, a) in answers.into_iter().enumerate() {
+            if a? {
+                member_of.push(i);
+            }
+        }
+        Ok(entry::roles_of(&self.cfg.group_roles, &member_of))
     }
 
     /// Puts a confirmed user in the cache.
@@ -239,14 +253,7 @@ impl LdapDirectory {
         let entries = self.client.search_all(&filter, &attrs).await?;
         let mut out = Vec::new();
         for e in entries {
-            let group_filter = entry::group_filter(&e.dn, self.cfg.nested_groups);
-            let mut member_of = Vec::new();
-            for (i, (group, _)) in self.cfg.group_roles.iter().enumerate() {
-                if self.client.group_matches(group, &group_filter).await? {
-                    member_of.push(i);
-                }
-            }
-            let roles = entry::roles_of(&self.cfg.group_roles, &member_of);
+            let roles = self.roles_of(&e.dn).await?;
             if let Ok(f) = entry::to_user(
                 &e.dn,
                 &e.attrs,
