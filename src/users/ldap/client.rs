@@ -10,18 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, SearchOptions};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use zeroize::Zeroizing;
 
+use super::setup::{SetupError, bind_password, tls_config};
 use crate::config::LdapConfig;
-
-/// Where the operating system keeps its CA bundle (as for the upstream client).
-const SYSTEM_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-];
 
 /// After every server failed, further requests are answered "unavailable" at once for
 /// this long instead of each waiting out the timeouts again.
@@ -36,19 +28,6 @@ const INVALID_CREDENTIALS: u32 = 49;
 const SIZE_LIMIT_EXCEEDED: u32 = 4;
 /// `noSuchObject`: the search base does not exist.
 const NO_SUCH_OBJECT: u32 = 32;
-
-/// Why the directory client could not be built.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SetupError {
-    #[error("ldap.ca_file {0}: {1}")]
-    CaFile(String, String),
-    #[error("ldap.bind_password_file {0}: {1}")]
-    Password(String, String),
-    #[error("ldap: the service account's password is empty")]
-    EmptyPassword,
-    #[error("ldap: TLS setup: {0}")]
-    Tls(String),
-}
 
 /// No server answered (or every one refused to serve): the caller answers 503.
 #[derive(Debug, thiserror::Error)]
@@ -87,62 +66,6 @@ pub(crate) struct Client {
     base_dn: String,
     timeout: Duration,
     pool: tokio::sync::Mutex<Pool>,
-}
-
-/// The service account's password: the file's first line, else the environment.
-fn bind_password(cfg: &LdapConfig) -> Result<Zeroizing<String>, SetupError> {
-    let pw = match &cfg.bind_password_file {
-        Some(f) => {
-            let text = Zeroizing::new(
-                std::fs::read_to_string(f)
-                    .map_err(|e| SetupError::Password(f.display().to_string(), e.to_string()))?,
-            );
-            Zeroizing::new(text.lines().next().unwrap_or("").to_string())
-        }
-        None => {
-            Zeroizing::new(std::env::var(crate::config::LDAP_BIND_PASSWORD_ENV).unwrap_or_default())
-        }
-    };
-    if pw.is_empty() {
-        return Err(SetupError::EmptyPassword);
-    }
-    Ok(pw)
-}
-
-/// rustls with TLS 1.2/1.3, the system's CAs and `ldap.ca_file`'s.
-fn tls_config(cfg: &LdapConfig) -> Result<rustls::ClientConfig, SetupError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for bundle in SYSTEM_BUNDLES {
-        if let Ok(iter) = CertificateDer::pem_file_iter(bundle) {
-            roots.add_parsable_certificates(iter.flatten());
-            break;
-        }
-    }
-    if let Some(ca) = &cfg.ca_file {
-        let name = ca.display().to_string();
-        let iter = CertificateDer::pem_file_iter(ca)
-            .map_err(|e| SetupError::CaFile(name.clone(), e.to_string()))?;
-        let mut added = 0;
-        for cert in iter {
-            let cert = cert.map_err(|e| SetupError::CaFile(name.clone(), e.to_string()))?;
-            roots
-                .add(cert)
-                .map_err(|e| SetupError::CaFile(name.clone(), e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(SetupError::CaFile(
-                name,
-                "no certificate in the file".into(),
-            ));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| SetupError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 /// Whether `e` says the server (or the way to it) failed, rather than answering.

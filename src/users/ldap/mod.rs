@@ -12,6 +12,7 @@
 
 mod client;
 pub(crate) mod entry;
+mod setup;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,9 +25,10 @@ use crate::config::LdapConfig;
 use crate::core::clock::now_ms;
 use crate::core::user::{User, lockout_key};
 use crate::users::source::{Checked, Holder, Refusal, SourceError, UserSource};
+pub(crate) use client::Unavailable;
 use client::{Client, UserSearch};
-pub(crate) use client::{SetupError, Unavailable};
 use entry::Found;
+pub(crate) use setup::SetupError;
 
 /// One signed-in user as last read from the directory.
 struct Cached {
