@@ -125,14 +125,9 @@ fn directory_stage(cfg: &Config) -> Result<Option<String>, CliError> {
     let Some(l) = &cfg.ldap else { return Ok(None) };
     let problem =
         |key: &str, msg: String| CliError::Invalid(vec![ConfigProblem::new(key, msg).to_string()]);
-    let dir = crate::users::ldap::LdapDirectory::new(l, cfg.session.idle_timeout).map_err(|e| {
-        use crate::users::ldap::SetupError as S;
-        let key = match e {
-            S::CaFile(..) | S::Tls(_) => "ldap.ca_file",
-            S::Password(..) | S::EmptyPassword => "ldap.bind_password_file",
-        };
-        problem(key, e.to_string())
-    })?;
+    // The setup errors already read `KEY: what is wrong`.
+    let dir = crate::users::ldap::LdapDirectory::new(l, cfg.session.idle_timeout)
+        .map_err(|e| CliError::Invalid(vec![e.to_string()]))?;
     let rt = super::runtime()?;
     match rt.block_on(dir.check()) {
         Ok(server) => Ok(Some(format!(

@@ -37,6 +37,9 @@ fn build_error(e: BuildError, key_source: &str) -> CliError {
         }
         BuildError::Users(u) => CliError::Invalid(vec![format!("users.file: {u}")]),
         BuildError::Upstream(u) => CliError::Invalid(vec![u.to_string()]),
+        // The service password or CA file of `[ldap]` is unusable: a configuration
+        // problem (exit 2), already worded `ldap.KEY …`.
+        BuildError::Directory(d) => CliError::Invalid(vec![d.to_string()]),
         other => CliError::Failed(other.to_string()),
     }
 }

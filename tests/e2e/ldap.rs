@@ -935,3 +935,36 @@ async fn a_session_from_another_instance_is_confirmed_with_the_directory() {
     assert_eq!(on_b.get("/chart2").await.status, 200);
     assert_eq!(searches(&slapd.log()), before + 1, "then from its cache");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_service_password_file_is_a_configuration_error_for_check_config_and_serve() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("bind.pw");
+    std::fs::write(&pw, "\n").unwrap();
+    let ca = TestCa::new();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    let prepared = Gateway::builder(&up)
+        .env("VESTIBULE__USERS__SOURCE", "ldap")
+        .extra(&ldap_toml(
+            &["ldaps://127.0.0.1:1".to_string()],
+            &ca_file,
+            "5m",
+            &format!("bind_password_file = {:?}", pw.display().to_string()),
+        ))
+        .prepare();
+    for command in ["check-config", "serve"] {
+        let mut cmd = prepared.cmd();
+        cmd.arg("--config").arg(&prepared.config_path).arg(command);
+        let out = tokio::task::spawn_blocking(move || run(cmd, None, Duration::from_secs(30)))
+            .await
+            .unwrap();
+        assert_eq!(out.code, Some(2), "{command}: {out}");
+        assert!(
+            out.stderr
+                .contains("ldap.bind_password_file: the service account's password is empty"),
+            "{command}: {out}"
+        );
+    }
+}

@@ -17,16 +17,18 @@ const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/ssl/cert.pem",
 ];
 
-/// Why the directory client could not be built.
+/// Why the directory client could not be built; each message reads `KEY: what is wrong`.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SetupError {
-    #[error("ldap.ca_file {0}: {1}")]
+    #[error("ldap.ca_file: {0}: {1}")]
     CaFile(String, String),
-    #[error("ldap.bind_password_file {0}: {1}")]
+    #[error("ldap.bind_password_file: {0}: {1}")]
     Password(String, String),
-    #[error("ldap: the service account's password is empty")]
+    #[error(
+        "ldap.bind_password_file: the service account's password is empty (the file's first line, or VESTIBULE_LDAP_BIND_PASSWORD)"
+    )]
     EmptyPassword,
-    #[error("ldap: TLS setup: {0}")]
+    #[error("ldap.ca_file: TLS setup failed: {0}")]
     Tls(String),
 }
 
