@@ -46,8 +46,6 @@ pub(crate) struct Refreshed {
     /// Users now gone (removed, disabled, unusable) or changed (moved, other groups):
     /// their sessions and remembered browsers must end.
     pub ended: Vec<(String, &'static str)>,
-    /// The directory could not be read: how many users were marked unconfirmed.
-    pub unavailable: Option<usize>,
 }
 
 /// The directory as a [`UserSource`].
@@ -207,7 +205,6 @@ impl LdapDirectory {
                 Err(e) => {
                     let n = self.mark_stale();
                     tracing::error!(error = %e, users = n, "directory unavailable at refresh; the sessions of users it could not confirm answer 503 until it returns");
-                    out.unavailable = Some(n);
                     break;
                 }
             }
@@ -357,5 +354,101 @@ impl UserSource for LdapDirectory {
 
     fn count(&self) -> usize {
         self.cache.read().map(|c| c.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory whose only server refuses connections at once (port 1).
+    fn unreachable(dir: &std::path::Path, keep_unused: Duration) -> LdapDirectory {
+        let pw = dir.join("pw");
+        std::fs::write(&pw, "secret\n").unwrap();
+        let cfg = LdapConfig {
+            urls: vec!["ldaps://127.0.0.1:1".into()],
+            start_tls: false,
+            ca_file: None,
+            bind_dn: "cn=svc,dc=x".into(),
+            bind_password_file: Some(pw),
+            base_dn: "dc=x".into(),
+            user_filter: "(uid={username})".into(),
+            username_attribute: "uid".into(),
+            display_name_attribute: "displayName".into(),
+            email_attribute: "mail".into(),
+            group_roles: vec![("cn=doctors,dc=x".into(), "doctor".into())],
+            nested_groups: false,
+            refresh: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+        };
+        LdapDirectory::new(&cfg, keep_unused).unwrap()
+    }
+
+    fn user(name: &str, roles: &[&str]) -> User {
+        let mut attrs = HashMap::new();
+        attrs.insert("uid".to_string(), vec![name.to_string()]);
+        let roles = roles.iter().map(|r| r.to_string()).collect();
+        entry::to_user(
+            &format!("uid={name},dc=x"),
+            &attrs,
+            roles,
+            "uid",
+            "displayName",
+            "mail",
+        )
+        .unwrap()
+        .user
+    }
+
+    #[tokio::test]
+    async fn the_cache_answers_sessions_and_an_unreachable_refresh_turns_them_503() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = unreachable(dir.path(), Duration::from_secs(3600));
+        let doc = d.remember(user("doc", &["doctor"]));
+        let cred = doc.credential_fingerprint();
+        assert!(matches!(d.holder("doc", &cred), Holder::User(_)));
+        assert!(
+            matches!(d.holder("doc", &[0; 8]), Holder::Void),
+            "other roles or DN"
+        );
+        assert!(
+            matches!(d.holder("pat", &cred), Holder::Ask),
+            "not seen here yet"
+        );
+        assert_eq!(
+            d.known("DOC").map(|u| u.username.clone()).as_deref(),
+            Some("doc")
+        );
+
+        // The directory cannot be read: the refresh ends nobody, but the session can
+        // no longer be confirmed.
+        let r = d.refresh().await;
+        assert!(r.ended.is_empty());
+        assert!(matches!(d.holder("doc", &cred), Holder::Unavailable));
+        // Unseen users cannot be fetched either: 503, never a guess.
+        assert!(matches!(
+            d.fetch_holder("pat", &cred).await,
+            Err(SourceError::DirectoryUnavailable(_))
+        ));
+        assert!(matches!(
+            d.check_password("doc", Zeroizing::new("pw".into())).await,
+            Err(SourceError::DirectoryUnavailable(_))
+        ));
+        // A sign-in confirmed by the directory again makes the entry fresh.
+        d.remember(user("doc", &["doctor"]));
+        assert!(matches!(d.holder("doc", &cred), Holder::User(_)));
+    }
+
+    #[tokio::test]
+    async fn entries_no_session_used_within_the_idle_timeout_leave_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = unreachable(dir.path(), Duration::from_millis(0));
+        d.remember(user("pat", &[]));
+        if let Ok(c) = d.cache.read() {
+            c["pat"].last_used_ms.store(0, Ordering::Relaxed);
+        }
+        assert_eq!(d.count(), 1);
+        d.refresh().await;
+        assert_eq!(d.count(), 0, "an unused entry stayed (and was refreshed)");
     }
 }
