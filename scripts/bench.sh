@@ -34,11 +34,13 @@
 #   SKIP_BUILD=1  use the existing target/release/vestibule    KEEP_TMP=1 keep the temp dir
 #   VESTIBULE_BIN=path  measure that binary instead (e.g. a build from before a change)
 #   MEMORY=1      run the memory phase (0 skips); IDLE_CONNS=10000 and SESSIONS=100000 size it
+#   LDAP=1        run the LDAP sign-in phase (0 skips): scripts/bench-ldap.sh, a login storm
+#                 of LDAP_STORM=32 through a real slapd vs the users file (LDAP_SECS=10 each)
 #   ONLY="..."    run only these cases (for quick comparisons while working), e.g.
 #                 ONLY="nginx-http bypass-http auth-http"; names: upstream nginx-http nginx-tls
 #                 bypass-http bypass-tls auth-http auth-tls auth-redis-http auth-redis-tls
 #                 auth-storm-tls handshakes auth-assert-http auth-100apps-http fwd-auth-http
-#                 h2 (HTTP/2 over TLS with h2load: nginx-tls vs auth-tls, 64x10 and 8x100 streams)
+#                 ldap-login h2 (HTTP/2 over TLS with h2load: nginx-tls vs auth-tls, 64x10 and 8x100 streams)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -50,6 +52,9 @@ WARMUP=${WARMUP:-2}
 REPS=${REPS:-3}
 CONNS=${CONNS:-64 512}
 MEMORY=${MEMORY:-1}
+LDAP=${LDAP:-1}
+LDAP_STORM=${LDAP_STORM:-32}
+LDAP_SECS=${LDAP_SECS:-10}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 SESSIONS=${SESSIONS:-100000}
 THREADS=${THREADS:-2}
@@ -873,6 +878,28 @@ for r in rows:
 o.append("```\n</details>")
 print("\n".join(o))
 PY
+
+# ---------------------------------------------------------------- LDAP sign-in phase
+# Sign-in latency with users from a directory (issue 23): scripts/bench-ldap.sh runs its
+# own slapd and two gateways (LDAP, users file) on BASE_PORT+200.. and storms them.
+if [[ "$LDAP" == 1 ]] && wanted ldap-login; then
+    log "LDAP phase: scripts/bench-ldap.sh ($LDAP_STORM concurrent sign-ins, ${LDAP_SECS}s per case)"
+    if STORM="$LDAP_STORM" SECS="$LDAP_SECS" REPS="$REPS" BASE_PORT=$((BASE_PORT + 200)) \
+        VESTIBULE_BIN="$BIN" PIN="$PIN" SERVER_CPUS="$SERVER_CPUS" CLIENT_CPUS="$CLIENT_CPUS" \
+        bash "$REPO/scripts/bench-ldap.sh" "$WORK/ldap.md" >"$WORK/ldap.log" 2>&1; then
+        {
+            echo ""
+            echo "## Sign-in with users from LDAP"
+            echo ""
+            echo "Measured by \`scripts/bench-ldap.sh\`: each sign-in is a search on the pooled service connection, a base search per mapped group, and a bind as the user on a new LDAPS connection to a local slapd; the users-file row is the same storm checked with argon2id."
+            echo ""
+            cat "$WORK/ldap.md"
+        } >>"$OUT"
+    else
+        tail -20 "$WORK/ldap.log" >&2
+        die "the LDAP phase failed (log above; the throughput report is in $OUT)"
+    fi
+fi
 
 # ---------------------------------------------------------------- memory phase
 if [[ "$MEMORY" == 1 ]]; then

@@ -19,6 +19,11 @@ command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 [ -f /usr/share/tomcat10/bin/bootstrap.jar ] || packages+=(tomcat10)
 command -v java >/dev/null 2>&1 || packages+=(default-jre-headless)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
+# The LDAP tests (tests/e2e/ldap.rs) run their own OpenLDAP slapd from the package's
+# binary with a throw-away configuration on a loopback port (never the system service);
+# ldap-utils gives ldapmodify/ldapadd to change the directory during a test.
+[ -x /usr/sbin/slapd ] || packages+=(slapd)
+command -v ldapmodify >/dev/null 2>&1 || packages+=(ldap-utils)
 command -v adduser >/dev/null 2>&1 || packages+=(adduser)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 # The forward-auth tests (tests/e2e/forward_auth.rs) run a real nginx (auth_request) and

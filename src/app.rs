@@ -14,6 +14,8 @@ use crate::pages::render::Brand;
 use crate::pages::velocity::Velocity;
 use crate::session::Sessions;
 use crate::users::UsersHandle;
+use crate::users::ldap::LdapDirectory;
+use crate::users::source::{FileSource, UserSource};
 
 /// Base name of the remember-device cookie (fixed by SPEC §6).
 pub const DEVICE_COOKIE_BASE: &str = "vestibule_device";
@@ -26,7 +28,11 @@ pub struct App {
     pub store: Arc<dyn Store>,
     /// Encryption keys, reloaded when the key file changes (`rotate-key`).
     pub keys: Arc<KeyringHandle>,
-    pub users: Arc<UsersHandle>,
+    /// Where users come from (the users file or a directory), as sign-in and sessions
+    /// see it.
+    pub users: Arc<dyn UserSource>,
+    /// The same source, for its upkeep: the file watcher or the directory refresh.
+    pub user_upkeep: UserUpkeep,
     pub roles: RolePolicy,
     pub sessions: Sessions,
     pub csrf: Csrf,
@@ -51,6 +57,14 @@ pub struct App {
     pub assertions: Option<crate::assertion::Assertions>,
 }
 
+/// The background work a user source needs (`serve` runs it).
+pub enum UserUpkeep {
+    /// Reload the users file when it changes.
+    File(Arc<UsersHandle>),
+    /// Re-read signed-in users every `ldap.refresh`.
+    Ldap(Arc<LdapDirectory>),
+}
+
 /// Why the gateway cannot be built from an otherwise valid configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -64,6 +78,8 @@ pub enum BuildError {
     Upstream(#[from] crate::proxy::client::ClientError),
     #[error("users file: {0}")]
     Users(String),
+    #[error("{0}")]
+    Directory(#[from] crate::users::ldap::SetupError),
     #[error("log.audit_file: {0}")]
     Audit(std::io::Error),
     #[error("cannot start the password-hashing threads: {0}")]
@@ -85,14 +101,6 @@ impl App {
         let keys = Arc::new(KeyringHandle::load(
             cfg.storage.encryption_key_file.as_deref(),
         )?);
-        let users = UsersHandle::load(&cfg.users.file).map_err(|ps| {
-            BuildError::Users(
-                ps.iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
         let backend = match cfg.storage.backend {
             crate::config::Backend::Embedded => "embedded",
             crate::config::Backend::Redis => "redis",
@@ -148,7 +156,6 @@ impl App {
         )
         .map_err(BuildError::Audit)?;
         let audit = Arc::new(audit);
-        let users = Arc::new(users);
         let lock_policy = LockPolicy {
             max_failures: cfg.lockout.max_failures,
             duration_ms: cfg.lockout.duration.as_millis() as u64,
@@ -162,13 +169,38 @@ impl App {
         let hashing = Arc::new(
             crate::hash_pool::HashPool::new(hashing_threads()).map_err(BuildError::Threads)?,
         );
+        let (users, password_file, user_upkeep): (
+            Arc<dyn UserSource>,
+            Option<Arc<FileSource>>,
+            UserUpkeep,
+        ) = match &cfg.ldap {
+            Some(l) => {
+                let dir = Arc::new(LdapDirectory::new(l, cfg.session.idle_timeout)?);
+                (dir.clone(), None, UserUpkeep::Ldap(dir))
+            }
+            None => {
+                let handle = Arc::new(UsersHandle::load(&cfg.users.file).map_err(|ps| {
+                    BuildError::Users(
+                        ps.iter()
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    )
+                })?);
+                let file = Arc::new(FileSource {
+                    handle: handle.clone(),
+                    hashing: hashing.clone(),
+                });
+                (file.clone(), Some(file), UserUpkeep::File(handle))
+            }
+        };
         let signin = crate::signin::SignIn::new(
             crate::signin::Parts {
                 store: store.clone(),
                 users: users.clone(),
+                password_file,
                 keys: keys.clone(),
                 roles: roles.clone(),
-                hashing,
                 audit: audit.clone(),
                 metrics: metrics.clone(),
                 clock: Arc::new(crate::core::clock::SystemClock),
@@ -191,6 +223,7 @@ impl App {
             page_posts: crate::http::rate::PerAddress::default(),
             keys,
             users,
+            user_upkeep,
             store,
             tls,
             sessions,

@@ -142,6 +142,14 @@ pub enum AuditEvent<'a> {
     KeyOldDropped {
         primary: &'a str,
     },
+    /// The directory refresh (SPEC §11) ended a user's sessions and remembered
+    /// browsers: removed, disabled, moved, or other groups. Wire name
+    /// `session.revoked` with `by: "directory"`.
+    SessionsEndedByDirectory {
+        sessions: u64,
+        devices: u64,
+        reason: &'a str,
+    },
 }
 
 impl AuditEvent<'_> {
@@ -171,6 +179,7 @@ impl AuditEvent<'_> {
             PasswordChanged { .. } => "user.password_changed",
             KeyRotated { .. } => "key.rotated",
             KeyOldDropped { .. } => "key.old_dropped",
+            SessionsEndedByDirectory { .. } => "session.revoked",
         }
     }
 
@@ -246,6 +255,13 @@ impl AuditEvent<'_> {
                 skipped,
             } => json!({ "primary": primary, "reencrypted": reencrypted, "skipped": skipped }),
             KeyOldDropped { primary } => json!({ "primary": primary }),
+            SessionsEndedByDirectory {
+                sessions,
+                devices,
+                reason,
+            } => {
+                json!({ "by": "directory", "sessions": sessions, "devices": devices, "reason": reason })
+            }
         }
     }
 }
@@ -336,6 +352,11 @@ mod tests {
             AuditEvent::PasswordChanged {
                 sessions_ended: 1,
                 devices_forgotten: 0,
+            },
+            AuditEvent::SessionsEndedByDirectory {
+                sessions: 1,
+                devices: 0,
+                reason: "r",
             },
         ];
         for e in all {

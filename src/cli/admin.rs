@@ -28,8 +28,12 @@ fn open(config: &Path, rt: &tokio::runtime::Runtime) -> Result<Admin, CliError> 
     Ok(Admin { cfg, store, audit })
 }
 
-/// The canonical name from the users file (names compare case-insensitively).
+/// The canonical name from the users file (names compare case-insensitively), or
+/// from the directory with `users.source = "ldap"`.
 fn canonical(a: &Admin, name: &str) -> Result<String, CliError> {
+    if let Some(l) = &a.cfg.ldap {
+        return super::directory::canonical(l, &a.cfg, name);
+    }
     let users = crate::users::file::load(&a.cfg.users.file)
         .map_err(|ps| CliError::Invalid(ps.iter().map(|p| p.to_string()).collect()))?;
     let key = lockout_key(name);

@@ -47,7 +47,9 @@ fn reported(problems: &[ConfigProblem], key: &str) -> bool {
 }
 
 fn users_stage(cfg: &Config, problems: &mut Vec<ConfigProblem>) -> usize {
-    if reported(problems, "users.file") {
+    // With `users.source = "ldap"` the users file is not read (SPEC §11); the
+    // directory is checked by `check-config` itself ([`directory_stage`]).
+    if reported(problems, "users.file") || cfg.ldap.is_some() {
         return 0;
     }
     match crate::users::file::load(&cfg.users.file) {
@@ -115,11 +117,38 @@ fn tls_stage(cfg: &Config, problems: &mut Vec<ConfigProblem>) {
     problems.extend(found);
 }
 
+/// With `users.source = "ldap"`: binds once with the service account (SPEC §11), on
+/// the first server that answers; what the summary says about users. Only
+/// `check-config` does this: `serve` starts while the directory is down and answers
+/// 503 at sign-in until it returns.
+fn directory_stage(cfg: &Config) -> Result<Option<String>, CliError> {
+    let Some(l) = &cfg.ldap else { return Ok(None) };
+    let problem =
+        |key: &str, msg: String| CliError::Invalid(vec![ConfigProblem::new(key, msg).to_string()]);
+    // The setup errors already read `KEY: what is wrong`.
+    let dir = crate::users::ldap::LdapDirectory::new(l, cfg.session.idle_timeout)
+        .map_err(|e| CliError::Invalid(vec![e.to_string()]))?;
+    let rt = super::runtime()?;
+    match rt.block_on(dir.check()) {
+        Ok(server) => Ok(Some(format!(
+            "users from the directory at {server} (service account bound)"
+        ))),
+        Err(e) => Err(problem(
+            "ldap.url",
+            format!("no directory server accepted the service account ({})", e.0),
+        )),
+    }
+}
+
 /// Every problem found, or a one-line summary (warnings go to standard error).
 #[allow(clippy::print_stdout)]
 pub fn run(path: &Path) -> Result<(), CliError> {
     let checked = full(path)?;
     let cfg = &checked.cfg;
+    let users = match directory_stage(cfg)? {
+        Some(d) => d,
+        None => format!("{} users", checked.users),
+    };
     for w in &checked.warnings {
         eprintln!("warning: {w}");
     }
@@ -144,14 +173,14 @@ pub fn run(path: &Path) -> Result<(), CliError> {
         ),
     };
     println!(
-        "configuration OK: listening on {} ({}), {upstream}, {} users, {} access rules, storage {:?}{warned}",
+        "configuration OK: listening on {} ({}), {upstream}, {}, {} access rules, storage {:?}{warned}",
         cfg.server.listen,
         if cfg.server.tls.is_some() {
             "https"
         } else {
             "plain http"
         },
-        checked.users,
+        users,
         cfg.policy.rules.len(),
         cfg.storage.backend,
     );

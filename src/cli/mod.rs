@@ -7,6 +7,7 @@ mod cert;
 mod check;
 mod demo;
 mod demo_upstream;
+mod directory;
 mod keys;
 mod rotate;
 mod serve;

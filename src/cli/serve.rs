@@ -37,6 +37,9 @@ fn build_error(e: BuildError, key_source: &str) -> CliError {
         }
         BuildError::Users(u) => CliError::Invalid(vec![format!("users.file: {u}")]),
         BuildError::Upstream(u) => CliError::Invalid(vec![u.to_string()]),
+        // The service password or CA file of `[ldap]` is unusable: a configuration
+        // problem (exit 2), already worded `ldap.KEY …`.
+        BuildError::Directory(d) => CliError::Invalid(vec![d.to_string()]),
         other => CliError::Failed(other.to_string()),
     }
 }
@@ -120,7 +123,7 @@ async fn serve_reloading(
             .map(|a| format!("{} -> {}", a.name, a.upstream_origin))
             .collect::<Vec<_>>()
             .join(", "),
-        users = app.users.get().directory.len(),
+        users = app.users.count(),
         "vestibule serving"
     );
     let shutdown = async move {
@@ -193,19 +196,26 @@ fn spawn_maintenance(app: Arc<App>) {
             .await;
         }
     });
-    let watcher_app = app.clone();
-    tokio::spawn(app.users.clone().watch(move |change| {
-        let app = watcher_app.clone();
-        async move {
-            for user in change.newly_disabled {
-                let sessions = app.store.sessions_delete_user(&user).await;
-                let devices = app.store.devices_forget(&user).await;
-                if sessions.is_err() || devices.is_err() {
-                    tracing::error!(user = %user, "could not end sessions of a disabled user; they stop working anyway");
+    match &app.user_upkeep {
+        crate::app::UserUpkeep::File(handle) => {
+            let watcher_app = app.clone();
+            tokio::spawn(handle.clone().watch(move |change| {
+                let app = watcher_app.clone();
+                async move {
+                    for user in change.newly_disabled {
+                        let sessions = app.store.sessions_delete_user(&user).await;
+                        let devices = app.store.devices_forget(&user).await;
+                        if sessions.is_err() || devices.is_err() {
+                            tracing::error!(user = %user, "could not end sessions of a disabled user; they stop working anyway");
+                        }
+                    }
                 }
-            }
+            }));
         }
-    }));
+        crate::app::UserUpkeep::Ldap(dir) => {
+            tokio::spawn(super::directory::refresh_forever(app.clone(), dir.clone()));
+        }
+    }
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {

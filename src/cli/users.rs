@@ -106,6 +106,17 @@ fn end_sessions_and_devices(cfg: &Config, user: &str, why: &str) {
 #[allow(clippy::print_stdout)]
 pub fn run(config: &Path, cmd: UsersCommand) -> Result<(), CliError> {
     let cfg = load_config(config)?;
+    if let Some(l) = &cfg.ldap {
+        return match cmd {
+            UsersCommand::List => super::directory::list(l, &cfg),
+            UsersCommand::Add { .. } => Err(super::directory::refuse_edit("add")),
+            UsersCommand::SetPassword { .. } => Err(super::directory::refuse_edit("set-password")),
+            UsersCommand::SetRoles { .. } => Err(super::directory::refuse_edit("set-roles")),
+            UsersCommand::Disable { .. } => Err(super::directory::refuse_edit("disable")),
+            UsersCommand::Enable { .. } => Err(super::directory::refuse_edit("enable")),
+            UsersCommand::Unlock { .. } => unreachable!("handled in cli::run"),
+        };
+    }
     let file = &cfg.users.file;
     let mut doc = UsersDoc::open(file).map_err(edit_err)?;
     match cmd {

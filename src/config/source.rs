@@ -13,6 +13,7 @@ const LIST_KEYS: &[&str] = &[
     "server.trusted_proxies",
     "headers.strip",
     "policy.require_2fa_roles",
+    "ldap.url",
 ];
 
 /// The merged configuration tree (file, then environment on top).

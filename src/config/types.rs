@@ -28,6 +28,8 @@ pub struct Config {
     pub log: LogConfig,
     pub limits: LimitsConfig,
     pub ui: UiConfig,
+    /// `[ldap]`: present exactly when `users.source = "ldap"` (SPEC §11).
+    pub ldap: Option<LdapConfig>,
     /// The applications behind the gateway (SPEC §8), never empty: without `[[apps]]`,
     /// the one app `default` made of `[upstream]` that takes every request.
     pub apps: Vec<AppConfig>,
@@ -118,6 +120,41 @@ pub struct HeadersConfig {
 pub struct UsersConfig {
     pub file: PathBuf,
     pub min_password_length: usize,
+    /// Where users come from (`users.source`).
+    pub source: UserSourceKind,
+}
+
+/// `users.source`: the users file (SPEC §4) or a directory (SPEC §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSourceKind {
+    File,
+    Ldap,
+}
+
+/// `[ldap]`, validated (SPEC §11). The bind password itself is not here: it is read
+/// from `bind_password_file` or `VESTIBULE_LDAP_BIND_PASSWORD` when the directory is
+/// opened, so the configuration never holds a secret.
+#[derive(Debug, Clone)]
+pub struct LdapConfig {
+    /// `ldaps://` or `ldap://` URLs, tried in order (fail-over).
+    pub urls: Vec<String>,
+    pub start_tls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: String,
+    pub bind_password_file: Option<PathBuf>,
+    pub base_dn: String,
+    /// The search filter with `{username}` where the escaped username goes.
+    pub user_filter: String,
+    /// The attribute `{username}` is compared with in `user_filter` (e.g.
+    /// `sAMAccountName`): the user's canonical name is read from it.
+    pub username_attribute: String,
+    pub display_name_attribute: String,
+    pub email_attribute: String,
+    /// Group DN → role, in the order written.
+    pub group_roles: Vec<(String, String)>,
+    pub nested_groups: bool,
+    pub refresh: Duration,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -258,3 +295,7 @@ impl std::fmt::Debug for LogoFile {
             .finish()
     }
 }
+
+/// The environment variable that may carry the LDAP service account's password
+/// instead of `ldap.bind_password_file`.
+pub const LDAP_BIND_PASSWORD_ENV: &str = "VESTIBULE_LDAP_BIND_PASSWORD";

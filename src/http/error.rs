@@ -36,6 +36,9 @@ pub enum GatewayError {
     UpstreamTimeout,
     #[error("store unavailable: {0}")]
     StoreUnavailable(String),
+    /// No directory server answered (SPEC §11); nothing is guessed.
+    #[error("directory unavailable: {0}")]
+    DirectoryUnavailable(String),
     #[error("too many attempts")]
     Locked { retry_after_secs: u64 },
     #[error("too many requests from one address")]
@@ -59,7 +62,7 @@ impl GatewayError {
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreUnavailable(_) | DirectoryUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Locked { .. } | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Internal(_) | SecretUnreadable => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -81,6 +84,7 @@ impl GatewayError {
             UpstreamUnreachable(_) => "upstream_unreachable",
             UpstreamTimeout => "upstream_timeout",
             StoreUnavailable(_) => "service_unavailable",
+            DirectoryUnavailable(_) => "directory_unavailable",
             Locked { .. } => "too_many_attempts",
             RateLimited { .. } => "too_many_requests",
             Internal(_) => "internal_error",
@@ -105,6 +109,7 @@ impl GatewayError {
             UpstreamUnreachable(_) => "upstream_unreachable",
             UpstreamTimeout => "upstream_timeout",
             StoreUnavailable(_) => "unavailable",
+            DirectoryUnavailable(_) => "directory_unavailable",
             Locked { .. } => "locked",
             RateLimited { .. } => "rate_limited",
             Internal(_) => "internal",
@@ -133,6 +138,19 @@ impl From<crate::signin::SignInError> for GatewayError {
                 retry_after_secs: 5,
             },
             S::HashingGone(d) | S::UsersFile(d) => GatewayError::Internal(d),
+            S::DirectoryUnavailable(d) => GatewayError::DirectoryUnavailable(d),
+            // The page offers no form then; a forged post is simply refused.
+            S::PasswordElsewhere => GatewayError::Denied,
+        }
+    }
+}
+
+/// A session whose store read or holder check failed refuses the request (503).
+impl From<crate::session::LoadError> for GatewayError {
+    fn from(e: crate::session::LoadError) -> Self {
+        match e {
+            crate::session::LoadError::Store(e) => e.into(),
+            crate::session::LoadError::Directory(d) => GatewayError::DirectoryUnavailable(d),
         }
     }
 }

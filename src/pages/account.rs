@@ -119,6 +119,7 @@ async fn page_with(
         sessions: &sessions,
         others,
         min_password_length: app.cfg.users.min_password_length,
+        password_here: app.signin.password_changes_here(),
         pw,
         can_disable: !app.roles.requires_2fa(&user.roles),
         account_path_encoded: &account_rd,

@@ -248,10 +248,9 @@ async fn dispatch<B: RequestBody>(
 
 /// The request's session, if valid (store errors fail closed).
 async fn current(ctx: &Ctx<'_>) -> Result<Option<crate::session::Current>, GatewayError> {
-    let users = ctx.app.users.get();
     ctx.app
         .sessions
-        .load(&ctx.headers, &users, crate::core::clock::now_ms())
+        .load(&ctx.headers, &*ctx.app.users, crate::core::clock::now_ms())
         .await
         .map_err(GatewayError::from)
 }

@@ -153,6 +153,8 @@ pub struct AccountPage<'a> {
     /// Whether there is a session besides the current one.
     pub others: bool,
     pub min_password_length: usize,
+    /// Whether the password form is offered (users file; a directory owns passwords).
+    pub password_here: bool,
     /// The password form's errors, per field.
     pub pw: PasswordErrors<'a>,
     pub can_disable: bool,

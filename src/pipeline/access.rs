@@ -64,8 +64,10 @@ pub(super) async fn check<'a, B>(
             max_factor_age_ms,
         } => (roles, max_factor_age_ms),
     };
-    let users = app.users.get();
-    let current = app.sessions.load(req.headers(), &users, now_ms()).await?;
+    let current = app
+        .sessions
+        .load(req.headers(), &*app.users, now_ms())
+        .await?;
     let complete = current
         .as_ref()
         .and_then(|c| completed(c.record.stage, app.signin.requires_2fa(&c.user)).map(|f| (c, f)));

@@ -139,6 +139,9 @@ fn log(e: &GatewayError) {
         GatewayError::StoreUnavailable(d) => {
             tracing::error!(detail = %d, "store unavailable; failing closed")
         }
+        GatewayError::DirectoryUnavailable(d) => {
+            tracing::error!(detail = %d, "directory unavailable; failing closed")
+        }
         GatewayError::Internal(d) => tracing::error!(detail = %d, "internal error"),
         _ => tracing::debug!(error = %e, "request refused"),
     }
@@ -153,7 +156,7 @@ fn error(e: GatewayError, html: bool, brand: &Brand, tr: Tr, tls: bool) -> Respo
     let retry = match &e {
         GatewayError::Locked { retry_after_secs }
         | GatewayError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-        GatewayError::StoreUnavailable(_) => Some(5),
+        GatewayError::StoreUnavailable(_) | GatewayError::DirectoryUnavailable(_) => Some(5),
         _ => None,
     };
     let mut resp = if html {

@@ -36,8 +36,12 @@ impl SessionWatch {
 #[async_trait::async_trait]
 impl Revalidate for SessionWatch {
     async fn check(&self) -> Verdict {
-        let users = self.app.users.get();
-        match self.app.sessions.recheck(&self.id, &users, now_ms()).await {
+        match self
+            .app
+            .sessions
+            .recheck(&self.id, &*self.app.users, now_ms())
+            .await
+        {
             Err(_) => Verdict::Unknown,
             Ok(None) => Verdict::Ended,
             Ok(Some(c))

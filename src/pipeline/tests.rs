@@ -149,8 +149,7 @@ impl Fixture {
 
     /// The `Cookie` header of a complete session of `pat`, put straight in the store.
     pub(super) async fn signed_in(&self) -> String {
-        let users = self.app.users.get();
-        let user = users.directory.find("pat").unwrap().clone();
+        let user = self.app.users.known("pat").unwrap();
         let complete = crate::core::auth_flow::Stage::Complete { factor: None };
         let now = crate::core::clock::now_ms();
         let set_cookie = self

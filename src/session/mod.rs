@@ -17,7 +17,7 @@ use crate::core::store::{Fingerprint, SessionMeta, SessionRecord, Store, StoreEr
 use crate::core::tokens::{fingerprint, looks_like_token, new_token};
 use crate::core::user::User;
 use crate::http::cookies;
-use crate::users::watch::UsersSnapshot;
+use crate::users::source::{Holder, SourceError, UserSource};
 
 /// A valid session of a known, enabled user.
 pub struct Current {
@@ -38,6 +38,16 @@ impl Limits {
     fn touch_every_ms(self) -> u64 {
         (self.idle_ms / 4).clamp(250, 60_000)
     }
+}
+
+/// Why a session could not be loaded: fail closed, 503.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The session's holder could not be confirmed with the directory (SPEC §11).
+    #[error("directory unavailable: {0}")]
+    Directory(String),
 }
 
 /// Session handling, configured once.
@@ -147,9 +157,9 @@ impl Sessions {
     pub async fn load(
         &self,
         headers: &HeaderMap,
-        users: &UsersSnapshot,
+        users: &dyn UserSource,
         now_ms: u64,
-    ) -> Result<Option<Current>, StoreError> {
+    ) -> Result<Option<Current>, LoadError> {
         let Some(id) = self.presented(headers) else {
             return Ok(None);
         };
@@ -162,25 +172,36 @@ impl Sessions {
     pub async fn recheck(
         &self,
         id: &Fingerprint,
-        users: &UsersSnapshot,
+        users: &dyn UserSource,
         now_ms: u64,
-    ) -> Result<Option<Current>, StoreError> {
+    ) -> Result<Option<Current>, LoadError> {
         self.load_id(*id, users, now_ms, false).await
     }
 
     async fn load_id(
         &self,
         id: Fingerprint,
-        users: &UsersSnapshot,
+        users: &dyn UserSource,
         now_ms: u64,
         activity: bool,
-    ) -> Result<Option<Current>, StoreError> {
+    ) -> Result<Option<Current>, LoadError> {
         let Some(record) = self.store.session_get(&id).await? else {
             return Ok(None);
         };
-        let user = users.directory.holder(&record.user, &record.credential);
-        let Some(user) = user.cloned() else {
-            return Ok(None);
+        let user = match users.holder(&record.user, &record.credential) {
+            Holder::User(u) => u,
+            Holder::Void => return Ok(None),
+            Holder::Unavailable => {
+                return Err(LoadError::Directory(
+                    "the user could not be confirmed at the last refresh".into(),
+                ));
+            }
+            Holder::Ask => match users.fetch_holder(&record.user, &record.credential).await {
+                Ok(Some(u)) => u,
+                Ok(None) => return Ok(None),
+                Err(SourceError::DirectoryUnavailable(d)) => return Err(LoadError::Directory(d)),
+                Err(e) => return Err(LoadError::Directory(e.to_string())),
+            },
         };
         let limits = self.limits(&user);
         let idle_expired = now_ms.saturating_sub(record.last_seen_ms) > limits.idle_ms;

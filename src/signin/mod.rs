@@ -36,10 +36,9 @@ use crate::core::lockout::{LockPolicy, LockState};
 use crate::core::store::{SecretKind, Store, StoreError};
 use crate::core::totp::TotpSettings;
 use crate::core::user::{RolePolicy, User};
-use crate::hash_pool::HashPool;
 use crate::keys::KeyringHandle;
 use crate::metrics::Metrics;
-use crate::users::UsersHandle;
+use crate::users::source::UserSource;
 
 pub use next_step::Next;
 use regulator::Regulator;
@@ -62,9 +61,26 @@ pub enum SignInError {
     HashingBusy,
     #[error("password hashing stopped: {0}")]
     HashingGone(String),
+    /// A password change with users from a directory, which owns their passwords.
+    #[error("passwords are managed by the directory")]
+    PasswordElsewhere,
     /// A password change could not be written to (or reloaded from) the users file.
     #[error("the users file could not take the new password: {0}")]
     UsersFile(String),
+    /// No directory server answered (SPEC §11): 503, nothing guessed.
+    #[error("directory unavailable: {0}")]
+    DirectoryUnavailable(String),
+}
+
+impl From<crate::users::source::SourceError> for SignInError {
+    fn from(e: crate::users::source::SourceError) -> Self {
+        use crate::users::source::SourceError as S;
+        match e {
+            S::HashingBusy => SignInError::HashingBusy,
+            S::HashingGone(d) => SignInError::HashingGone(d),
+            S::DirectoryUnavailable(d) => SignInError::DirectoryUnavailable(d),
+        }
+    }
 }
 
 /// What the sign-in flow is configured with (from `[totp]`, `[backup_codes]`,
@@ -80,10 +96,10 @@ pub struct Settings {
 /// The sign-in service, built once by the wiring and shared by every request.
 pub struct SignIn {
     store: Arc<dyn Store>,
-    users: Arc<UsersHandle>,
+    users: Arc<dyn UserSource>,
+    password_file: Option<Arc<crate::users::source::FileSource>>,
     keys: Arc<KeyringHandle>,
     roles: RolePolicy,
-    hashing: Arc<HashPool>,
     audit: Arc<Audit>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
@@ -94,16 +110,26 @@ pub struct SignIn {
 /// What the service is built from: the shared parts of the gateway.
 pub struct Parts {
     pub store: Arc<dyn Store>,
-    pub users: Arc<UsersHandle>,
+    /// Where users and their passwords are checked: the users file (argon2 on the
+    /// hash pool) or a directory.
+    pub users: Arc<dyn UserSource>,
+    /// The users file and its hash pool, when users come from it: what a password
+    /// change writes (None with a directory, which owns its passwords).
+    pub password_file: Option<Arc<crate::users::source::FileSource>>,
     pub keys: Arc<KeyringHandle>,
     pub roles: RolePolicy,
-    pub hashing: Arc<HashPool>,
     pub audit: Arc<Audit>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
 }
 
 impl SignIn {
+    /// Whether users change their password here (users file) rather than in the
+    /// directory.
+    pub fn password_changes_here(&self) -> bool {
+        self.password_file.is_some()
+    }
+
     /// The service over `parts`, configured by `settings`.
     pub fn new(parts: Parts, settings: Settings) -> Self {
         let regulator = Regulator::new(
@@ -114,9 +140,9 @@ impl SignIn {
         Self {
             store: parts.store,
             users: parts.users,
+            password_file: parts.password_file,
             keys: parts.keys,
             roles: parts.roles,
-            hashing: parts.hashing,
             audit: parts.audit,
             metrics: parts.metrics,
             clock: parts.clock,

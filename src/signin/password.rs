@@ -17,8 +17,8 @@ use crate::audit::{AuditEvent, LoginFailure, LoginNext};
 use crate::core::auth_flow::SecondFactor;
 use crate::core::lockout::{LockState, Step};
 use crate::core::user::{MAX_USERNAME_LEN, User, lockout_key};
-use crate::hash_pool::HashPoolError;
 use crate::metrics::{CodeMethod, LockStep, LoginResult};
+use crate::users::source::{Checked, Refusal};
 
 /// What the person typed into the sign-in form.
 pub struct Credentials<'a> {
@@ -161,8 +161,9 @@ impl SignIn {
         })
     }
 
-    /// The password check the regulator runs: the pause, then argon2 off the async
-    /// workers against the user's hash (or the decoy, for an unknown name).
+    /// The password check the regulator runs: the pause, then the user source's check
+    /// (argon2 off the async workers against the user's hash or the decoy, or a
+    /// directory bind).
     async fn check_password(
         &self,
         username: &str,
@@ -173,29 +174,17 @@ impl SignIn {
         if !pause.is_zero() {
             tokio::time::sleep(pause).await;
         }
-        let snapshot = self.users.get();
-        let user = snapshot.directory.find(username).cloned();
-        let hash = user
-            .as_ref()
-            .map(|u| u.password_hash.clone())
-            .unwrap_or_else(|| snapshot.decoy_hash.clone());
-        let matches = self
-            .hashing
-            .verify(zeroize::Zeroizing::new(password.to_string()), hash)
-            .await
-            .map_err(|e| match e {
-                HashPoolError::Busy => SignInError::HashingBusy,
-                HashPoolError::Gone | HashPoolError::Failed(_) => {
-                    SignInError::HashingGone(e.to_string())
-                }
-            })?;
-        match user {
-            Some(u) if matches && !u.disabled => Ok(Some(u)),
-            other => {
-                *reason = match other {
-                    None => LoginFailure::UnknownUser,
-                    Some(u) if u.disabled => LoginFailure::Disabled,
-                    Some(_) => LoginFailure::WrongPassword,
+        let checked = self
+            .users
+            .check_password(username, zeroize::Zeroizing::new(password.to_string()))
+            .await?;
+        match checked {
+            Checked::Right(u) => Ok(Some(u)),
+            Checked::Wrong(why) => {
+                *reason = match why {
+                    Refusal::UnknownUser => LoginFailure::UnknownUser,
+                    Refusal::Disabled => LoginFailure::Disabled,
+                    Refusal::WrongPassword => LoginFailure::WrongPassword,
                 };
                 Ok(None)
             }
@@ -217,7 +206,7 @@ impl SignIn {
     /// account has (perhaps a password typed into the wrong field) — the typed text cut
     /// short and marked `user_exists: false`.
     fn audit_typed(&self, typed: &str, ip: IpAddr, event: &AuditEvent<'_>) {
-        match self.users.get().directory.find(typed) {
+        match self.users.known(typed) {
             Some(u) => self.audit.record(&u.username, Some(ip), event),
             None => self.audit.record_typed_name(typed, Some(ip), event),
         }

@@ -95,6 +95,9 @@ impl SignIn {
             code: (mfa_on && form.code.trim().is_empty()).then_some(CodeProblem::Missing),
             ..Default::default()
         };
+        let Some(file) = self.password_file.clone() else {
+            return Err(SignInError::PasswordElsewhere);
+        };
         if form.current.is_empty() {
             problems.current_wrong = true;
         }
@@ -106,7 +109,7 @@ impl SignIn {
         let attempt = self
             .regulator
             .attempt(&lockout_key(&user.username), Step::Password, || async {
-                let ok = self
+                let ok = file
                     .hashing
                     .verify(
                         Zeroizing::new(form.current.to_string()),
@@ -180,12 +183,12 @@ impl SignIn {
             problems.new = Some(NewProblem::SameAsCurrent);
             return Ok(Changed::Refused(problems));
         }
-        let hash = self
+        let hash = file
             .hashing
             .hash(Zeroizing::new(form.new.to_string()))
             .await
             .map_err(hashing_error)?;
-        let users = self.users.clone();
+        let users = file.handle.clone();
         let name = user.username.clone();
         tokio::task::spawn_blocking(move || {
             crate::users::edit::set_password_hash_in(users.path(), &name, &hash)?;
@@ -196,7 +199,7 @@ impl SignIn {
         .await
         .map_err(write_failed)?
         .map_err(write_failed)?;
-        let snapshot = self.users.get();
+        let snapshot = file.handle.get();
         match snapshot.directory.find(&user.username) {
             Some(now) if now.credential_fingerprint() != user.credential_fingerprint() => {
                 Ok(Changed::Done { user: now.clone() })

@@ -1,6 +1,8 @@
 //! The sign-in service in-process: the embedded store in a temporary directory, a real
 //! users file and key ring, and a fake clock — every step of the flow without a socket.
 
+use crate::hash_pool::HashPool;
+use crate::users::UsersHandle;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,12 +89,14 @@ fn fixture_with(store: Option<Arc<dyn Store>>) -> Fixture {
     let signin = SignIn::new(
         Parts {
             store,
-            users: users.clone(),
+            users: Arc::new(crate::users::source::FileSource {
+                handle: users.clone(),
+                hashing: Arc::new(HashPool::new(2).unwrap()),
+            }),
             keys: keys.clone(),
             roles: RolePolicy {
                 require_2fa_roles: vec!["staff".into()],
             },
-            hashing: Arc::new(HashPool::new(2).unwrap()),
             audit: Arc::new(Audit::open(None, keys, "test".into()).unwrap()),
             metrics: Arc::new(Metrics::new("embedded", false).unwrap()),
             clock: clock.clone(),

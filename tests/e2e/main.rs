@@ -18,6 +18,8 @@
 //!   (SPEC §8, issue 20); `multihost` holds its browser, cookie jar and upstream.
 //! - `forward_auth`: forward-auth mode behind real nginx (`auth_request`) and Caddy
 //!   (`forward_auth`), run with the configuration files docs/forward-auth/ ships.
+//! - `ldap`: users from a real OpenLDAP slapd (SPEC §11, issue 23): sign-in, roles from
+//!   groups, escaping, disabled accounts, refresh, outage, fail-over, lockout before bind.
 
 mod harness;
 mod harness_selftest;
@@ -35,6 +37,7 @@ mod flows;
 mod forward_auth;
 mod hardening;
 mod keepalive;
+mod ldap;
 mod lifecycle;
 mod observability;
 mod operator;

@@ -18,6 +18,7 @@ use crate::core::totp::{Algorithm, TotpSettings};
 
 mod access;
 mod apps;
+mod ldap;
 mod network;
 mod storage;
 mod ui;
@@ -43,6 +44,7 @@ const SECTIONS: &[&str] = &[
     "limits",
     "ui",
     "apps",
+    "ldap",
 ];
 
 /// Default extra header names removed from every client request (SPEC §3).
@@ -76,11 +78,13 @@ pub fn validate_all(tree: &Value) -> (Config, Vec<ConfigProblem>) {
     let upstream = upstream(&mut r, &root);
     let headers = headers(&mut r, &root);
     let apps = apps::apps(&mut r, &root, &upstream, &headers);
+    let users = users(&mut r, &root);
+    let ldap = ldap::ldap(&mut r, &root, users.source);
     let config = Config {
         server: server(&mut r, &root),
         headers,
         apps,
-        users: users(&mut r, &root),
+        users,
         policy: policy(&mut r, &root),
         session: session(&mut r, &root),
         storage: storage(&mut r, &root),
@@ -91,6 +95,7 @@ pub fn validate_all(tree: &Value) -> (Config, Vec<ConfigProblem>) {
         log: log(&mut r, &root),
         limits: limits(&mut r, &root),
         ui: ui(&mut r, &root),
+        ldap,
     };
     cross_checks(&mut r, &config);
     apps::cross_checks(&mut r, &config);
@@ -98,10 +103,12 @@ pub fn validate_all(tree: &Value) -> (Config, Vec<ConfigProblem>) {
 }
 
 fn users(r: &mut Reader, root: &Table<'_>) -> UsersConfig {
-    let t = r.table(root, "users", &["file", "min_password_length"]);
+    let t = r.table(root, "users", &["file", "min_password_length", "source"]);
     UsersConfig {
         file: PathBuf::from(r.string(&t, "file", "config/users.toml")),
         min_password_length: r.integer(&t, "min_password_length", 12, 8, 1024) as usize,
+        source: [UserSourceKind::File, UserSourceKind::Ldap]
+            [r.choice(&t, "source", "file", &["file", "ldap"])],
     }
 }
 
