@@ -168,8 +168,7 @@ impl Fixture {
         factor: Option<crate::core::auth_flow::SecondFactor>,
         proven_ago_ms: u64,
     ) -> String {
-        let users = self.app.users.get();
-        let user = users.directory.find("pat").unwrap().clone();
+        let user = self.app.users.known("pat").unwrap();
         let now = crate::core::clock::now_ms();
         let meta = crate::core::store::SessionMeta {
             factor_ms: factor.map(|_| now - proven_ago_ms),

@@ -86,13 +86,15 @@ fn fixture_with(store: Option<Arc<dyn Store>>) -> Fixture {
     });
     let users = Arc::new(UsersHandle::load(&users_file).unwrap());
     let clock = Arc::new(FakeClock(AtomicU64::new(START_MS)));
+    let file = Arc::new(crate::users::source::FileSource {
+        handle: users.clone(),
+        hashing: Arc::new(HashPool::new(2).unwrap()),
+    });
     let signin = SignIn::new(
         Parts {
             store,
-            users: Arc::new(crate::users::source::FileSource {
-                handle: users.clone(),
-                hashing: Arc::new(HashPool::new(2).unwrap()),
-            }),
+            users: file.clone(),
+            password_file: Some(file),
             keys: keys.clone(),
             roles: RolePolicy {
                 require_2fa_roles: vec!["staff".into()],
