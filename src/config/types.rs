@@ -29,6 +29,7 @@ pub struct Config {
     pub log: LogConfig,
     pub limits: LimitsConfig,
     pub ui: UiConfig,
+    pub webauthn: WebauthnConfig,
 }
 
 /// Certificate and key paths; present only when TLS is on.
@@ -210,4 +211,28 @@ impl std::fmt::Debug for LogoFile {
             .field("content_type", &self.content_type)
             .finish()
     }
+}
+
+/// What a security key must show about its user at sign-in (`webauthn.user_verification`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserVerification {
+    /// A PIN or biometric every time (passkey ceremonies).
+    Required,
+    /// Asked for when the key can (security-key ceremonies).
+    Preferred,
+    /// A touch is enough.
+    Discouraged,
+}
+
+/// `[webauthn]` (SPEC §10): security keys and passkeys.
+#[derive(Debug, Clone)]
+pub struct WebauthnConfig {
+    pub enabled: bool,
+    /// The relying party id (a domain name) keys are bound to; resolved from the
+    /// cookie domain or the first `server.hostnames` entry when not set. Empty when
+    /// WebAuthn is off.
+    pub rp_id: String,
+    pub rp_name: String,
+    pub user_verification: UserVerification,
+    pub passwordless: bool,
 }

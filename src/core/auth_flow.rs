@@ -11,6 +11,8 @@ pub enum SecondFactor {
     Totp,
     BackupCode,
     RememberedDevice,
+    /// A security key or passkey (SPEC §10).
+    Webauthn,
 }
 
 /// How far a session has come.
@@ -38,6 +40,7 @@ pub fn mfa_label(factor: Option<SecondFactor>) -> &'static str {
         Some(SecondFactor::Totp) => "totp",
         Some(SecondFactor::BackupCode) => "backup-code",
         Some(SecondFactor::RememberedDevice) => "remembered-device",
+        Some(SecondFactor::Webauthn) => "webauthn",
     }
 }
 
@@ -99,5 +102,6 @@ mod tests {
             mfa_label(Some(SecondFactor::RememberedDevice)),
             "remembered-device"
         );
+        assert_eq!(mfa_label(Some(SecondFactor::Webauthn)), "webauthn");
     }
 }

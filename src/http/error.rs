@@ -128,6 +128,8 @@ impl From<crate::signin::SignInError> for GatewayError {
                 retry_after_secs: 5,
             },
             S::HashingGone(d) => GatewayError::Internal(d),
+            S::KeysOff => GatewayError::NotFound,
+            S::KeyCeremony(d) => GatewayError::Internal(d),
         }
     }
 }

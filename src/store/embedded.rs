@@ -32,6 +32,9 @@ CREATE TABLE IF NOT EXISTS replay(user TEXT PRIMARY KEY, last_step INTEGER NOT N
 CREATE TABLE IF NOT EXISTS backup_codes(user TEXT NOT NULL, hash BLOB NOT NULL, PRIMARY KEY(user, hash)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS devices(token BLOB PRIMARY KEY, user TEXT NOT NULL, data TEXT NOT NULL, expires_ms INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS devices_user ON devices(user);
+CREATE TABLE IF NOT EXISTS webauthn_keys(id BLOB PRIMARY KEY, user TEXT NOT NULL, data TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS webauthn_keys_user ON webauthn_keys(user);
+CREATE TABLE IF NOT EXISTS webauthn_ceremonies(handle BLOB PRIMARY KEY, state BLOB NOT NULL, expires_ms INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS lockouts(key TEXT NOT NULL, step TEXT NOT NULL, data TEXT NOT NULL, updated_ms INTEGER NOT NULL,
   expires_ms INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(key, step)) WITHOUT ROWID;
 ";
@@ -459,7 +462,7 @@ impl Store for EmbeddedStore {
         let user = user.to_string();
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for table in ["mfa", "pending", "backup_codes", "devices"] {
+            for table in ["mfa", "pending", "backup_codes", "devices", "webauthn_keys"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE user=?1"), [&user])?;
             }
             tx.commit()
@@ -699,6 +702,10 @@ impl Store for EmbeddedStore {
             c.execute("DELETE FROM sessions WHERE expires_ms < ?1", [now])?;
             c.execute("DELETE FROM devices WHERE expires_ms < ?1", [now])?;
             c.execute(
+                "DELETE FROM webauthn_ceremonies WHERE expires_ms < ?1",
+                [now],
+            )?;
+            c.execute(
                 "DELETE FROM pending WHERE created_ms < ?1",
                 [now - PENDING_MAX_AGE_MS as i64],
             )?;
@@ -717,4 +724,180 @@ impl Store for EmbeddedStore {
         self.inner.sessions.clear();
         Ok(())
     }
+
+    async fn key_add(&self, rec: &KeyRecord) -> StoreResult<bool> {
+        let rec = rec.clone();
+        self.write(move |c| {
+            let data = serde_json::to_string(&rec).map_err(corrupt)?;
+            let n = c.execute(
+                "INSERT OR IGNORE INTO webauthn_keys(id,user,data) VALUES(?1,?2,?3)",
+                params![rec.id, rec.user, data],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn keys_list(&self, user: &str) -> StoreResult<Vec<KeyRecord>> {
+        let rows: Vec<String> = self.read(|c| {
+            c.prepare_cached("SELECT data FROM webauthn_keys WHERE user=?1")?
+                .query_map([user], |r| r.get(0))?
+                .collect()
+        })?;
+        let mut keys = rows
+            .iter()
+            .map(|d| key_from_json(d))
+            .collect::<StoreResult<Vec<_>>>()?;
+        keys.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(keys)
+    }
+
+    async fn key_find(&self, id: &[u8]) -> StoreResult<Option<KeyRecord>> {
+        let row: Option<String> = self.read(|c| {
+            c.prepare_cached("SELECT data FROM webauthn_keys WHERE id=?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()
+        })?;
+        row.as_deref().map(key_from_json).transpose()
+    }
+
+    async fn key_use(
+        &self,
+        user: &str,
+        id: &[u8],
+        seen: u32,
+        new: u32,
+        now_ms: u64,
+    ) -> StoreResult<bool> {
+        let (user, id) = (user.to_string(), id.to_vec());
+        self.write(move |c| {
+            // An immediate transaction: the read and the write are one step for every
+            // process that opens the database.
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(mut rec) = read_key(&tx, &user, &id)? else {
+                return Ok(false);
+            };
+            if rec.counter != seen {
+                return Ok(false);
+            }
+            rec.counter = new;
+            rec.last_used_ms = Some(now_ms);
+            write_key(&tx, &rec)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn key_rename(&self, user: &str, id: &[u8], name: &str) -> StoreResult<bool> {
+        let (user, id, name) = (user.to_string(), id.to_vec(), name.to_string());
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(mut rec) = read_key(&tx, &user, &id)? else {
+                return Ok(false);
+            };
+            rec.name = name;
+            write_key(&tx, &rec)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn key_remove(
+        &self,
+        user: &str,
+        id: &[u8],
+        keep_a_factor: bool,
+    ) -> StoreResult<KeyRemoval> {
+        let (user, id) = (user.to_string(), id.to_vec());
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if read_key(&tx, &user, &id)?.is_none() {
+                return Ok(KeyRemoval::NotFound);
+            }
+            if keep_a_factor {
+                let others: i64 = tx.query_row(
+                    "SELECT (SELECT COUNT(*) FROM webauthn_keys WHERE user=?1 AND id<>?2)
+                          + (SELECT COUNT(*) FROM mfa WHERE user=?1)",
+                    params![user, id],
+                    |r| r.get(0),
+                )?;
+                if others == 0 {
+                    return Ok(KeyRemoval::LastFactor);
+                }
+            }
+            tx.execute(
+                "DELETE FROM webauthn_keys WHERE user=?1 AND id=?2",
+                params![user, id],
+            )?;
+            tx.commit()?;
+            Ok(KeyRemoval::Removed)
+        })
+        .await
+    }
+
+    async fn ceremony_put(
+        &self,
+        handle: &Fingerprint,
+        state: &[u8],
+        expires_ms: u64,
+    ) -> StoreResult<()> {
+        let (handle, state) = (*handle, state.to_vec());
+        self.write(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO webauthn_ceremonies(handle,state,expires_ms) VALUES(?1,?2,?3)",
+                params![&handle[..], state, expires_ms as i64],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn ceremony_take(
+        &self,
+        handle: &Fingerprint,
+        now_ms: u64,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        let handle = *handle;
+        self.write(move |c| {
+            // DELETE … RETURNING: the row goes to exactly one caller.
+            let row: Option<(Vec<u8>, i64)> = c
+                .prepare_cached(
+                    "DELETE FROM webauthn_ceremonies WHERE handle=?1 RETURNING state, expires_ms",
+                )?
+                .query_row([&handle[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            Ok(row.and_then(|(state, exp)| (exp as u64 >= now_ms).then_some(state)))
+        })
+        .await
+    }
+}
+
+/// A key row's JSON, read back.
+fn key_from_json(data: &str) -> StoreResult<KeyRecord> {
+    serde_json::from_str(data).map_err(|e| StoreError::Corrupt(format!("webauthn key: {e}")))
+}
+
+/// The key `id` of `user`, inside a transaction.
+fn read_key(c: &Connection, user: &str, id: &[u8]) -> rusqlite::Result<Option<KeyRecord>> {
+    let data: Option<String> = c
+        .query_row(
+            "SELECT data FROM webauthn_keys WHERE user=?1 AND id=?2",
+            params![user, id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    data.map(|d| serde_json::from_str(&d).map_err(corrupt))
+        .transpose()
+}
+
+/// Writes back a key row changed inside a transaction.
+fn write_key(c: &Connection, rec: &KeyRecord) -> rusqlite::Result<()> {
+    let data = serde_json::to_string(rec).map_err(corrupt)?;
+    c.execute(
+        "UPDATE webauthn_keys SET data=?3 WHERE user=?1 AND id=?2",
+        params![rec.user, rec.id, data],
+    )
+    .map(|_| ())
 }

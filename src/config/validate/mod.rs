@@ -20,6 +20,7 @@ mod access;
 mod network;
 mod storage;
 mod ui;
+mod webauthn;
 
 use access::{headers, policy};
 use network::{server, upstream};
@@ -41,6 +42,7 @@ const SECTIONS: &[&str] = &[
     "log",
     "limits",
     "ui",
+    "webauthn",
 ];
 
 /// Default extra header names removed from every client request (SPEC §3).
@@ -71,7 +73,7 @@ pub fn validate(tree: &Value) -> Result<Config, Vec<ConfigProblem>> {
 pub fn validate_all(tree: &Value) -> (Config, Vec<ConfigProblem>) {
     let mut r = Reader::default();
     let root = r.root(tree, SECTIONS);
-    let config = Config {
+    let mut config = Config {
         server: server(&mut r, &root),
         upstream: upstream(&mut r, &root),
         headers: headers(&mut r, &root),
@@ -86,7 +88,9 @@ pub fn validate_all(tree: &Value) -> (Config, Vec<ConfigProblem>) {
         log: log(&mut r, &root),
         limits: limits(&mut r, &root),
         ui: ui(&mut r, &root),
+        webauthn: webauthn::webauthn(&mut r, &root),
     };
+    webauthn::resolve_rp_id(&mut r, &mut config);
     cross_checks(&mut r, &config);
     (config, r.problems)
 }

@@ -3,6 +3,7 @@
 //! slept on.
 
 mod bounded;
+mod keys;
 mod lockout;
 mod sessions;
 
@@ -44,6 +45,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     sessions::run_all(store.clone()).await;
     purge_drops_expired_records(&*store).await;
     secrets_can_be_listed_and_swapped_for_rotation(&*store).await;
+    keys::run_all(store.clone()).await;
 }
 
 async fn secrets_can_be_listed_and_swapped_for_rotation(s: &dyn Store) {
