@@ -13,7 +13,9 @@ use crate::session::Current;
 use crate::signin::code_step::Confirmed;
 
 /// A complete session, or where to go instead.
-async fn complete(ctx: &Ctx<'_>) -> Result<Result<Current, Response<Body>>, GatewayError> {
+pub(super) async fn complete(
+    ctx: &Ctx<'_>,
+) -> Result<Result<Current, Response<Body>>, GatewayError> {
     let account = ctx.p("/account");
     let cur = current(ctx).await?;
     let complete = cur.as_ref().is_some_and(|c| {
@@ -26,7 +28,7 @@ async fn complete(ctx: &Ctx<'_>) -> Result<Result<Current, Response<Body>>, Gate
     }
 }
 
-async fn page(
+pub(super) async fn page(
     ctx: &Ctx<'_>,
     cur: &Current,
     status: StatusCode,
@@ -36,7 +38,8 @@ async fn page(
     let app = ctx.app;
     let user = &cur.user;
     let mfa = app.store.mfa_get(&user.username).await?;
-    let (backup_left, devices) = if mfa.is_some() {
+    let keys = super::keys::rows(ctx, user).await?;
+    let (backup_left, devices) = if mfa.is_some() || !keys.is_empty() {
         let left = app.store.backup_count(&user.username).await?;
         let now = now_ms();
         let devices: Vec<String> = app
@@ -76,6 +79,10 @@ async fn page(
         account_path_encoded: &account_rd,
         notice,
         error,
+        keys_enabled: app.signin.keys_enabled(),
+        keys: &keys,
+        key_heading: ctx.t("webauthn.add"),
+        key_rd: &ctx.p("/account"),
     };
     Ok(render::html(
         status,
@@ -91,6 +98,8 @@ pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
             let notice = match ctx.query.get("done").map(String::as_str) {
                 Some("forgotten") => Some(ctx.t("account.forgotten")),
                 Some("disabled") => Some(ctx.t("account.disabled")),
+                Some("key-removed") => Some(ctx.t("webauthn.removed")),
+                Some("key-renamed") => Some(ctx.t("webauthn.renamed")),
                 _ => None,
             };
             page(ctx, &cur, StatusCode::OK, notice, None).await

@@ -8,6 +8,7 @@ use super::{Ctx, Form, current, to_login};
 use crate::core::auth_flow::{SecondFactor, Stage};
 use crate::core::clock::now_ms;
 use crate::core::redirect::safe_target;
+use crate::core::user::User;
 use crate::http::body::Body;
 use crate::http::cookies;
 use crate::http::error::GatewayError;
@@ -15,7 +16,15 @@ use crate::session::Current;
 use crate::signin::Next;
 use crate::signin::code_step::Challenged;
 
-fn page(ctx: &Ctx<'_>, rd: &str, status: StatusCode, error: Option<&str>) -> Response<Body> {
+async fn page(
+    ctx: &Ctx<'_>,
+    user: &User,
+    rd: &str,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Result<Response<Body>, GatewayError> {
+    let keys_on = ctx.app.signin.keys_enabled() && !ctx.app.signin.keys_of(user).await?.is_empty();
+    let totp_on = ctx.app.store.mfa_get(&user.username).await?.is_some();
     let (token, set) = ctx.app.csrf.issue(&ctx.headers);
     let rm = &ctx.app.cfg.remember_device;
     let page = ChallengePage {
@@ -28,8 +37,16 @@ fn page(ctx: &Ctx<'_>, rd: &str, status: StatusCode, error: Option<&str>) -> Res
         remember_days: rm.duration.as_secs().div_ceil(86_400),
         period: ctx.app.cfg.totp.period,
         error,
+        keys_on,
+        // Without keys the code form is all there is (also when TOTP was just reset).
+        totp_on: totp_on || !keys_on,
     };
-    render::html(status, &page, ctx.tls, &set.into_iter().collect::<Vec<_>>())
+    Ok(render::html(
+        status,
+        &page,
+        ctx.tls,
+        &set.into_iter().collect::<Vec<_>>(),
+    ))
 }
 
 /// A password-done session of a user with 2FA on, or where to go instead (as the
@@ -57,7 +74,7 @@ async fn eligible(
 pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
     let rd = ctx.rd_from_query();
     match eligible(ctx, &rd).await? {
-        Ok(_) => Ok(page(ctx, &rd, StatusCode::OK, None)),
+        Ok(cur) => page(ctx, &cur.user, &rd, StatusCode::OK, None).await,
         Err(resp) => Ok(resp),
     }
 }
@@ -77,12 +94,25 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
     {
         Challenged::Right(v) => v,
         Challenged::Wrong => {
-            return Ok(page(
+            return page(
                 ctx,
+                &user,
                 &rd,
                 StatusCode::UNAUTHORIZED,
                 Some(ctx.t("challenge.wrong")),
-            ));
+            )
+            .await;
+        }
+        // Keys but no TOTP: a typed code cannot be right.
+        Challenged::NotEnrolled if app.signin.has_second_factor(&user).await? => {
+            return page(
+                ctx,
+                &user,
+                &rd,
+                StatusCode::UNAUTHORIZED,
+                Some(ctx.t("challenge.wrong")),
+            )
+            .await;
         }
         Challenged::NotEnrolled => {
             return Ok(render::redirect(
@@ -130,7 +160,7 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
 }
 
 /// A short, human description of a browser for the account page.
-fn browser_label(ua: &str) -> String {
+pub(super) fn browser_label(ua: &str) -> String {
     let browser = ["Edg/", "Firefox/", "Chrome/", "Safari/"]
         .iter()
         .find(|b| ua.contains(*b))

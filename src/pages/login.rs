@@ -31,6 +31,7 @@ fn form_page(
         username,
         error,
         notice,
+        passwordless: ctx.app.signin.passwordless_enabled(),
     };
     render::html(status, &page, ctx.tls, &set.into_iter().collect::<Vec<_>>())
 }

@@ -18,6 +18,7 @@ pub mod code_step;
 pub mod factors;
 pub mod next_step;
 pub mod password;
+pub mod passwordless;
 pub mod regulator;
 pub mod security_keys;
 #[cfg(test)]

@@ -175,7 +175,7 @@ impl SignIn {
         Ok(!self.store.keys_list(&user.username).await?.is_empty())
     }
 
-    async fn keep(&self, c: &Ceremony) -> Result<String, SignInError> {
+    pub(crate) async fn keep(&self, c: &Ceremony) -> Result<String, SignInError> {
         let handle = new_token();
         let state = serde_json::to_vec(c).map_err(|e| SignInError::KeyCeremony(e.to_string()))?;
         self.store
@@ -257,6 +257,15 @@ impl SignIn {
             };
             (o, c)
         };
+        if engine.uv != UserVerification::Required
+            && let Some(ext) = options.public_key.extensions.as_mut()
+        {
+            // The library asks security keys for the "user verification required"
+            // credential protection while verification is only preferred; Chromium
+            // refuses that pair ("protection policy is inconsistent"). It was never
+            // enforced (a hint), so it is not sent.
+            ext.cred_protect = None;
+        }
         if engine.passwordless {
             // Ask for a discoverable credential, so the key can later be the whole
             // sign-in. A hint to the authenticator; nothing is enforced by it.

@@ -76,7 +76,7 @@ fn fixture_with(store: Option<Arc<dyn Store>>) -> Fixture {
 }
 
 /// A fixture whose sign-in service has `[webauthn]` set as `keys` says.
-pub(super) fn fixture_full(
+fn fixture_full(
     store: Option<Arc<dyn Store>>,
     keys_engine: Option<crate::signin::security_keys::KeyEngine>,
 ) -> Fixture {

@@ -17,5 +17,7 @@ mod harness;
 #[path = "../e2e/flows.rs"]
 mod flows;
 
+mod authenticator;
 mod chrome;
 mod journeys;
+mod keys;
