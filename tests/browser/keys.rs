@@ -88,12 +88,15 @@ async fn wait_status(b: &Chrome) -> String {
     }
 }
 
+/// The names in the account page's key list, read in one script call (the page may be
+/// reloading while a test polls it; then the answer is empty and the poll goes on).
 async fn key_names(b: &Chrome) -> Vec<String> {
-    let mut names = Vec::new();
-    for e in b.find_all("li.key .key-name").await {
-        names.push(e.text().await.unwrap());
+    let script = "return Array.from(document.querySelectorAll('li.key .key-name'))\
+                  .map(e => e.textContent.trim());";
+    match b.c.execute(script, vec![]).await {
+        Ok(v) => serde_json::from_value(v).unwrap_or_default(),
+        Err(_) => Vec::new(),
     }
-    names
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

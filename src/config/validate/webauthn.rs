@@ -111,7 +111,73 @@ pub fn resolve_rp_id(r: &mut Reader, c: &mut Config) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::validate;
     use super::is_domain;
+    use crate::config::UserVerification;
+
+    fn problems(tree: serde_json::Value) -> String {
+        match validate(&tree) {
+            Ok(_) => String::new(),
+            Err(p) => p
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    #[test]
+    fn off_by_default_and_nothing_changes() {
+        let cfg = validate(&serde_json::json!({})).unwrap();
+        assert!(!cfg.webauthn.enabled && !cfg.webauthn.passwordless);
+        assert_eq!(cfg.webauthn.rp_id, "");
+        assert_eq!(cfg.webauthn.user_verification, UserVerification::Preferred);
+    }
+
+    #[test]
+    fn the_relying_party_defaults_to_the_first_hostname() {
+        let cfg = validate(&serde_json::json!({
+            "server": { "hostnames": ["records.clinic.example", "lab.clinic.example"] },
+            "webauthn": { "enabled": true, "user_verification": "required" },
+        }))
+        .unwrap();
+        assert_eq!(cfg.webauthn.rp_id, "records.clinic.example");
+        assert_eq!(cfg.webauthn.user_verification, UserVerification::Required);
+        let cfg = validate(&serde_json::json!({
+            "server": { "hostnames": ["records.clinic.example"] },
+            "webauthn": { "enabled": true, "rp_id": "clinic.example", "passwordless": true },
+        }))
+        .unwrap();
+        assert_eq!(cfg.webauthn.rp_id, "clinic.example", "a parent domain");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let all = problems(serde_json::json!({
+            "webauthn": { "enabled": true, "user_verification": "sometimes", "rp_name": "", "typo": 1 },
+        }));
+        for key in [
+            "webauthn.rp_id",
+            "webauthn.user_verification",
+            "webauthn.rp_name",
+            "webauthn.typo",
+        ] {
+            assert!(all.contains(key), "{key} not reported in:\n{all}");
+        }
+        let ip =
+            problems(serde_json::json!({ "webauthn": { "enabled": true, "rp_id": "10.0.0.5" } }));
+        assert!(
+            ip.contains("webauthn.rp_id") && ip.contains("not a domain"),
+            "{ip}"
+        );
+        let foreign = problems(serde_json::json!({
+            "server": { "hostnames": ["records.clinic.example"] },
+            "webauthn": { "enabled": true, "rp_id": "other.example" },
+        }));
+        assert!(foreign.contains("webauthn.rp_id"), "{foreign}");
+        let off = problems(serde_json::json!({ "webauthn": { "passwordless": true } }));
+        assert!(off.contains("webauthn.passwordless"), "{off}");
+    }
 
     #[test]
     fn relying_party_ids_are_domain_names() {
