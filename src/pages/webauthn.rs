@@ -36,6 +36,8 @@ const MAX_JSON_BYTES: usize = 64 * 1024;
 /// What the script posts.
 #[derive(Deserialize)]
 pub(super) struct KeyRequest {
+    /// Missing reads as empty, which no browser's token is: 403 like a form without it.
+    #[serde(default)]
     csrf_token: String,
     #[serde(default)]
     name: String,

@@ -273,8 +273,37 @@ async fn a_passkey_alone_signs_in_when_passwordless_is_on() {
     let logs = gw.logs();
     assert!(logs.contains("\"passwordless\":true"), "{logs}");
 
+    // The operator sees the key; a 2FA reset removes it (and the sessions).
+    let admin = |args: &[&str]| {
+        let mut cmd = gw.p.cmd();
+        cmd.args(args).arg("--config").arg(&gw.p.config_path);
+        run(cmd, None, Duration::from_secs(20))
+    };
+    let status = admin(&["2fa", "status", "doctor"]);
+    assert_eq!(status.code, Some(0), "{}", status.all());
+    assert!(
+        status.stdout.contains("security keys: 1") && status.stdout.contains("Security key"),
+        "{}",
+        status.stdout
+    );
+    let reset = admin(&["2fa", "reset", "doctor"]);
+    assert_eq!(reset.code, Some(0), "{}", reset.all());
+    let status = admin(&["2fa", "status", "doctor"]);
+    assert!(
+        status.stdout.contains("2fa: disabled") && !status.stdout.contains("security keys"),
+        "{}",
+        status.stdout
+    );
+    // Reset: the passkey the browser still holds no longer signs anyone in.
+    b.goto(&at(&gw, "/records")).await;
+    b.wait_path(&p("/login")).await;
+    wait_shown(&b, "#webauthn-passwordless").await;
+    b.click("#webauthn-passwordless-button").await;
+    let said = wait_status(&b).await;
+    assert!(said.contains("did not work"), "{said}");
+    assert_eq!(b.path().await, p("/login"));
+
     // Without the key nothing signs in.
-    sign_out(&b, &gw).await;
     key.remove_all(&b).await;
     b.goto(&at(&gw, "/records")).await;
     b.wait_path(&p("/login")).await;
