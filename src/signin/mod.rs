@@ -16,6 +16,7 @@
 pub mod account;
 pub mod code_step;
 pub mod factors;
+pub mod key_challenge;
 pub mod next_step;
 pub mod password;
 pub mod passwordless;
