@@ -350,3 +350,78 @@ async fn without_javascript_the_key_sections_stay_hidden_and_the_app_path_works(
     }
     b.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_with_the_app_and_a_key_is_offered_both_and_a_patient_turns_2fa_on_with_a_key() {
+    let _turn = TURN.lock().await;
+    let doc = doctor();
+    let pat = TestUser::new("patient", &["patient"]);
+    let (up, gw) = gateway(&[doc.clone(), pat.clone()], KEYS).await;
+    let b = Chrome::start(Options::default()).await;
+    let key = VirtualKey::attach(&b).await;
+
+    // The doctor chooses the app at enrollment …
+    sign_in_at_records(&b, &gw, &doc).await;
+    b.wait_path(&p("/setup")).await;
+    let app = Authenticator::new(base32_decode(&b.text("#totp-secret").await), 30);
+    b.fill("#code", &app.fresh().await).await;
+    b.keys(ENTER).await;
+    b.find("#continue").await;
+    // … and adds a key on the account page later.
+    b.goto(&at(&gw, &p("/account"))).await;
+    wait_shown(&b, "#webauthn-register").await;
+    b.fill("#webauthn-name", "Desk key").await;
+    b.click("#webauthn-register-button").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while key_names(&b).await.is_empty() {
+        assert!(Instant::now() < deadline, "key not listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.text("#mfa-status").await, "On");
+
+    // The next sign-in offers both: the key, and the code form.
+    sign_out(&b, &gw).await;
+    sign_in_at_records(&b, &gw, &doc).await;
+    b.wait_path(&p("/challenge")).await;
+    wait_shown(&b, "#webauthn-challenge").await;
+    assert!(b.find("#code").await.is_displayed().await.unwrap());
+    b.shot("challenge-key-and-code").await;
+    b.axe("challenge-key-and-code").await;
+    b.click("#webauthn-challenge-button").await;
+    b.wait_path("/records").await;
+    assert_eq!(up.last().header("remote-mfa").as_deref(), Some("webauthn"));
+    sign_out(&b, &gw).await;
+
+    // A patient signs in with a password only, then turns 2FA on with a key.
+    sign_in_at_records(&b, &gw, &pat).await;
+    b.wait_path("/records").await;
+    assert_eq!(up.last().header("remote-mfa").as_deref(), Some("none"));
+    b.goto(&at(&gw, &p("/account"))).await;
+    wait_shown(&b, "#webauthn-register").await;
+    b.click("#webauthn-register-button").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while key_names(&b).await.is_empty() {
+        assert!(Instant::now() < deadline, "patient's key not listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.goto(&at(&gw, "/records")).await;
+    b.wait_path("/records").await;
+    assert_eq!(up.last().header("remote-mfa").as_deref(), Some("webauthn"));
+    // Now enforced for the patient too; and a patient may remove their last key.
+    sign_out(&b, &gw).await;
+    sign_in_at_records(&b, &gw, &pat).await;
+    b.wait_path(&p("/challenge")).await;
+    wait_shown(&b, "#webauthn-challenge").await;
+    b.click("#webauthn-challenge-button").await;
+    b.wait_path("/records").await;
+    b.goto(&at(&gw, &p("/account"))).await;
+    b.click("li.key form.key-remove button").await;
+    b.wait_path(&p("/account")).await;
+    assert!(key_names(&b).await.is_empty());
+    assert_eq!(
+        key.credentials(&b).await.len(),
+        2,
+        "the key itself keeps both"
+    );
+    b.quit().await;
+}
