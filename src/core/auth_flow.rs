@@ -13,6 +13,9 @@ pub enum SecondFactor {
     RememberedDevice,
     /// A security key or passkey (SPEC §10).
     Webauthn,
+    /// A passkey with user verification that was the whole sign-in, without a password
+    /// (`webauthn.passwordless`). Its MFA header value is `webauthn` too.
+    Passkey,
 }
 
 /// How far a session has come.
@@ -40,7 +43,7 @@ pub fn mfa_label(factor: Option<SecondFactor>) -> &'static str {
         Some(SecondFactor::Totp) => "totp",
         Some(SecondFactor::BackupCode) => "backup-code",
         Some(SecondFactor::RememberedDevice) => "remembered-device",
-        Some(SecondFactor::Webauthn) => "webauthn",
+        Some(SecondFactor::Webauthn | SecondFactor::Passkey) => "webauthn",
     }
 }
 
@@ -103,5 +106,6 @@ mod tests {
             "remembered-device"
         );
         assert_eq!(mfa_label(Some(SecondFactor::Webauthn)), "webauthn");
+        assert_eq!(mfa_label(Some(SecondFactor::Passkey)), "webauthn");
     }
 }

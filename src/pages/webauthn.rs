@@ -277,10 +277,10 @@ pub async fn passwordless_finish(
         return Ok(refused(ctx));
     };
     let next = Next::Complete {
-        factor: Some(SecondFactor::Webauthn),
+        factor: Some(SecondFactor::Passkey),
     };
     let stage = Stage::Complete {
-        factor: Some(SecondFactor::Webauthn),
+        factor: Some(SecondFactor::Passkey),
     };
     let previous = app.sessions.presented(&ctx.headers);
     let cookie = app

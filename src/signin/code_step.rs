@@ -54,7 +54,7 @@ fn method(f: SecondFactor) -> CodeMethod {
         SecondFactor::Totp => CodeMethod::Totp,
         SecondFactor::BackupCode => CodeMethod::BackupCode,
         SecondFactor::RememberedDevice => CodeMethod::RememberedDevice,
-        SecondFactor::Webauthn => CodeMethod::Webauthn,
+        SecondFactor::Webauthn | SecondFactor::Passkey => CodeMethod::Webauthn,
     }
 }
 

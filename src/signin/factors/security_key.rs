@@ -105,7 +105,11 @@ impl SecurityKey<'_> {
                 passwordless,
             },
         );
-        Ok(Some(Verified::plain(SecondFactor::Webauthn)))
+        Ok(Some(Verified::plain(if passwordless {
+            SecondFactor::Passkey
+        } else {
+            SecondFactor::Webauthn
+        })))
     }
 }
 

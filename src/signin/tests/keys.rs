@@ -373,3 +373,104 @@ async fn wrong_key_answers_count_towards_the_code_lockout() {
         Err(SignInError::Locked { .. })
     ));
 }
+
+/// A phone's passkey: one discoverable credential (the `MemoryStore` above looks
+/// credentials up by id only, which a passwordless sign-in does not give).
+type Phone = Client<
+    Option<Passkey>,
+    Person,
+    passkey_crypto::AvailableBackend,
+    public_suffix::PublicSuffixList,
+    (),
+>;
+
+async fn passwordless(
+    f: &Fixture,
+    phone: &mut Phone,
+) -> (Option<Arc<User>>, String, PublicKeyCredential) {
+    let started = f.signin.passwordless_start().await.unwrap();
+    assert_eq!(
+        started.options["publicKey"]["userVerification"], "required",
+        "{}",
+        started.options
+    );
+    let options: webauthn::CredentialRequestOptions =
+        serde_json::from_value(started.options).unwrap();
+    let signed = phone
+        .authenticate(&origin(), options, DefaultClientData)
+        .await
+        .unwrap();
+    let answer: PublicKeyCredential =
+        serde_json::from_value(serde_json::to_value(signed).unwrap()).unwrap();
+    let who = f
+        .signin
+        .passwordless_finish(&started.ceremony, &answer, IP)
+        .await
+        .unwrap();
+    (who, started.ceremony, answer)
+}
+
+#[tokio::test]
+async fn a_passkey_alone_signs_in_its_owner_when_passwordless_is_on() {
+    let f = super::fixture_full(None, Some(engine(UserVerification::Preferred, true)));
+    let nurse = f.user("nurse");
+    let mut auth = Authenticator::new(
+        Aaguid::new_empty(),
+        None::<Passkey>,
+        Person,
+        passkey_crypto::AvailableBackend,
+    );
+    auth.set_make_credentials_with_signature_counter(true);
+    let mut phone: Phone = Client::new(auth);
+    let started = f.signin.key_register_start(&nurse, "phone").await.unwrap();
+    assert_eq!(
+        started.options["publicKey"]["authenticatorSelection"]["residentKey"], "preferred",
+        "a discoverable credential is asked for"
+    );
+    let options: webauthn::CredentialCreationOptions =
+        serde_json::from_value(started.options).unwrap();
+    let made = phone
+        .register(&origin(), options, DefaultClientData)
+        .await
+        .unwrap();
+    let answer: RegisterPublicKeyCredential =
+        serde_json::from_value(serde_json::to_value(made).unwrap()).unwrap();
+    assert!(matches!(
+        f.signin
+            .key_register_finish(&nurse, &started.ceremony, &answer, IP)
+            .await
+            .unwrap(),
+        Registered::Right { first: true }
+    ));
+
+    let (who, ceremony, answer) = passwordless(&f, &mut phone).await;
+    assert_eq!(who.map(|u| u.username.clone()).as_deref(), Some("nurse"));
+    assert!(f.audit_lines().contains("\"passwordless\":true"));
+    // The same answer again: the ceremony was used up.
+    assert!(
+        f.signin
+            .passwordless_finish(&ceremony, &answer, IP)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // After a 2FA reset the passkey names nobody.
+    f.signin.store.mfa_remove("nurse").await.unwrap();
+    let (who, _, _) = passwordless(&f, &mut phone).await;
+    assert!(who.is_none());
+    assert!(f.audit_lines().contains("\"reason\":\"unknown_key\""));
+}
+
+#[tokio::test]
+async fn passwordless_is_refused_unless_configured() {
+    let f = keys_fixture(UserVerification::Preferred);
+    assert!(matches!(
+        f.signin.passwordless_start().await,
+        Err(SignInError::KeysOff)
+    ));
+    let off = super::fixture();
+    assert!(matches!(
+        off.signin.key_register_start(&off.user("nurse"), "k").await,
+        Err(SignInError::KeysOff)
+    ));
+}
