@@ -86,6 +86,8 @@ pub enum BuildError {
     Threads(std::io::Error),
     #[error("{0}")]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error("{0}")]
+    Webauthn(String),
 }
 
 /// Hashing threads: one per core. They run at the lowest priority, so they take only
@@ -213,6 +215,8 @@ impl App {
                     .enabled
                     .then_some(cfg.remember_device.duration),
                 lock_policy,
+                keys: crate::signin::security_keys::KeyEngine::new(&cfg.webauthn)
+                    .map_err(BuildError::Webauthn)?,
             },
         );
         Ok(Self {

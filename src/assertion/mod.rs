@@ -60,6 +60,10 @@ fn amr(factor: Option<SecondFactor>) -> &'static [&'static str] {
         Some(SecondFactor::Totp | SecondFactor::BackupCode) => &["pwd", "otp"],
         // A browser remembered after an earlier code: not a fresh proof.
         Some(SecondFactor::RememberedDevice) => &["pwd", "device"],
+        // RFC 8176 "hwk": proof of possession of a hardware-secured key.
+        Some(SecondFactor::Webauthn) => &["pwd", "hwk"],
+        // No password: a hardware-bound key unlocked by PIN or biometric (two factors).
+        Some(SecondFactor::Passkey) => &["hwk", "mfa"],
     }
 }
 

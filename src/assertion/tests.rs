@@ -75,6 +75,14 @@ fn amr_follows_the_factor() {
             Some(SecondFactor::RememberedDevice),
             serde_json::json!(["pwd", "device"]),
         ),
+        (
+            Some(SecondFactor::Webauthn),
+            serde_json::json!(["pwd", "hwk"]),
+        ),
+        (
+            Some(SecondFactor::Passkey),
+            serde_json::json!(["hwk", "mfa"]),
+        ),
     ] {
         let t = a.header_for(&[2; 32], "records", &u, factor, NOW).unwrap();
         assert_eq!(verify(&a, &t)["amr"], want, "{factor:?}");

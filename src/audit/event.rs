@@ -150,6 +150,25 @@ pub enum AuditEvent<'a> {
         devices: u64,
         reason: &'a str,
     },
+    /// A security key or passkey was registered (`key`: the name the user gave it).
+    WebauthnRegistered {
+        key: &'a str,
+    },
+    /// A key signed a sign-in; `passwordless` when it was the whole sign-in.
+    WebauthnSuccess {
+        key: &'a str,
+        passwordless: bool,
+    },
+    /// A key's answer was refused. `reason`: `signature` (not valid for the challenge
+    /// or the key), `unknown_key`, `expired` (no such ceremony, or used), or
+    /// `counter_regressed` (a cloned key); `key` when it is known.
+    WebauthnFailure {
+        reason: &'static str,
+        key: Option<&'a str>,
+    },
+    WebauthnRemoved {
+        key: &'a str,
+    },
 }
 
 impl AuditEvent<'_> {
@@ -180,6 +199,10 @@ impl AuditEvent<'_> {
             KeyRotated { .. } => "key.rotated",
             KeyOldDropped { .. } => "key.old_dropped",
             SessionsEndedByDirectory { .. } => "session.revoked",
+            WebauthnRegistered { .. } => "mfa.webauthn.registered",
+            WebauthnSuccess { .. } => "mfa.webauthn.success",
+            WebauthnFailure { .. } => "mfa.webauthn.failure",
+            WebauthnRemoved { .. } => "mfa.webauthn.removed",
         }
     }
 
@@ -262,6 +285,16 @@ impl AuditEvent<'_> {
             } => {
                 json!({ "by": "directory", "sessions": sessions, "devices": devices, "reason": reason })
             }
+            WebauthnRegistered { key } => json!({ "key": key }),
+            WebauthnSuccess { key, passwordless } => {
+                json!({ "key": key, "passwordless": passwordless })
+            }
+            WebauthnFailure {
+                reason,
+                key: Some(k),
+            } => json!({ "reason": reason, "key": k }),
+            WebauthnFailure { reason, key: None } => json!({ "reason": reason }),
+            WebauthnRemoved { key } => json!({ "key": key, "by": "user" }),
         }
     }
 }
@@ -358,6 +391,16 @@ mod tests {
                 devices: 0,
                 reason: "r",
             },
+            AuditEvent::WebauthnRegistered { key: "k" },
+            AuditEvent::WebauthnSuccess {
+                key: "k",
+                passwordless: false,
+            },
+            AuditEvent::WebauthnFailure {
+                reason: "counter_regressed",
+                key: None,
+            },
+            AuditEvent::WebauthnRemoved { key: "k" },
         ];
         for e in all {
             assert!(

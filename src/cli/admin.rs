@@ -67,7 +67,12 @@ pub fn twofa_status(config: &Path, name: &str) -> Result<(), CliError> {
     let user = canonical(&a, name)?;
     rt.block_on(async {
         let mfa = a.store.mfa_get(&user).await.map_err(CliError::failed)?;
+        let keys = a.store.keys_list(&user).await.map_err(CliError::failed)?;
         match mfa {
+            None if !keys.is_empty() => {
+                println!("user: {user}");
+                println!("2fa: enabled (security keys only, no authenticator app)");
+            }
             None => {
                 let pending = a
                     .store
@@ -115,6 +120,17 @@ pub fn twofa_status(config: &Path, name: &str) -> Result<(), CliError> {
                     );
                 }
             }
+        }
+        if !keys.is_empty() {
+            println!("security keys: {}", keys.len());
+        }
+        for k in keys {
+            println!(
+                "  - {} (added {}, last used {})",
+                k.name,
+                human_time(Some(k.created_ms)),
+                human_time(k.last_used_ms)
+            );
         }
         Ok(())
     })

@@ -212,9 +212,9 @@ pub enum UsersCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum TwoFaCommand {
-    /// Whether 2FA is on, since when, last used, backup codes left, remembered browsers.
+    /// Whether 2FA is on, since when, last used, backup codes left, remembered browsers, security keys.
     Status { name: String },
-    /// Remove the user's TOTP secret, backup codes and remembered browsers and end their sessions.
+    /// Remove the user's TOTP secret, backup codes, security keys and remembered browsers and end their sessions.
     Reset { name: String },
 }
 

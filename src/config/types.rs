@@ -28,6 +28,7 @@ pub struct Config {
     pub log: LogConfig,
     pub limits: LimitsConfig,
     pub ui: UiConfig,
+    pub webauthn: WebauthnConfig,
     /// `[ldap]`: present exactly when `users.source = "ldap"` (SPEC §11).
     pub ldap: Option<LdapConfig>,
     /// The applications behind the gateway (SPEC §8), never empty: without `[[apps]]`,
@@ -299,3 +300,27 @@ impl std::fmt::Debug for LogoFile {
 /// The environment variable that may carry the LDAP service account's password
 /// instead of `ldap.bind_password_file`.
 pub const LDAP_BIND_PASSWORD_ENV: &str = "VESTIBULE_LDAP_BIND_PASSWORD";
+
+/// What a security key must show about its user at sign-in (`webauthn.user_verification`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserVerification {
+    /// A PIN or biometric every time (passkey ceremonies).
+    Required,
+    /// Asked for when the key can (security-key ceremonies).
+    Preferred,
+    /// A touch is enough.
+    Discouraged,
+}
+
+/// `[webauthn]` (SPEC §10): security keys and passkeys.
+#[derive(Debug, Clone)]
+pub struct WebauthnConfig {
+    pub enabled: bool,
+    /// The relying party id (a domain name) keys are bound to; resolved from the
+    /// cookie domain or the first `server.hostnames` entry when not set. Empty when
+    /// WebAuthn is off.
+    pub rp_id: String,
+    pub rp_name: String,
+    pub user_verification: UserVerification,
+    pub passwordless: bool,
+}

@@ -11,6 +11,11 @@ pub enum SecondFactor {
     Totp,
     BackupCode,
     RememberedDevice,
+    /// A security key or passkey (SPEC §10).
+    Webauthn,
+    /// A passkey with user verification that was the whole sign-in, without a password
+    /// (`webauthn.passwordless`). Its MFA header value is `webauthn` too.
+    Passkey,
 }
 
 impl SecondFactor {
@@ -47,6 +52,7 @@ pub fn mfa_label(factor: Option<SecondFactor>) -> &'static str {
         Some(SecondFactor::Totp) => "totp",
         Some(SecondFactor::BackupCode) => "backup-code",
         Some(SecondFactor::RememberedDevice) => "remembered-device",
+        Some(SecondFactor::Webauthn | SecondFactor::Passkey) => "webauthn",
     }
 }
 
@@ -108,5 +114,7 @@ mod tests {
             mfa_label(Some(SecondFactor::RememberedDevice)),
             "remembered-device"
         );
+        assert_eq!(mfa_label(Some(SecondFactor::Webauthn)), "webauthn");
+        assert_eq!(mfa_label(Some(SecondFactor::Passkey)), "webauthn");
     }
 }

@@ -85,6 +85,34 @@ pub(crate) struct StoredSecret {
     pub envelope: Vec<u8>,
 }
 
+/// A registered security key or passkey (SPEC §10). Holds only public material: the
+/// credential id, the public key and its flags (`credential`, the WebAuthn library's
+/// own JSON form) and the signature counter; no private key ever reaches the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct KeyRecord {
+    /// The credential id the authenticator chose (unique across all users).
+    pub id: Vec<u8>,
+    pub user: String,
+    /// The name the user gave it ("blue key", "phone").
+    pub name: String,
+    pub created_ms: u64,
+    pub last_used_ms: Option<u64>,
+    /// The last signature counter accepted (0: the authenticator keeps none).
+    pub counter: u32,
+    /// The public key credential as the WebAuthn library serialises it.
+    pub credential: String,
+}
+
+/// How removing a key ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyRemoval {
+    Removed,
+    /// No such key of this user.
+    NotFound,
+    /// It is the user's last second factor (no TOTP, no other key) and one is required.
+    LastFactor,
+}
+
 /// Why a store call failed. Any error means "refuse": callers fail closed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum StoreError {
@@ -156,7 +184,7 @@ pub(crate) trait Store: Send + Sync {
         backup: &[Fingerprint],
     ) -> StoreResult<bool>;
     async fn mfa_mark_used(&self, user: &str, now_ms: u64) -> StoreResult<()>;
-    /// Removes the secret, pending secret, backup codes and remembered devices.
+    /// Removes the secret, pending secret, backup codes, remembered devices and keys.
     async fn mfa_remove(&self, user: &str) -> StoreResult<()>;
     /// Atomically accepts `step` if it is later than every step accepted before for
     /// `user`. Across instances, only one caller can win a step.
@@ -213,4 +241,50 @@ pub(crate) trait Store: Send + Sync {
 
     /// Drops expired sessions, devices, pending secrets and stale counters.
     async fn purge_expired(&self, now_ms: u64) -> StoreResult<()>;
+
+    // --- Security keys and passkeys (SPEC §10) ---
+
+    /// Registers a key; false (storing nothing) when its credential id is already
+    /// registered, to this user or another.
+    async fn key_add(&self, rec: &KeyRecord) -> StoreResult<bool>;
+    /// The keys of `user`, oldest first.
+    async fn keys_list(&self, user: &str) -> StoreResult<Vec<KeyRecord>>;
+    /// The key with credential id `id`, whoever's it is (passwordless sign-in).
+    async fn key_find(&self, id: &[u8]) -> StoreResult<Option<KeyRecord>>;
+    /// Records a use of a key: sets its counter to `new` and its last use to `now_ms`
+    /// only if the stored counter is still `seen` (compare-and-set). False when another
+    /// sign-in moved it meanwhile (or the key is gone): the caller refuses, so one
+    /// signature counter value is accepted once, across instances.
+    async fn key_use(
+        &self,
+        user: &str,
+        id: &[u8],
+        seen: u32,
+        new: u32,
+        now_ms: u64,
+    ) -> StoreResult<bool>;
+    /// Renames a key of `user`; false when there is no such key.
+    async fn key_rename(&self, user: &str, id: &[u8], name: &str) -> StoreResult<bool>;
+    /// Removes a key of `user`. With `keep_a_factor`, refuses (atomically, against a
+    /// concurrent removal) when nothing else would be left: no TOTP and no other key.
+    async fn key_remove(
+        &self,
+        user: &str,
+        id: &[u8],
+        keep_a_factor: bool,
+    ) -> StoreResult<KeyRemoval>;
+    /// Keeps the server half of a WebAuthn ceremony (its challenge) until `expires_ms`.
+    async fn ceremony_put(
+        &self,
+        handle: &Fingerprint,
+        state: &[u8],
+        expires_ms: u64,
+    ) -> StoreResult<()>;
+    /// Takes a ceremony's state out, once: a second take (a replay, another instance)
+    /// finds nothing. Expired states are not returned.
+    async fn ceremony_take(
+        &self,
+        handle: &Fingerprint,
+        now_ms: u64,
+    ) -> StoreResult<Option<Vec<u8>>>;
 }

@@ -141,6 +141,8 @@ impl From<crate::signin::SignInError> for GatewayError {
             S::DirectoryUnavailable(d) => GatewayError::DirectoryUnavailable(d),
             // The page offers no form then; a forged post is simply refused.
             S::PasswordElsewhere => GatewayError::Denied,
+            S::KeysOff => GatewayError::NotFound,
+            S::KeyCeremony(d) => GatewayError::Internal(d),
         }
     }
 }

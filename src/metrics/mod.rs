@@ -107,6 +107,7 @@ pub enum CodeMethod {
     Totp,
     BackupCode,
     RememberedDevice,
+    Webauthn,
 }
 
 /// Which step a lock applies to, for `vestibule_lockouts_total{step}`.
@@ -169,7 +170,7 @@ pub struct Metrics {
     no_app: AppMetrics,
     logins: [Counter; 3],
     /// `[method][0 = success, 1 = failure]`.
-    code_checks: [[Counter; 2]; 3],
+    code_checks: [[Counter; 2]; 4],
     lockouts: [Counter; 2],
     active_sessions: Gauge,
     sessions_refreshed_ms: AtomicU64,
@@ -223,7 +224,12 @@ impl Metrics {
                 no_app: AppMetrics::register(""),
                 logins: ["success", "failure", "locked"]
                     .map(|r| counter!("vestibule_logins_total", "result" => r)),
-                code_checks: [code("totp"), code("backup_code"), code("remembered_device")],
+                code_checks: [
+                    code("totp"),
+                    code("backup_code"),
+                    code("remembered_device"),
+                    code("webauthn"),
+                ],
                 lockouts: ["password", "code"]
                     .map(|s| counter!("vestibule_lockouts_total", "step" => s)),
                 active_sessions: gauge!("vestibule_active_sessions"),

@@ -169,4 +169,50 @@ impl Store for MeteredStore {
     async fn purge_expired(&self, now_ms: u64) -> StoreResult<()> {
         timed!(self.purge_expired(now_ms))
     }
+
+    async fn key_add(&self, rec: &KeyRecord) -> StoreResult<bool> {
+        timed!(self.key_add(rec))
+    }
+    async fn keys_list(&self, user: &str) -> StoreResult<Vec<KeyRecord>> {
+        timed!(self.keys_list(user))
+    }
+    async fn key_find(&self, id: &[u8]) -> StoreResult<Option<KeyRecord>> {
+        timed!(self.key_find(id))
+    }
+    async fn key_use(
+        &self,
+        user: &str,
+        id: &[u8],
+        seen: u32,
+        new: u32,
+        now_ms: u64,
+    ) -> StoreResult<bool> {
+        timed!(self.key_use(user, id, seen, new, now_ms))
+    }
+    async fn key_rename(&self, user: &str, id: &[u8], name: &str) -> StoreResult<bool> {
+        timed!(self.key_rename(user, id, name))
+    }
+    async fn key_remove(
+        &self,
+        user: &str,
+        id: &[u8],
+        keep_a_factor: bool,
+    ) -> StoreResult<KeyRemoval> {
+        timed!(self.key_remove(user, id, keep_a_factor))
+    }
+    async fn ceremony_put(
+        &self,
+        handle: &Fingerprint,
+        state: &[u8],
+        expires_ms: u64,
+    ) -> StoreResult<()> {
+        timed!(self.ceremony_put(handle, state, expires_ms))
+    }
+    async fn ceremony_take(
+        &self,
+        handle: &Fingerprint,
+        now_ms: u64,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        timed!(self.ceremony_take(handle, now_ms))
+    }
 }

@@ -16,7 +16,9 @@ use crate::signin::code_step::Confirmed;
 use crate::signin::password_change::{Changed, CodeProblem, NewProblem, PasswordChange};
 
 /// A complete session, or where to go instead.
-async fn complete(ctx: &Ctx<'_>) -> Result<Result<Current, Response<Body>>, GatewayError> {
+pub(super) async fn complete(
+    ctx: &Ctx<'_>,
+) -> Result<Result<Current, Response<Body>>, GatewayError> {
     let account = ctx.p("/account");
     let cur = current(ctx).await?;
     let complete = cur.as_ref().is_some_and(|c| {
@@ -29,7 +31,7 @@ async fn complete(ctx: &Ctx<'_>) -> Result<Result<Current, Response<Body>>, Gate
     }
 }
 
-async fn page(
+pub(super) async fn page(
     ctx: &Ctx<'_>,
     cur: &Current,
     status: StatusCode,
@@ -53,7 +55,8 @@ async fn page_with(
     let now = now_ms();
     let key = handle_key(ctx);
     let mfa = app.store.mfa_get(&user.username).await?;
-    let (backup_left, devices) = if mfa.is_some() {
+    let keys = super::keys::rows(ctx, user).await?;
+    let (backup_left, devices) = if mfa.is_some() || !keys.is_empty() {
         let left = app.store.backup_count(&user.username).await?;
         let devices: Vec<DeviceRow> = app
             .sessions
@@ -125,6 +128,10 @@ async fn page_with(
         account_path_encoded: &account_rd,
         notice,
         error,
+        keys_enabled: app.signin.keys_enabled(),
+        keys: &keys,
+        key_heading: ctx.t("webauthn.add"),
+        key_rd: &ctx.p("/account"),
     };
     Ok(render::html(
         status,
@@ -159,6 +166,8 @@ pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
                 Some("all-revoked") => Some(ctx.t("sessions.all_revoked")),
                 Some("device-forgotten") => Some(ctx.t("sessions.device_revoked")),
                 Some("password") => Some(ctx.t("password.changed")),
+                Some("key-removed") => Some(ctx.t("webauthn.removed")),
+                Some("key-renamed") => Some(ctx.t("webauthn.renamed")),
                 _ => None,
             };
             page(ctx, &cur, StatusCode::OK, notice, None).await

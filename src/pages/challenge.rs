@@ -7,7 +7,8 @@ use super::render::{self, ChallengePage};
 use super::{Ctx, Form, current, to_login};
 use crate::core::auth_flow::{SecondFactor, Stage};
 use crate::core::clock::now_ms;
-use crate::core::policy::{self, Decision};
+use crate::core::policy::Decision;
+use crate::core::user::User;
 use crate::http::body::Body;
 use crate::http::error::GatewayError;
 use crate::http::user_agent;
@@ -15,13 +16,16 @@ use crate::session::Current;
 use crate::signin::Next;
 use crate::signin::code_step::Challenged;
 
-fn page(
+async fn page(
     ctx: &Ctx<'_>,
+    user: &User,
     rd: &str,
     status: StatusCode,
     error: Option<&str>,
     step_up: bool,
-) -> Response<Body> {
+) -> Result<Response<Body>, GatewayError> {
+    let keys_on = ctx.app.signin.keys_enabled() && !ctx.app.signin.keys_of(user).await?.is_empty();
+    let totp_on = ctx.app.store.mfa_get(&user.username).await?.is_some();
     let (token, set) = ctx.app.csrf.issue(&ctx.headers);
     let rm = &ctx.app.cfg.remember_device;
     let page = ChallengePage {
@@ -35,8 +39,16 @@ fn page(
         period: ctx.app.cfg.totp.period,
         error,
         step_up,
+        keys_on,
+        // Without keys the code form is all there is (also when TOTP was just reset).
+        totp_on: totp_on || !keys_on,
     };
-    render::html(status, &page, ctx.tls, &set.into_iter().collect::<Vec<_>>())
+    Ok(render::html(
+        status,
+        &page,
+        ctx.tls,
+        &set.into_iter().collect::<Vec<_>>(),
+    ))
 }
 
 /// Whether a complete session with a second factor must give a fresh one before `rd`:
@@ -48,21 +60,42 @@ fn step_up_for(ctx: &Ctx<'_>, rd: &str, cur: &Current, factor: Option<SecondFact
     if factor.is_none() {
         return false;
     }
-    let path = rd.split(['?', '#']).next().unwrap_or("/");
+    // `rd` is a path on this host, or an absolute URL to another app's host (§8).
+    let (host, target) = match rd.strip_prefix("https://") {
+        Some(rest) => {
+            let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let authority = &rest[..split];
+            let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+            (Some(host.to_ascii_lowercase()), &rest[split..])
+        }
+        None => (ctx.host.clone(), rd),
+    };
+    let path = target.split(['?', '#']).next().unwrap_or("/");
+    let path = if path.is_empty() { "/" } else { path };
     let Ok(path) = crate::core::path::normalise(path) else {
         return false;
     };
-    let rules = &ctx.app.cfg.policy;
+    let apps = ctx.app.apps.get();
+    let Ok(route) = apps.route(host.as_deref(), &path) else {
+        return false;
+    };
     let max_age = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
         .into_iter()
-        .filter_map(
-            |m| match policy::decide(&rules.rules, rules.path_case, m, &path) {
+        .filter_map(|m| {
+            match crate::core::policy::decide_for_app(
+                &route.rules,
+                &route.roles,
+                &apps.rules,
+                apps.path_case,
+                m,
+                &path,
+            ) {
                 Decision::Authenticated {
                     max_factor_age_ms, ..
                 } => max_factor_age_ms,
                 _ => None,
-            },
-        )
+            }
+        })
         .min();
     let Some(max_age) = max_age else {
         return false;
@@ -102,7 +135,7 @@ async fn eligible(
 pub async fn show(ctx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
     let rd = ctx.rd_from_query();
     match eligible(ctx, &rd).await? {
-        Ok((_, step_up)) => Ok(page(ctx, &rd, StatusCode::OK, None, step_up)),
+        Ok((cur, step_up)) => page(ctx, &cur.user, &rd, StatusCode::OK, None, step_up).await,
         Err(resp) => Ok(resp),
     }
 }
@@ -125,13 +158,27 @@ pub async fn submit(ctx: &Ctx<'_>, form: Form) -> Result<Response<Body>, Gateway
     let verified = match checked {
         Challenged::Right(v) => v,
         Challenged::Wrong => {
-            return Ok(page(
+            return page(
                 ctx,
+                &user,
                 &rd,
                 StatusCode::UNAUTHORIZED,
                 Some(ctx.t("challenge.wrong")),
                 step_up,
-            ));
+            )
+            .await;
+        }
+        // Keys but no TOTP: a typed code cannot be right.
+        Challenged::NotEnrolled if app.signin.has_second_factor(&user).await? => {
+            return page(
+                ctx,
+                &user,
+                &rd,
+                StatusCode::UNAUTHORIZED,
+                Some(ctx.t("challenge.wrong")),
+                step_up,
+            )
+            .await;
         }
         Challenged::NotEnrolled => {
             return Ok(render::redirect(

@@ -29,6 +29,7 @@ fn form_page(
         username,
         error,
         notice,
+        passwordless: ctx.app.signin.passwordless_enabled(),
     };
     render::html(status, &page, ctx.tls, &set.into_iter().collect::<Vec<_>>())
 }

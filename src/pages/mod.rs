@@ -8,6 +8,7 @@ mod codes;
 pub(crate) mod health;
 pub mod i18n;
 mod jwks;
+mod keys;
 mod login;
 mod logout;
 mod metrics;
@@ -15,6 +16,7 @@ mod qr;
 pub mod render;
 mod setup;
 pub mod velocity;
+mod webauthn;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -215,6 +217,20 @@ async fn dispatch<B: RequestBody>(
         "/account/password" if post => {
             account::change_password(ctx, read_form(ctx, body).await?).await
         }
+        "/account/keys/rename" if post => keys::rename(ctx, read_form(ctx, body).await?).await,
+        "/account/keys/remove" if post => keys::remove(ctx, read_form(ctx, body).await?).await,
+        s if post && s.starts_with("/webauthn/") => {
+            let req = webauthn::read_json(ctx, body).await?;
+            match s {
+                "/webauthn/register/start" => webauthn::register_start(ctx, req).await,
+                "/webauthn/register/finish" => webauthn::register_finish(ctx, req).await,
+                "/webauthn/challenge/start" => webauthn::challenge_start(ctx, req).await,
+                "/webauthn/challenge/finish" => webauthn::challenge_finish(ctx, req).await,
+                "/webauthn/passwordless/start" => webauthn::passwordless_start(ctx, req).await,
+                "/webauthn/passwordless/finish" => webauthn::passwordless_finish(ctx, req).await,
+                _ => Err(GatewayError::NotFound),
+            }
+        }
         "/logout" if post => logout::submit(ctx, read_form(ctx, body).await?).await,
         "/health" if get => health::health(ctx).await,
         "/metrics" if get => metrics::serve(ctx, peer.addr.ip()).await,
@@ -237,6 +253,8 @@ async fn dispatch<B: RequestBody>(
         | "/account/sessions/revoke"
         | "/account/devices/revoke"
         | "/account/password"
+        | "/account/keys/rename"
+        | "/account/keys/remove"
         | "/logout"
         | "/health"
         | "/metrics"

@@ -89,6 +89,8 @@ pub struct LoginPage<'a> {
     pub username: &'a str,
     pub error: Option<&'a str>,
     pub notice: Option<&'a str>,
+    /// `webauthn.passwordless`: offer "Sign in with a passkey".
+    pub passwordless: bool,
 }
 
 #[derive(Template)]
@@ -105,6 +107,10 @@ pub struct SetupPage<'a> {
     pub digits: u32,
     pub period: u64,
     pub error: Option<&'a str>,
+    /// `[webauthn]` is on: offer a key as the second factor too.
+    pub keys_enabled: bool,
+    pub key_heading: &'a str,
+    pub key_rd: &'a str,
 }
 
 #[derive(Template)]
@@ -132,6 +138,10 @@ pub struct ChallengePage<'a> {
     pub error: Option<&'a str>,
     /// A step-up for a `max_factor_age` rule (the session is already complete).
     pub step_up: bool,
+    /// The user has keys (and `[webauthn]` is on): offer them.
+    pub keys_on: bool,
+    /// The user has TOTP: offer the code form (also the path without JavaScript).
+    pub totp_on: bool,
 }
 
 #[derive(Template)]
@@ -161,6 +171,20 @@ pub struct AccountPage<'a> {
     pub account_path_encoded: &'a str,
     pub notice: Option<&'a str>,
     pub error: Option<&'a str>,
+    /// `[webauthn]` is on: the keys section.
+    pub keys_enabled: bool,
+    pub keys: &'a [KeyRow],
+    pub key_heading: &'a str,
+    pub key_rd: &'a str,
+}
+
+/// One key on the account page.
+pub struct KeyRow {
+    /// The credential id, base64url: the form value that names the key.
+    pub id: String,
+    pub name: String,
+    pub added: String,
+    pub last_used: Option<String>,
 }
 
 /// A session as the account page lists it.
@@ -203,7 +227,7 @@ pub struct ErrorPage<'a> {
     pub back_label: &'a str,
 }
 
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Adds the headers of SPEC §5.3 to a response of the gateway's own.
 pub fn secure_headers(headers: &mut HeaderMap, tls: bool) {

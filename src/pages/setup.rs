@@ -25,14 +25,16 @@ async fn eligible(
         return Ok(Err(to_login(ctx, rd)));
     };
     let mfa_on = ctx.app.store.mfa_get(&cur.user.username).await?.is_some();
-    if !mfa_on {
+    let requires = ctx.app.signin.requires_2fa(&cur.user);
+    let complete = crate::signin::next_step::completed(cur.record.stage, requires).is_some();
+    // A user with keys but no TOTP may add TOTP from a complete session; a session
+    // still at the password step goes to the challenge, where the keys are offered.
+    let keys_only = !mfa_on && ctx.app.signin.has_second_factor(&cur.user).await?;
+    if !mfa_on && (complete || !keys_only) {
         return Ok(Ok(cur));
     }
-    let next = crate::signin::next_step::next_step(
-        Some(cur.record.stage),
-        ctx.app.signin.requires_2fa(&cur.user),
-        || mfa_on,
-    );
+    let mfa_on = mfa_on || keys_only;
+    let next = crate::signin::next_step::next_step(Some(cur.record.stage), requires, || mfa_on);
     let target = match next {
         Next::Challenge => format!("{}?rd={}", ctx.p("/challenge"), super::encode_rd(rd)),
         _ => ctx.p("/account"),
@@ -72,6 +74,9 @@ fn page(
         digits: settings.digits,
         period: settings.period,
         error,
+        keys_enabled: ctx.app.signin.keys_enabled(),
+        key_heading: ctx.t("webauthn.key_heading"),
+        key_rd: rd,
     };
     Ok(render::html(
         status,

@@ -54,6 +54,7 @@ fn method(f: SecondFactor) -> CodeMethod {
         SecondFactor::Totp => CodeMethod::Totp,
         SecondFactor::BackupCode => CodeMethod::BackupCode,
         SecondFactor::RememberedDevice => CodeMethod::RememberedDevice,
+        SecondFactor::Webauthn | SecondFactor::Passkey => CodeMethod::Webauthn,
     }
 }
 
@@ -61,7 +62,7 @@ impl SignIn {
     /// One regulated attempt at the code step of `user` with `proof`, tried against the
     /// first of `factors` that recognises it. `Ok(None)`: wrong (already counted and
     /// audited); a lock it hits or imposes is `Err(Locked)`.
-    async fn code_attempt(
+    pub(crate) async fn code_attempt(
         &self,
         user: &User,
         proof: Proof<'_>,

@@ -16,10 +16,13 @@
 pub mod account;
 pub mod code_step;
 pub mod factors;
+pub mod key_challenge;
 pub mod next_step;
 pub mod password;
 pub mod password_change;
+pub mod passwordless;
 pub mod regulator;
+pub mod security_keys;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]
@@ -67,6 +70,12 @@ pub enum SignInError {
     /// A password change could not be written to (or reloaded from) the users file.
     #[error("the users file could not take the new password: {0}")]
     UsersFile(String),
+    /// `[webauthn]` is not enabled.
+    #[error("security keys are not enabled")]
+    KeysOff,
+    /// The WebAuthn library could not make or read a ceremony (not a wrong answer).
+    #[error("security key ceremony failed: {0}")]
+    KeyCeremony(String),
     /// No directory server answered (SPEC §11): 503, nothing guessed.
     #[error("directory unavailable: {0}")]
     DirectoryUnavailable(String),
@@ -91,6 +100,8 @@ pub struct Settings {
     /// How long a remembered browser skips the code step; `None`: the feature is off.
     pub remember_for: Option<Duration>,
     pub lock_policy: LockPolicy,
+    /// The WebAuthn relying party (`None`: `[webauthn]` is off).
+    pub keys: Option<security_keys::KeyEngine>,
 }
 
 /// The sign-in service, built once by the wiring and shared by every request.
@@ -105,6 +116,7 @@ pub struct SignIn {
     clock: Arc<dyn Clock>,
     regulator: Regulator,
     settings: Settings,
+    keys_engine: Option<security_keys::KeyEngine>,
 }
 
 /// What the service is built from: the shared parts of the gateway.
@@ -131,7 +143,8 @@ impl SignIn {
     }
 
     /// The service over `parts`, configured by `settings`.
-    pub fn new(parts: Parts, settings: Settings) -> Self {
+    pub fn new(parts: Parts, mut settings: Settings) -> Self {
+        let keys_engine = settings.keys.take();
         let regulator = Regulator::new(
             parts.store.clone(),
             settings.lock_policy,
@@ -148,6 +161,7 @@ impl SignIn {
             clock: parts.clock,
             regulator,
             settings,
+            keys_engine,
         }
     }
 
@@ -167,7 +181,8 @@ impl SignIn {
         if let Some(factor) = next_step::completed(stage, requires) {
             return Ok(Next::Complete { factor });
         }
-        let mfa_on = self.store.mfa_get(&user.username).await?.is_some();
+        let mfa_on = self.store.mfa_get(&user.username).await?.is_some()
+            || !self.store.keys_list(&user.username).await?.is_empty();
         Ok(next_step::next_step(Some(stage), requires, || mfa_on))
     }
 
@@ -177,7 +192,7 @@ impl SignIn {
     }
 
     /// Writes `event` about `user` to the audit log.
-    fn audit(&self, user: &str, ip: IpAddr, event: &AuditEvent<'_>) {
+    pub(crate) fn audit(&self, user: &str, ip: IpAddr, event: &AuditEvent<'_>) {
         self.audit.record(user, Some(ip), event);
     }
 

@@ -131,7 +131,7 @@ impl SignIn {
             }
         };
         let requires = self.requires_2fa(&user);
-        let mfa_on = self.store.mfa_get(&user.username).await?.is_some();
+        let mfa_on = self.has_second_factor(&user).await?;
         let mut next = after_right_password(requires, mfa_on);
         let mut new_device = None;
         if next == Next::Challenge

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 
 use crate::core::lockout::{LockPolicy, Reservation, Step};
 use crate::core::store::{
-    DeviceRecord, Fingerprint, MfaRecord, PendingEnrollment, SecretKind, SessionRecord, Store,
-    StoreError, StoreResult, StoredSecret,
+    DeviceRecord, Fingerprint, KeyRecord, KeyRemoval, MfaRecord, PendingEnrollment, SecretKind,
+    SessionRecord, Store, StoreError, StoreResult, StoredSecret,
 };
 
 /// Every call fails as an unreachable store's would.
@@ -74,6 +74,30 @@ impl Store for DownStore {
         down()
     }
     async fn mfa_remove(&self, _: &str) -> StoreResult<()> {
+        down()
+    }
+    async fn key_add(&self, _: &KeyRecord) -> StoreResult<bool> {
+        down()
+    }
+    async fn keys_list(&self, _: &str) -> StoreResult<Vec<KeyRecord>> {
+        down()
+    }
+    async fn key_find(&self, _: &[u8]) -> StoreResult<Option<KeyRecord>> {
+        down()
+    }
+    async fn key_use(&self, _: &str, _: &[u8], _: u32, _: u32, _: u64) -> StoreResult<bool> {
+        down()
+    }
+    async fn key_rename(&self, _: &str, _: &[u8], _: &str) -> StoreResult<bool> {
+        down()
+    }
+    async fn key_remove(&self, _: &str, _: &[u8], _: bool) -> StoreResult<KeyRemoval> {
+        down()
+    }
+    async fn ceremony_put(&self, _: &Fingerprint, _: &[u8], _: u64) -> StoreResult<()> {
+        down()
+    }
+    async fn ceremony_take(&self, _: &Fingerprint, _: u64) -> StoreResult<Option<Vec<u8>>> {
         down()
     }
     async fn step_accept(&self, _: &str, _: u64) -> StoreResult<bool> {

@@ -30,6 +30,8 @@ impl Clock for FakeClock {
     }
 }
 
+mod keys;
+
 struct Fixture {
     _dir: tempfile::TempDir,
     clock: Arc<FakeClock>,
@@ -40,6 +42,11 @@ struct Fixture {
 impl Fixture {
     fn user(&self, name: &str) -> Arc<User> {
         self.users.get().directory.find(name).unwrap().clone()
+    }
+
+    /// The audit events written so far (one JSON object per line).
+    fn audit_lines(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("audit.log")).unwrap_or_default()
     }
 
     fn advance(&self, ms: u64) {
@@ -67,6 +74,14 @@ impl Fixture {
 }
 
 fn fixture_with(store: Option<Arc<dyn Store>>) -> Fixture {
+    fixture_full(store, None)
+}
+
+/// A fixture whose sign-in service has `[webauthn]` set as `keys` says.
+fn fixture_full(
+    store: Option<Arc<dyn Store>>,
+    keys_engine: Option<crate::signin::security_keys::KeyEngine>,
+) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let pw = hash(b"correct horse", Cost::DEFAULT).unwrap();
     let users = format!(
@@ -99,7 +114,9 @@ fn fixture_with(store: Option<Arc<dyn Store>>) -> Fixture {
             roles: RolePolicy {
                 require_2fa_roles: vec!["staff".into()],
             },
-            audit: Arc::new(Audit::open(None, keys, "test".into()).unwrap()),
+            audit: Arc::new(
+                Audit::open(Some(&dir.path().join("audit.log")), keys, "test".into()).unwrap(),
+            ),
             metrics: Arc::new(Metrics::new("embedded", false).unwrap()),
             clock: clock.clone(),
         },
@@ -119,6 +136,7 @@ fn fixture_with(store: Option<Arc<dyn Store>>) -> Fixture {
                 max_duration_ms: 600_000,
                 code_max_failures: 8,
             },
+            keys: keys_engine,
         },
     );
     Fixture {

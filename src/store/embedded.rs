@@ -22,6 +22,8 @@ use crate::core::store::*;
 use super::change_marker::ChangeMarker;
 use super::session_cache::SessionCache;
 
+mod keys;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions(id BLOB PRIMARY KEY, user TEXT NOT NULL, stage TEXT NOT NULL,
   created_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL, credential BLOB NOT NULL, expires_ms INTEGER NOT NULL,
@@ -33,6 +35,9 @@ CREATE TABLE IF NOT EXISTS replay(user TEXT PRIMARY KEY, last_step INTEGER NOT N
 CREATE TABLE IF NOT EXISTS backup_codes(user TEXT NOT NULL, hash BLOB NOT NULL, PRIMARY KEY(user, hash)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS devices(token BLOB PRIMARY KEY, user TEXT NOT NULL, data TEXT NOT NULL, expires_ms INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS devices_user ON devices(user);
+CREATE TABLE IF NOT EXISTS webauthn_keys(id BLOB PRIMARY KEY, user TEXT NOT NULL, data TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS webauthn_keys_user ON webauthn_keys(user);
+CREATE TABLE IF NOT EXISTS webauthn_ceremonies(handle BLOB PRIMARY KEY, state BLOB NOT NULL, expires_ms INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS lockouts(key TEXT NOT NULL, step TEXT NOT NULL, data TEXT NOT NULL, updated_ms INTEGER NOT NULL,
   expires_ms INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(key, step)) WITHOUT ROWID;
 ";
@@ -493,7 +498,7 @@ impl Store for EmbeddedStore {
         let user = user.to_string();
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for table in ["mfa", "pending", "backup_codes", "devices"] {
+            for table in ["mfa", "pending", "backup_codes", "devices", "webauthn_keys"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE user=?1"), [&user])?;
             }
             tx.commit()
@@ -751,6 +756,10 @@ impl Store for EmbeddedStore {
             c.execute("DELETE FROM sessions WHERE expires_ms < ?1", [now])?;
             c.execute("DELETE FROM devices WHERE expires_ms < ?1", [now])?;
             c.execute(
+                "DELETE FROM webauthn_ceremonies WHERE expires_ms < ?1",
+                [now],
+            )?;
+            c.execute(
                 "DELETE FROM pending WHERE created_ms < ?1",
                 [now - PENDING_MAX_AGE_MS as i64],
             )?;
@@ -768,5 +777,51 @@ impl Store for EmbeddedStore {
         // them anyway, so that the cache never outlives the database's view.
         self.inner.sessions.clear();
         Ok(())
+    }
+
+    async fn key_add(&self, rec: &KeyRecord) -> StoreResult<bool> {
+        self.wa_key_add(rec).await
+    }
+    async fn keys_list(&self, user: &str) -> StoreResult<Vec<KeyRecord>> {
+        self.wa_keys_list(user)
+    }
+    async fn key_find(&self, id: &[u8]) -> StoreResult<Option<KeyRecord>> {
+        self.wa_key_find(id)
+    }
+    async fn key_use(
+        &self,
+        user: &str,
+        id: &[u8],
+        seen: u32,
+        new: u32,
+        now_ms: u64,
+    ) -> StoreResult<bool> {
+        self.wa_key_use(user, id, seen, new, now_ms).await
+    }
+    async fn key_rename(&self, user: &str, id: &[u8], name: &str) -> StoreResult<bool> {
+        self.wa_key_rename(user, id, name).await
+    }
+    async fn key_remove(
+        &self,
+        user: &str,
+        id: &[u8],
+        keep_a_factor: bool,
+    ) -> StoreResult<KeyRemoval> {
+        self.wa_key_remove(user, id, keep_a_factor).await
+    }
+    async fn ceremony_put(
+        &self,
+        handle: &Fingerprint,
+        state: &[u8],
+        expires_ms: u64,
+    ) -> StoreResult<()> {
+        self.wa_ceremony_put(handle, state, expires_ms).await
+    }
+    async fn ceremony_take(
+        &self,
+        handle: &Fingerprint,
+        now_ms: u64,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        self.wa_ceremony_take(handle, now_ms).await
     }
 }

@@ -17,6 +17,8 @@ mod harness;
 #[path = "../e2e/flows.rs"]
 mod flows;
 
+mod authenticator;
 mod chrome;
 mod journeys;
+mod keys;
 mod selfservice;

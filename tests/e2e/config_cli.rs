@@ -509,3 +509,36 @@ fn unknown_command_or_option_is_bad_usage_exit_2() {
         assert_eq!(out.code, Some(2), "vestibule {}\n{out}", args.join(" "));
     }
 }
+
+/// `[webauthn]` (SPEC §10) from the environment alone: validated like the file's, every
+/// problem named by its key, and a right value accepted.
+#[test]
+fn webauthn_keys_are_checked_and_overridden_from_the_environment() {
+    let p = valid().prepare();
+    let mut cmd = p.cmd();
+    cmd.env("VESTIBULE__WEBAUTHN__ENABLED", "true")
+        .env("VESTIBULE__WEBAUTHN__RP_ID", "10.0.0.5")
+        .env("VESTIBULE__WEBAUTHN__USER_VERIFICATION", "sometimes")
+        .arg("check-config")
+        .arg("--config")
+        .arg(&p.config_path);
+    let out = run(cmd, None, T);
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(names_key(&out, "webauthn.rp_id", "rp_id"), "{out}");
+    assert!(
+        names_key(&out, "webauthn.user_verification", "user_verification"),
+        "{out}"
+    );
+    let mut cmd = p.cmd();
+    cmd.env("VESTIBULE__WEBAUTHN__ENABLED", "true")
+        .env("VESTIBULE__WEBAUTHN__PASSWORDLESS", "true")
+        .arg("check-config")
+        .arg("--config")
+        .arg(&p.config_path);
+    let out = run(cmd, None, T);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "rp_id defaults to server.hostnames[0]\n{out}"
+    );
+}

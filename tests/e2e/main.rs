@@ -51,3 +51,4 @@ mod twofa;
 mod upgrades;
 mod upstream_apps;
 mod upstream_pool;
+mod webauthn;

@@ -22,6 +22,7 @@ mod ldap;
 mod network;
 mod storage;
 mod ui;
+mod webauthn;
 
 use access::{headers, policy};
 use network::{server, upstream};
@@ -45,6 +46,7 @@ const SECTIONS: &[&str] = &[
     "ui",
     "apps",
     "ldap",
+    "webauthn",
 ];
 
 /// Default extra header names removed from every client request (SPEC §3).
@@ -80,7 +82,7 @@ pub fn validate_all(tree: &Value) -> (Config, Vec<ConfigProblem>) {
     let apps = apps::apps(&mut r, &root, &upstream, &headers);
     let users = users(&mut r, &root);
     let ldap = ldap::ldap(&mut r, &root, users.source);
-    let config = Config {
+    let mut config = Config {
         server: server(&mut r, &root),
         headers,
         apps,
@@ -96,7 +98,9 @@ pub fn validate_all(tree: &Value) -> (Config, Vec<ConfigProblem>) {
         limits: limits(&mut r, &root),
         ui: ui(&mut r, &root),
         ldap,
+        webauthn: webauthn::webauthn(&mut r, &root),
     };
+    webauthn::resolve_rp_id(&mut r, &mut config);
     cross_checks(&mut r, &config);
     apps::cross_checks(&mut r, &config);
     (config, r.problems)

@@ -8,10 +8,12 @@
 
 mod backup_code;
 mod remembered_device;
+mod security_key;
 mod totp;
 
 pub use backup_code::BackupCode;
 pub use remembered_device::{NewDevice, RememberedDevice};
+pub use security_key::SecurityKey;
 pub use totp::Totp;
 
 use async_trait::async_trait;
@@ -21,12 +23,17 @@ use crate::core::auth_flow::SecondFactor;
 use crate::core::user::User;
 
 /// What a person presents for a second factor.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub enum Proof<'a> {
     /// Text typed into the code field (a TOTP code or a backup code).
     Typed(&'a str),
     /// The token of the remember-device cookie.
     DeviceToken(&'a str),
+    /// A security key's answer to the ceremony `ceremony` (its handle).
+    Assertion {
+        ceremony: &'a str,
+        answer: &'a webauthn_rs::prelude::PublicKeyCredential,
+    },
 }
 
 /// A verified second factor.

@@ -3,6 +3,7 @@
 //! slept on.
 
 mod bounded;
+mod keys;
 mod listing;
 mod lockout;
 mod sessions;
@@ -47,6 +48,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     listing::run_all(&*store).await;
     purge_drops_expired_records(&*store).await;
     secrets_can_be_listed_and_swapped_for_rotation(&*store).await;
+    keys::run_all(store.clone()).await;
 }
 
 async fn secrets_can_be_listed_and_swapped_for_rotation(s: &dyn Store) {

@@ -26,6 +26,7 @@ use crate::core::lockout::{LockPolicy, Reservation, Step};
 use crate::core::store::*;
 
 mod conn;
+mod keys;
 mod lockout;
 mod scripts;
 mod sessions;
@@ -45,6 +46,7 @@ pub struct RedisStore {
     prefix: String,
     timeout: Duration,
     scripts: Scripts,
+    key_scripts: keys::KeyScripts,
     /// How long a session stays listed past its expiry ([`scripts::INDEX_GRACE_MS`]).
     index_grace_ms: u64,
 }
@@ -140,6 +142,7 @@ impl RedisStore {
             prefix: cfg.key_prefix.clone(),
             timeout: cfg.timeout,
             scripts: Scripts::new(),
+            key_scripts: keys::KeyScripts::new(),
             index_grace_ms: scripts::INDEX_GRACE_MS,
         })
     }
@@ -506,7 +509,8 @@ impl Store for RedisStore {
                     .query_async(&mut self.conn()),
             )
             .await?;
-        self.devices_forget(user).await.map(|_| ())
+        self.devices_forget(user).await?;
+        self.wa_keys_remove_all(user).await
     }
 
     async fn step_accept(&self, user: &str, step: u64) -> StoreResult<bool> {
@@ -727,5 +731,52 @@ impl Store for RedisStore {
             )
             .await?;
         Ok(())
+    }
+
+    async fn key_add(&self, rec: &KeyRecord) -> StoreResult<bool> {
+        self.wa_key_add(rec).await
+    }
+    async fn keys_list(&self, user: &str) -> StoreResult<Vec<KeyRecord>> {
+        self.wa_keys_list(user).await
+    }
+    async fn key_find(&self, id: &[u8]) -> StoreResult<Option<KeyRecord>> {
+        self.wa_key_find(id).await
+    }
+    async fn key_use(
+        &self,
+        user: &str,
+        id: &[u8],
+        seen: u32,
+        new: u32,
+        now_ms: u64,
+    ) -> StoreResult<bool> {
+        self.wa_key_use(user, id, seen, new, now_ms).await
+    }
+    async fn key_rename(&self, user: &str, id: &[u8], name: &str) -> StoreResult<bool> {
+        self.wa_key_rename(user, id, name).await
+    }
+    async fn key_remove(
+        &self,
+        user: &str,
+        id: &[u8],
+        keep_a_factor: bool,
+    ) -> StoreResult<KeyRemoval> {
+        self.wa_key_remove(user, id, keep_a_factor).await
+    }
+    async fn ceremony_put(
+        &self,
+        handle: &Fingerprint,
+        state: &[u8],
+        expires_ms: u64,
+    ) -> StoreResult<()> {
+        self.wa_ceremony_put(handle, state, expires_ms).await
+    }
+    async fn ceremony_take(
+        &self,
+        handle: &Fingerprint,
+        _now_ms: u64,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        // Redis expires the state by its TTL.
+        self.wa_ceremony_take(handle).await
     }
 }
