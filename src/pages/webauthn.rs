@@ -21,7 +21,6 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 use super::{Ctx, current, next_step};
 use crate::core::auth_flow::{SecondFactor, Stage};
 use crate::core::clock::now_ms;
-use crate::core::redirect::safe_target;
 use crate::http::body::{Body, RequestBody};
 use crate::http::error::GatewayError;
 use crate::session::Current;
@@ -174,7 +173,7 @@ pub async fn register_finish(
     let rd = if complete {
         ctx.p("/account")
     } else {
-        safe_target(&req.rd)
+        ctx.rd(&req.rd)
     };
     Ok(ok(ctx, &json!({ "redirect": rd }), &[cookie]))
 }
@@ -228,8 +227,8 @@ pub async fn challenge_finish(
         return Ok(signed_out(ctx));
     };
     let mut cookies_out = vec![cookie];
-    if req.remember_device {
-        if let Some(device) = app
+    if req.remember_device
+        && let Some(device) = app
             .signin
             .remember_browser(
                 &cur.user,
@@ -237,16 +236,15 @@ pub async fn challenge_finish(
                 ctx.ip,
             )
             .await?
-        {
-            cookies_out.push(
-                app.device_cookie
-                    .set(&device.token, Some(device.max_age_secs as i64)),
-            );
-        }
+    {
+        cookies_out.push(
+            app.device_cookie
+                .set(&device.token, Some(device.max_age_secs as i64)),
+        );
     }
     Ok(ok(
         ctx,
-        &json!({ "redirect": safe_target(&req.rd) }),
+        &json!({ "redirect": ctx.rd(&req.rd) }),
         &cookies_out,
     ))
 }
@@ -295,9 +293,5 @@ pub async fn passwordless_finish(
         )
         .await?;
     app.signin.signed_in(&user, next, ctx.ip);
-    Ok(ok(
-        ctx,
-        &json!({ "redirect": safe_target(&req.rd) }),
-        &[cookie],
-    ))
+    Ok(ok(ctx, &json!({ "redirect": ctx.rd(&req.rd) }), &[cookie]))
 }
