@@ -27,7 +27,6 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::app::App;
-use crate::core::policy;
 use crate::http::body::{Body, RequestBody};
 use crate::http::error::GatewayError;
 use crate::http::peer::{ConnectionLease, Peer};
@@ -111,14 +110,7 @@ async fn decide<B: RequestBody>(
     let apps = app.apps.get();
     let route = target.app(&apps, &req)?;
     trace.app = Some(route.clone());
-    let decision = policy::decide_for_app(
-        &route.rules,
-        &route.roles,
-        &apps.rules,
-        apps.path_case,
-        req.method().as_str(),
-        &target.path,
-    );
+    let decision = apps.decide(route, req.method().as_str(), &target.path);
     let logout = route.is_logout_path(&target.path, apps.path_case);
     let pq = target.into_forwarded(route, trace)?;
     let holder = match access::check(app, &req, decision, trace).await? {

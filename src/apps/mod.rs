@@ -114,6 +114,24 @@ impl Apps {
             .find(|a| takes(&a.prefix, path, self.path_case))
     }
 
+    /// The access decision for `method` on the normal `path` of a request `route`
+    /// takes: the app's rules before the gateway's, and the app's `roles` (SPEC §8).
+    pub(crate) fn decide<'a>(
+        &'a self,
+        route: &'a AppRoute,
+        method: &str,
+        path: &str,
+    ) -> crate::core::policy::Decision<'a> {
+        crate::core::policy::decide_for_app(
+            &route.rules,
+            &route.roles,
+            &self.rules,
+            self.path_case,
+            method,
+            path,
+        )
+    }
+
     /// Whether any app names hosts (else routing needs no host at all).
     pub(crate) fn routes_by_host(&self) -> bool {
         !self.by_host.is_empty()

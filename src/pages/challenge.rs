@@ -81,20 +81,11 @@ fn step_up_for(ctx: &Ctx<'_>, rd: &str, cur: &Current, factor: Option<SecondFact
     };
     let max_age = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
         .into_iter()
-        .filter_map(|m| {
-            match crate::core::policy::decide_for_app(
-                &route.rules,
-                &route.roles,
-                &apps.rules,
-                apps.path_case,
-                m,
-                &path,
-            ) {
-                Decision::Authenticated {
-                    max_factor_age_ms, ..
-                } => max_factor_age_ms,
-                _ => None,
-            }
+        .filter_map(|m| match apps.decide(route, m, &path) {
+            Decision::Authenticated {
+                max_factor_age_ms, ..
+            } => max_factor_age_ms,
+            _ => None,
         })
         .min();
     let Some(max_age) = max_age else {

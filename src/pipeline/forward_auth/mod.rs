@@ -23,7 +23,6 @@ use super::target;
 use crate::app::App;
 use crate::core::auth_flow::mfa_label;
 use crate::core::clock::now_ms;
-use crate::core::policy;
 use crate::http::body::{Body, empty};
 use crate::http::client_ip;
 use crate::http::error::GatewayError;
@@ -189,14 +188,7 @@ async fn decide(
     let apps = app.apps.get();
     let route = target.app(&apps, &req)?;
     trace.app = Some(route.clone());
-    let decision = policy::decide_for_app(
-        &route.rules,
-        &route.roles,
-        &apps.rules,
-        apps.path_case,
-        req.method().as_str(),
-        &target.path,
-    );
+    let decision = apps.decide(route, req.method().as_str(), &target.path);
     let holder = match access::check(app, &req, decision, trace).await? {
         Access::Open => {
             trace.outcome = Some(Outcome::Bypassed);
