@@ -10,7 +10,10 @@
 #   bash scripts/instructions.sh            prints a small markdown table
 #
 # Knobs: N=2000 requests per case; VESTIBULE_BIN=path (default target/release/vestibule,
-# built when missing); KEEP_TMP=1 keeps the temp dir.
+# built when missing); KEEP_TMP=1 keeps the temp dir; VARIANT= one of
+#   apps100    99 more [[apps]] (60 on the measured host, each with a rule) — issue 20's
+#              "100 apps cost nothing measurable", counted exactly
+#   assertion  headers.assertion on (a signed JWT per request, cached per session)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -80,6 +83,24 @@ encryption_key_file = "$WORK/encryption.key"
 [log]
 audit_file = "$WORK/audit.log"
 EOF
+case "${VARIANT:-}" in
+    "") ;;
+    apps100)
+        for i in $(seq 1 99); do
+            if ((i <= 60)); then
+                printf '\n[[apps]]\nname = "a%d"\nhosts = ["127.0.0.1"]\npath_prefix = "/app%d"\nurl = "http://127.0.0.1:%s"\n[[apps.rules]]\npath_prefix = "/app%d/public/"\naccess = "bypass"\n' "$i" "$i" "$P_UP" "$i"
+            else
+                printf '\n[[apps]]\nname = "h%d"\nhosts = ["h%d.bench.test"]\nurl = "http://127.0.0.1:%s"\n' "$i" "$i" "$P_UP"
+            fi
+        done >>"$WORK/vestibule.toml"
+        printf '\n[[apps]]\nname = "measured"\nhosts = ["127.0.0.1"]\npath_prefix = "/app"\nurl = "http://127.0.0.1:%s"\n' "$P_UP" >>"$WORK/vestibule.toml"
+        ;;
+    assertion)
+        "$BIN" gen-signing-key >"$WORK/assertion.pem" 2>/dev/null || die "gen-signing-key failed"
+        printf '\n[headers]\nassertion = "Remote-Assertion"\nassertion_key_file = "%s"\n' "$WORK/assertion.pem" >>"$WORK/vestibule.toml"
+        ;;
+    *) die "unknown VARIANT ${VARIANT}" ;;
+esac
 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" --dump-instr=no --collect-atstart=yes \
     "$BIN" --config "$WORK/vestibule.toml" serve >"$WORK/serve.log" 2>&1 &
 VPID=$!
