@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
-use super::{AppRoute, Apps};
+use super::{AppRoute, Apps, Candidates};
 use crate::config::{AppConfig, Config, HeadersConfig};
 use crate::metrics::Metrics;
 use crate::proxy::client::{ClientError, UpstreamPool};
@@ -64,6 +64,12 @@ pub(crate) fn build(
         .collect();
     hosts.sort();
     hosts.dedup();
+    let case = cfg.policy.path_case;
+    let by_host = by_host
+        .into_iter()
+        .map(|(h, list)| (h, Candidates::new(list, &all, case)))
+        .collect();
+    let any_host = Candidates::new(any_host, &all, case);
     Ok(Apps {
         all,
         by_host,

@@ -73,14 +73,61 @@ pub(crate) enum NoApp {
     Ambiguous,
 }
 
+/// One host's candidate apps (indices into [`Apps::all`]): a host's own apps and the
+/// any-host ones, longest prefix first, a host's own app before an any-host one at
+/// equal length — and indexed by the first segment of their prefix, since a prefix
+/// takes a path only on segment boundaries: a request looks at the few apps under its
+/// own first segment, then at those of `/`, never at all of a host's apps.
+pub(crate) struct Candidates {
+    /// All of them, in the order above.
+    all: Vec<usize>,
+    /// By the first segment of the prefix ("lab" for "/lab/results"; ASCII-lower-case
+    /// when paths compare case-insensitively), in the order above.
+    by_segment: HashMap<String, Vec<usize>>,
+    /// Those with the prefix "/", in the order above.
+    root: Vec<usize>,
+}
+
+impl Candidates {
+    /// Indexes `all` (already in routing order).
+    pub(crate) fn new(all: Vec<usize>, apps: &[Arc<AppRoute>], case: PathCase) -> Self {
+        let mut by_segment: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut root = Vec::new();
+        for &i in &all {
+            match first_segment(&apps[i].prefix) {
+                "" => root.push(i),
+                seg => by_segment.entry(fold(seg, case)).or_default().push(i),
+            }
+        }
+        Self {
+            all,
+            by_segment,
+            root,
+        }
+    }
+}
+
+/// The first segment of a normal path ("lab" of "/lab/x"; "" for "/").
+fn first_segment(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    rest.split('/').next().unwrap_or("")
+}
+
+/// `seg` as the segment index keys it.
+fn fold(seg: &str, case: PathCase) -> String {
+    match case {
+        PathCase::Sensitive => seg.to_string(),
+        PathCase::Insensitive => seg.to_ascii_lowercase(),
+    }
+}
+
 /// The routing table: every app, and per host the candidates, longest prefix first.
 pub(crate) struct Apps {
     all: Vec<Arc<AppRoute>>,
-    /// Candidates (indices into `all`) of each configured host: its own apps and the
-    /// any-host ones, longest prefix first, a host's own app before an any-host one.
-    by_host: HashMap<String, Vec<usize>>,
-    /// Candidates of a host no app names.
-    any_host: Vec<usize>,
+    /// The candidates of each host an app names.
+    by_host: HashMap<String, Candidates>,
+    /// The candidates of a host no app names (the any-host apps).
+    any_host: Candidates,
     /// The gateway-wide rules (`[[policy.rules]]`), reloaded with the apps.
     pub(crate) rules: Vec<Rule>,
     pub(crate) path_case: PathCase,
@@ -107,11 +154,18 @@ impl Apps {
         literal.ok_or(NoApp::Unrouted)
     }
 
-    fn longest(&self, candidates: &[usize], path: &str) -> Option<&Arc<AppRoute>> {
-        candidates
-            .iter()
+    fn longest(&self, candidates: &Candidates, path: &str) -> Option<&Arc<AppRoute>> {
+        let seg = first_segment(path);
+        let under_segment = match self.path_case {
+            PathCase::Sensitive => candidates.by_segment.get(seg),
+            PathCase::Insensitive => candidates.by_segment.get(&fold(seg, self.path_case)),
+        };
+        under_segment
+            .into_iter()
+            .flatten()
             .map(|&i| &self.all[i])
             .find(|a| takes(&a.prefix, path, self.path_case))
+            .or_else(|| candidates.root.first().map(|&i| &self.all[i]))
     }
 
     /// The access decision for `method` on the normal `path` of a request `route`
@@ -153,8 +207,8 @@ impl Apps {
             return root.landing.as_deref().unwrap_or("/");
         }
         // The host's own apps before those of every host, in the order configured.
-        let mut ordered: Vec<usize> = candidates.to_vec();
-        ordered.sort_by_key(|i| (self.any_host.contains(i), *i));
+        let mut ordered: Vec<usize> = candidates.all.clone();
+        ordered.sort_by_key(|i| (self.any_host.all.contains(i), *i));
         ordered
             .first()
             .map(|&i| {

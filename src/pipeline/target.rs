@@ -61,7 +61,7 @@ impl Target<'_> {
         req: &Request<B>,
     ) -> Result<&'t std::sync::Arc<AppRoute>, GatewayError> {
         let host = if apps.routes_by_host() {
-            router::host_name(req)
+            router::host_key(req)
         } else {
             None
         };
