@@ -158,3 +158,20 @@ fn listeners_take_a_handler_not_the_wiring() {
     let v = violations("accept", &["crate::app", "crate::pages", "crate::pipeline"]);
     assert!(v.is_empty(), "{}", v.join("\n"));
 }
+
+/// The routing table decides whose request it is and how it is forwarded; it never
+/// answers, reads sessions or the store (SPEC §8; docs/architecture.md).
+#[test]
+fn the_apps_table_neither_answers_nor_reads_sessions_or_the_store() {
+    let v = violations(
+        "apps",
+        &[
+            "crate::pages",
+            "crate::pipeline",
+            "crate::session",
+            "crate::store",
+            "crate::core::store",
+        ],
+    );
+    assert!(v.is_empty(), "{}", v.join("\n"));
+}
