@@ -284,14 +284,7 @@ mod tests {
     use crate::core::policy::PathCase;
 
     fn problems(policy: serde_json::Value) -> String {
-        match validate(&serde_json::json!({ "policy": policy })) {
-            Ok(_) => String::new(),
-            Err(p) => p
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        }
+        super::super::problems_text(&serde_json::json!({ "policy": policy }))
     }
 
     #[test]

@@ -270,14 +270,7 @@ mod tests {
     use super::super::validate;
 
     fn problems(v: serde_json::Value) -> String {
-        match validate(&v) {
-            Ok(_) => String::new(),
-            Err(p) => p
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        }
+        super::super::problems_text(&v)
     }
 
     #[test]

@@ -322,6 +322,20 @@ fn cross_checks(r: &mut Reader, c: &Config) {
     }
 }
 
+/// Every problem `validate` reports for `tree`, one per line ("" when valid): the
+/// validation tests of every section read their results this way.
+#[cfg(test)]
+pub(super) fn problems_text(tree: &Value) -> String {
+    match validate(tree) {
+        Ok(_) => String::new(),
+        Err(p) => p
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::ui::contrast_with_white;

@@ -123,14 +123,7 @@ mod tests {
     use crate::config::UserVerification;
 
     fn problems(tree: serde_json::Value) -> String {
-        match validate(&tree) {
-            Ok(_) => String::new(),
-            Err(p) => p
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        }
+        super::super::problems_text(&tree)
     }
 
     #[test]
