@@ -290,11 +290,19 @@ async fn revoking_sessions_is_seen_by_every_instance() {
     assert_eq!(on_b.api(reqwest::Method::GET, "/x").await.status, 200);
     let out = admin(&a, &["sessions", "revoke", "patient"], None).await;
     assert_eq!(out.code, Some(0), "{out}");
-    assert_eq!(
-        on_b.api(reqwest::Method::GET, "/x").await.status,
-        401,
-        "revoked on B at the next request"
-    );
+    // B may answer from its session cache until Redis's invalidation reaches it: the
+    // contract is refusal within 100 ms (issue 26; measured in redis_cache.rs).
+    let revoked = Instant::now();
+    loop {
+        let status = on_b.api(reqwest::Method::GET, "/x").await.status;
+        if status == 401 {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_millis(100),
+            "B still served the revoked session after 100 ms"
+        );
+    }
     assert_eq!(
         on_a.api(reqwest::Method::GET, "/x").await.status,
         401,
