@@ -746,15 +746,29 @@ async fn on_redis_sessions_are_listed_and_revoked_across_instances() {
     assert_eq!(hs.len(), 2, "{}", acc.body);
     let r = revoke(&on_a, &[("session", &hs[0])]).await;
     assert_eq!(r.status, 303, "{}", r.describe());
-    let statuses = [on_b.get("/").await.status, on_b2.get("/").await.status];
+    // B may answer from its session cache until Redis's invalidation reaches it:
+    // refused within 100 ms is the contract (issue 26).
+    let settled = std::time::Instant::now() + std::time::Duration::from_millis(100);
+    let statuses = loop {
+        let statuses = [on_b.get("/").await.status, on_b2.get("/").await.status];
+        if statuses.contains(&302) || std::time::Instant::now() > settled {
+            break statuses;
+        }
+    };
     assert!(
         statuses == [302, 200] || statuses == [200, 302],
         "revoked on A, exactly that session must end on B: {statuses:?}"
     );
     let r = revoke(&on_a, &[("all_others", "1")]).await;
     assert_eq!(r.status, 303);
-    assert_eq!(on_b.get("/").await.status, 302);
-    assert_eq!(on_b2.get("/").await.status, 302);
+    let settled = std::time::Instant::now() + std::time::Duration::from_millis(100);
+    let statuses = loop {
+        let statuses = [on_b.get("/").await.status, on_b2.get("/").await.status];
+        if statuses == [302, 302] || std::time::Instant::now() > settled {
+            break statuses;
+        }
+    };
+    assert_eq!(statuses, [302, 302]);
     assert_eq!(on_a.get("/").await.status, 200);
     let out = admin(&b, &["sessions", "list", "patient"], None).await;
     assert_eq!(out.code, Some(0), "{out}");
