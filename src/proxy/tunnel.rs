@@ -105,7 +105,12 @@ pub async fn splice(client: Upgraded, upstream: Upgraded, terms: Terms) -> Ended
         traffic: &traffic,
     };
     let ended = tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => Ended::Closed,
+        _ = tokio::io::copy_bidirectional_with_sizes(
+            &mut client,
+            &mut upstream,
+            TUNNEL_BUFFER,
+            TUNNEL_BUFFER,
+        ) => Ended::Closed,
         _ = traffic.idle_for(terms.idle_timeout) => Ended::Idle,
         _ = session_ended(terms.session.as_deref(), SCHEDULE) => Ended::Session,
         _ = terms.lease.shutdown().cancelled() => Ended::Shutdown,
@@ -113,6 +118,13 @@ pub async fn splice(client: Upgraded, upstream: Upgraded, terms: Terms) -> Ended
     // Both connections close here, and then the lease gives the slot back.
     ended
 }
+
+/// Each direction's copy buffer. A tunnel holds both for its whole life, idle or not,
+/// so their size is most of an open WebSocket's memory: tokio's default (8 KiB each)
+/// made 5,000 idle WebSockets cost 1.11× nginx's memory over plain HTTP. 4 KiB is
+/// nginx's own `proxy_buffer_size` on this platform; larger frames simply pass in
+/// more reads (issue 26, `scripts/bench-websockets.sh`).
+const TUNNEL_BUFFER: usize = 4 * 1024;
 
 /// Completes once the session has ended, or checks have failed for longer than the
 /// grace; never without a session.
