@@ -29,6 +29,7 @@ pub(crate) mod assertion;
 pub(crate) mod atomic_file;
 pub mod audit;
 pub mod cli;
+pub(crate) mod client_tls;
 pub(crate) mod config;
 pub mod core;
 pub(crate) mod hash_pool;

@@ -12,7 +12,6 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -23,8 +22,6 @@ use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -36,13 +33,6 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// At most this many idle connections per worker thread; more are closed.
 const MAX_IDLE_PER_THREAD: usize = 2048;
-
-/// Where the operating system keeps its CA bundle (Debian/Ubuntu, RHEL, Alpine).
-const SYSTEM_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-];
 
 /// Why the client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -66,38 +56,10 @@ type Connector = HttpsConnector<HttpConnector>;
 
 /// Builds the connector (TCP + optional TLS) from `[upstream]`.
 fn connector(cfg: &UpstreamConfig) -> Result<Connector, ClientError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for bundle in SYSTEM_BUNDLES {
-        if let Ok(iter) = CertificateDer::pem_file_iter(bundle) {
-            roots.add_parsable_certificates(iter.flatten());
-            break;
-        }
-    }
-    if let Some(ca) = &cfg.ca_file {
-        let name = ca.display().to_string();
-        let iter = CertificateDer::pem_file_iter(ca)
-            .map_err(|e| ClientError::CaFile(name.clone(), e.to_string()))?;
-        let mut added = 0;
-        for cert in iter {
-            let cert = cert.map_err(|e| ClientError::CaFile(name.clone(), e.to_string()))?;
-            roots
-                .add(cert)
-                .map_err(|e| ClientError::CaFile(name.clone(), e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(ClientError::CaFile(
-                name,
-                "no certificate in the file".into(),
-            ));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| ClientError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls = crate::client_tls::client_config(cfg.ca_file.as_deref()).map_err(|e| match e {
+        crate::client_tls::ClientTlsError::CaFile(f, m) => ClientError::CaFile(f, m),
+        crate::client_tls::ClientTlsError::Tls(m) => ClientError::Tls(m),
+    })?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);

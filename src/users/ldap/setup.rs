@@ -2,20 +2,9 @@
 //! the environment, never the configuration) and the TLS settings (rustls, TLS 1.2/1.3,
 //! the system CAs plus `ldap.ca_file`). Read once, when the directory is opened.
 
-use std::sync::Arc;
-
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use zeroize::Zeroizing;
 
 use crate::config::LdapConfig;
-
-/// Where the operating system keeps its CA bundle (as for the upstream client).
-const SYSTEM_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-];
 
 /// Why the directory client could not be built; each message reads `KEY: what is wrong`.
 #[derive(Debug, thiserror::Error)]
@@ -54,36 +43,8 @@ pub(super) fn bind_password(cfg: &LdapConfig) -> Result<Zeroizing<String>, Setup
 
 /// rustls with TLS 1.2/1.3, the system's CAs and `ldap.ca_file`'s.
 pub(super) fn tls_config(cfg: &LdapConfig) -> Result<rustls::ClientConfig, SetupError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for bundle in SYSTEM_BUNDLES {
-        if let Ok(iter) = CertificateDer::pem_file_iter(bundle) {
-            roots.add_parsable_certificates(iter.flatten());
-            break;
-        }
-    }
-    if let Some(ca) = &cfg.ca_file {
-        let name = ca.display().to_string();
-        let iter = CertificateDer::pem_file_iter(ca)
-            .map_err(|e| SetupError::CaFile(name.clone(), e.to_string()))?;
-        let mut added = 0;
-        for cert in iter {
-            let cert = cert.map_err(|e| SetupError::CaFile(name.clone(), e.to_string()))?;
-            roots
-                .add(cert)
-                .map_err(|e| SetupError::CaFile(name.clone(), e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(SetupError::CaFile(
-                name,
-                "no certificate in the file".into(),
-            ));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| SetupError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    crate::client_tls::client_config(cfg.ca_file.as_deref()).map_err(|e| match e {
+        crate::client_tls::ClientTlsError::CaFile(f, m) => SetupError::CaFile(f, m),
+        crate::client_tls::ClientTlsError::Tls(m) => SetupError::Tls(m),
+    })
 }
