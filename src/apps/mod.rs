@@ -9,9 +9,9 @@
 //! without `;parameters`, as for the rules): when they name different apps, the
 //! request is refused rather than handed to the app one reading picks.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use crate::core::fast_map::FastMap;
 use crate::core::path::without_parameters;
 use crate::core::policy::{PathCase, Rule};
 use crate::proxy::forward::Forwarder;
@@ -83,7 +83,7 @@ pub(crate) struct Candidates {
     all: Vec<usize>,
     /// By the first segment of the prefix ("lab" for "/lab/results"; ASCII-lower-case
     /// when paths compare case-insensitively), in the order above.
-    by_segment: HashMap<String, Vec<usize>>,
+    by_segment: FastMap<String, Vec<usize>>,
     /// Those with the prefix "/", in the order above.
     root: Vec<usize>,
 }
@@ -91,7 +91,7 @@ pub(crate) struct Candidates {
 impl Candidates {
     /// Indexes `all` (already in routing order).
     pub(crate) fn new(all: Vec<usize>, apps: &[Arc<AppRoute>], case: PathCase) -> Self {
-        let mut by_segment: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_segment: FastMap<String, Vec<usize>> = FastMap::default();
         let mut root = Vec::new();
         for &i in &all {
             match first_segment(&apps[i].prefix) {
@@ -125,7 +125,7 @@ fn fold(seg: &str, case: PathCase) -> String {
 pub(crate) struct Apps {
     all: Vec<Arc<AppRoute>>,
     /// The candidates of each host an app names.
-    by_host: HashMap<String, Candidates>,
+    by_host: FastMap<String, Candidates>,
     /// The candidates of a host no app names (the any-host apps).
     any_host: Candidates,
     /// The gateway-wide rules (`[[policy.rules]]`), reloaded with the apps.

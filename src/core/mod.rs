@@ -7,6 +7,7 @@
 pub(crate) mod auth_flow;
 pub mod backup_codes;
 pub(crate) mod clock;
+pub(crate) mod fast_map;
 pub(crate) mod lang;
 pub(crate) mod lockout;
 pub(crate) mod password;

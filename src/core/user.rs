@@ -1,10 +1,11 @@
 //! Users and roles as the domain sees them. The users file is parsed elsewhere; this
 //! module decides what a user record means.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+
+use super::fast_map::FastMap;
 
 /// One person who can sign in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +91,7 @@ impl RolePolicy {
 pub struct Directory {
     /// Each user with their credential fingerprint, computed once here rather than on
     /// every authenticated request.
-    by_key: HashMap<String, (Arc<User>, [u8; 8])>,
+    by_key: FastMap<String, (Arc<User>, [u8; 8])>,
 }
 
 impl Directory {

@@ -15,10 +15,10 @@
 //!
 //! Expiry stays with the caller, which checks the record's times on every request.
 
-use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::change_marker::{ChangeMarker, MarkerView};
+use crate::core::fast_map::FastMap;
 use crate::core::store::{Fingerprint, SessionRecord};
 
 /// Past this many entries the cache starts over: it bounds memory (about 150 bytes an
@@ -30,7 +30,7 @@ const CAPACITY: usize = 65_536;
 pub struct Ticket(u64);
 
 struct State {
-    entries: HashMap<Fingerprint, SessionRecord>,
+    entries: FastMap<Fingerprint, SessionRecord>,
     /// Raised by every invalidation; a ticket from before it is void.
     generation: u64,
 }
@@ -64,7 +64,7 @@ impl SessionCache {
             marker,
             view: RwLock::new(view),
             state: RwLock::new(State {
-                entries: HashMap::new(),
+                entries: FastMap::default(),
                 generation: 0,
             }),
         }

@@ -17,13 +17,13 @@
 //! being read (the generation check), so a read racing a revoke cannot put the revoked
 //! session back. Only sessions are cached: everything else is read when needed.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use redis::{AsyncConnectionConfig, PushInfo, PushKind, Value};
 
+use crate::core::fast_map::FastMap;
 use crate::core::store::{Fingerprint, SessionRecord};
 
 /// How often the tracking connection proves itself current.
@@ -36,7 +36,7 @@ const PING_TIMEOUT: Duration = Duration::from_millis(250);
 const CAPACITY: usize = 65_536;
 
 struct State {
-    entries: HashMap<Fingerprint, SessionRecord>,
+    entries: FastMap<Fingerprint, SessionRecord>,
     /// Raised by every invalidation; a read begun under an older one is not cached.
     generation: u64,
 }
@@ -63,7 +63,7 @@ impl SessionTracking {
         let client = redis::Client::open(info.set_redis_settings(resp3)).ok()?;
         let me = Arc::new(Self {
             state: RwLock::new(State {
-                entries: HashMap::new(),
+                entries: FastMap::default(),
                 generation: 0,
             }),
             proven_at: AtomicU64::new(0),
