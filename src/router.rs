@@ -42,24 +42,46 @@ pub fn host_name<B>(req: &Request<B>) -> Option<String> {
 /// case), so routing by host allocates nothing; anything else takes [`host_name`]'s
 /// parsing.
 pub fn host_key<B>(req: &Request<B>) -> Option<std::borrow::Cow<'_, str>> {
-    let raw = req
-        .headers()
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
-    let host = match raw.rsplit_once(':') {
-        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => raw,
+    let raw = match req.headers().get(HOST) {
+        Some(h) => h.as_bytes(),
+        None => req.uri().authority()?.as_str().as_bytes(),
     };
-    let plain = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
-    if plain {
-        Some(std::borrow::Cow::Borrowed(host))
-    } else {
-        host_name(req).map(std::borrow::Cow::Owned)
+    match plain_host(raw) {
+        Some(host) => Some(std::borrow::Cow::Borrowed(host)),
+        None => host_name(req).map(std::borrow::Cow::Owned),
     }
+}
+
+/// The bytes of a plain host name or IPv4 address: lower-case letters, digits, `.`, `-`.
+const PLAIN_HOST_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(b as u8, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-');
+        b += 1;
+    }
+    table
+};
+
+/// `raw` without its port when it is a plain lower-case name or IPv4 address with at
+/// most one `:port` of digits (checked byte by byte against a table, so the header
+/// needs no separate UTF-8 check); `None` for anything else.
+fn plain_host(raw: &[u8]) -> Option<&str> {
+    let end = raw
+        .iter()
+        .position(|&b| !PLAIN_HOST_BYTE[usize::from(b)])
+        .unwrap_or(raw.len());
+    let port_ok = match raw[end..].split_first() {
+        None => true,
+        // A port is digits, at least one.
+        Some((b':', digits)) => !digits.is_empty() && digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    if end == 0 || !port_ok {
+        return None;
+    }
+    // Every byte before `end` is ASCII, so this never fails.
+    std::str::from_utf8(&raw[..end]).ok()
 }
 
 /// Applies the host allow-list (421, except for the health check) and picks the route.
@@ -102,6 +124,10 @@ mod tests {
             "user@records.clinic.example",
             "a:b:c",
             "lab.clinic.example:",
+            "lab.clinic.example:44x",
+            "10.0.0.1:80:90",
+            "caf\u{e9}.clinic.example",
+            "lab_1.clinic.example",
             "",
         ] {
             let req = Request::get("/").header(HOST, host).body(()).unwrap();
