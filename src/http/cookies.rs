@@ -11,8 +11,10 @@ pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k.trim() == name).then(|| v.trim().trim_matches('"'))
+            // A header value that is a `str` holds only visible ASCII, spaces and
+            // tabs: ASCII trimming is the whole of it.
+            let (k, v) = pair.trim_ascii().split_once('=')?;
+            (k.trim_ascii() == name).then(|| v.trim_ascii().trim_matches('"'))
         })
 }
 

@@ -84,8 +84,12 @@ impl Forwarder {
                 dropped = true;
                 continue;
             };
-            for pair in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-                let name = pair.split('=').next().unwrap_or("").trim();
+            for pair in value
+                .split(';')
+                .map(str::trim_ascii)
+                .filter(|p| !p.is_empty())
+            {
+                let name = pair.split_once('=').map_or(pair, |(k, _)| k).trim_ascii();
                 if self.own_cookies.iter().any(|c| c == name) {
                     dropped = true;
                     continue;

@@ -52,6 +52,11 @@ pub struct IdentityHeaders {
     assertion: Option<HeaderName>,
     /// Lower-case, `-` spelling; a handful of names, so a list beats hashing each header.
     strip: Vec<String>,
+    /// Bit `n` set: some name in `strip` is `n` bytes long (`n` < 64). Most request
+    /// headers are ruled out by their length alone, before any comparison.
+    lengths: u64,
+    /// Some name in `strip` is 64 bytes or longer.
+    long_names: bool,
 }
 
 /// `Remote_User` and `remote-user` are the same header to many upstream frameworks
@@ -88,18 +93,40 @@ impl IdentityHeaders {
             .collect();
         strip.sort();
         strip.dedup();
+        let lengths = strip
+            .iter()
+            .filter(|s| s.len() < 64)
+            .fold(0u64, |m, s| m | (1u64 << s.len()));
+        let long_names = strip.iter().any(|s| s.len() >= 64);
         Self {
             names,
             assertion: cfg.assertion.clone(),
             strip,
+            lengths,
+            long_names,
         }
+    }
+
+    /// Whether a received header name is one to strip.
+    fn doomed(&self, received: &str) -> bool {
+        let len = received.len();
+        let possible = if len < 64 {
+            self.lengths & (1u64 << len) != 0
+        } else {
+            self.long_names
+        };
+        possible && self.strip.iter().any(|s| same_name(received, s))
     }
 
     /// Removes every client-sent identity or strip-listed header.
     pub fn strip(&self, headers: &mut HeaderMap) {
+        // Almost every request carries none: look before collecting anything.
+        if !headers.keys().any(|k| self.doomed(k.as_str())) {
+            return;
+        }
         let doomed: Vec<HeaderName> = headers
             .keys()
-            .filter(|k| self.strip.iter().any(|s| same_name(k.as_str(), s)))
+            .filter(|k| self.doomed(k.as_str()))
             .cloned()
             .collect();
         for name in &doomed {
