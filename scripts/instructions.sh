@@ -10,7 +10,8 @@
 #   bash scripts/instructions.sh            prints a small markdown table
 #
 # Knobs: N=2000 requests per case; VESTIBULE_BIN=path (default target/release/vestibule,
-# built when missing); KEEP_TMP=1 keeps the temp dir; VARIANT= one of
+# built when missing); KEEP_TMP=1 keeps the temp dir; PROFILE=1 also prints
+# the top functions (self instructions per request) of each case; VARIANT= one of
 #   apps100    99 more [[apps]] (60 on the measured host, each with a rule) — issue 20's
 #              "100 apps cost nothing measurable", counted exactly
 #   assertion  headers.assertion on (a signed JWT per request, cached per session)
@@ -101,7 +102,10 @@ case "${VARIANT:-}" in
         ;;
     *) die "unknown VARIANT ${VARIANT}" ;;
 esac
+# Names are written out in full in every dump (not as ids defined in an earlier part), so
+# callgrind_annotate can read each dump on its own; PROFILE=1 prints each case's top functions.
 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" --dump-instr=no --collect-atstart=yes \
+    --compress-strings=no --compress-pos=no \
     "$BIN" --config "$WORK/vestibule.toml" serve >"$WORK/serve.log" 2>&1 &
 VPID=$!
 PIDS+=($VPID)
@@ -167,6 +171,9 @@ measure() { # label path cookie
     t1=$(date +%s%N)
     idle_share=$(( IDLE_PER_S * (t1 - t0) / 1000000000 ))
     printf '| %s | %s | %d | %d |\n' "$1" "$N" $((total / N)) $(( (total - idle_share) / N ))
+    if [[ "${PROFILE:-0}" == 1 ]]; then
+        cp "$(ls -t "$WORK"/cg.* | head -1)" "$WORK/profile-${2//\//_}.cg"
+    fi
 }
 
 echo "idle gateway: $IDLE_PER_S instructions per second (subtracted in the last column)"
@@ -175,3 +182,30 @@ echo "| case | requests | instructions per request | without the idle share |"
 echo "| --- | ---: | ---: | ---: |"
 measure "bypass path (no session)" /bench/x ""
 measure "authenticated (session cookie)" /app/x "$SESSION"
+if [[ "${PROFILE:-0}" == 1 ]]; then
+    for f in "$WORK"/profile-*.cg; do
+        echo
+        echo "## $(basename "$f" .cg): instructions by function (self), per request"
+        # callgrind_annotate folds Rust's many monomorphised names together; this reads
+        # the dump itself: a cost line belongs to the current fn= unless it follows a
+        # calls= line (then it is the callee's inclusive cost, not self cost).
+        python3 - "$f" "$N" <<'PY'
+import collections, sys
+path, n = sys.argv[1], int(sys.argv[2])
+self_cost, fn, after_call = collections.Counter(), "?", False
+for line in open(path, errors="replace"):
+    if line.startswith("fn="):
+        fn = line[3:].strip()
+    elif line.startswith("calls="):
+        after_call = True
+    elif line[:1].isdigit() or line[:1] in "+-*":
+        parts = line.split()
+        if after_call:
+            after_call = False
+        elif len(parts) > 1:
+            self_cost[fn] += int(parts[1])
+for name, cost in self_cost.most_common(25):
+    print(f"{cost // n:8d}  {name[:150]}")
+PY
+    done
+fi
