@@ -420,7 +420,10 @@ async fn a_user_with_the_app_and_a_key_is_offered_both_and_a_patient_turns_2fa_o
     // page from the old one, so wait for the list itself to empty.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !key_names(&b).await.is_empty() {
-        assert!(Instant::now() < deadline, "the patient's last key is still listed");
+        assert!(
+            Instant::now() < deadline,
+            "the patient's last key is still listed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
