@@ -216,6 +216,36 @@ mod tests {
     }
 
     #[test]
+    fn strips_names_of_every_length_the_length_filter_sees() {
+        // 63, 64 and 70 bytes: either side of the 64-bit length mask.
+        let names = [
+            "x".repeat(62) + "-a",
+            "x".repeat(63) + "-",
+            "y".repeat(68) + "-b",
+        ];
+        let mut c = cfg();
+        c.strip = names
+            .iter()
+            .map(|n| HeaderName::from_bytes(n.as_bytes()).unwrap())
+            .collect();
+        let ih = IdentityHeaders::new(&c);
+        let mut h = HeaderMap::new();
+        for n in &names {
+            let spoofed = n.replace('-', "_");
+            h.append(
+                HeaderName::from_bytes(spoofed.as_bytes()).unwrap(),
+                HeaderValue::from_static("evil"),
+            );
+        }
+        h.append("x-other", HeaderValue::from_static("kept"));
+        ih.strip(&mut h);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["x-other"]
+        );
+    }
+
+    #[test]
     fn inserts_identity_after_strip() {
         let ih = IdentityHeaders::new(&cfg());
         let mut h = HeaderMap::new();
