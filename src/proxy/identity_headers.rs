@@ -190,36 +190,37 @@ mod tests {
         );
     }
 
-    #[test]
-    fn strips_trust_headers_even_when_the_configured_list_is_empty() {
-        let mut c = cfg();
-        c.strip.clear();
-        let ih = IdentityHeaders::new(&c);
+    /// Sends each of `names` (as received) plus `x-other` through `strip`; what is left.
+    fn left_after_strip(ih: &IdentityHeaders, names: &[String]) -> Vec<String> {
         let mut h = HeaderMap::new();
-        for n in ALWAYS_STRIPPED {
+        for n in names {
             h.append(
                 HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_static("evil"),
-            );
-            let underscored = n.replace('-', "_");
-            h.append(
-                HeaderName::from_bytes(underscored.as_bytes()).unwrap(),
                 HeaderValue::from_static("evil"),
             );
         }
         h.append("x-other", HeaderValue::from_static("kept"));
         ih.strip(&mut h);
-        assert_eq!(
-            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
-            vec!["x-other"]
-        );
+        h.keys().map(|k| k.as_str().to_owned()).collect()
+    }
+
+    #[test]
+    fn strips_trust_headers_even_when_the_configured_list_is_empty() {
+        let mut c = cfg();
+        c.strip.clear();
+        let ih = IdentityHeaders::new(&c);
+        let sent: Vec<String> = ALWAYS_STRIPPED
+            .iter()
+            .flat_map(|n| [n.to_string(), n.replace('-', "_")])
+            .collect();
+        assert_eq!(left_after_strip(&ih, &sent), ["x-other"]);
     }
 
     #[test]
     fn strips_names_of_every_length_the_length_filter_sees() {
         // 63, 64 and 70 bytes: either side of the 64-bit length mask.
         let names = [
-            "x".repeat(62) + "-a",
+            "x".repeat(61) + "-a",
             "x".repeat(63) + "-",
             "y".repeat(68) + "-b",
         ];
@@ -229,20 +230,8 @@ mod tests {
             .map(|n| HeaderName::from_bytes(n.as_bytes()).unwrap())
             .collect();
         let ih = IdentityHeaders::new(&c);
-        let mut h = HeaderMap::new();
-        for n in &names {
-            let spoofed = n.replace('-', "_");
-            h.append(
-                HeaderName::from_bytes(spoofed.as_bytes()).unwrap(),
-                HeaderValue::from_static("evil"),
-            );
-        }
-        h.append("x-other", HeaderValue::from_static("kept"));
-        ih.strip(&mut h);
-        assert_eq!(
-            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
-            vec!["x-other"]
-        );
+        let spoofed: Vec<String> = names.iter().map(|n| n.replace('-', "_")).collect();
+        assert_eq!(left_after_strip(&ih, &spoofed), ["x-other"]);
     }
 
     #[test]
